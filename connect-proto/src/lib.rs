@@ -1,0 +1,26 @@
+//! Sans-IO core of the Connect, gRPC and gRPC-Web protocols.
+//!
+//! One state machine per call and side ([`ServerCall`], [`ClientCall`]) consumes HTTP-level input
+//! (heads, body chunks, trailers, end of body, resets, the current time) and emits HTTP-level output.
+//! No sockets, no async runtime, no clock: adapters move bytes and time in and out.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod call;
+pub mod codec;
+pub mod compression;
+pub mod envelope;
+pub mod metadata;
+pub mod protocol;
+mod status;
+mod time;
+pub mod timeout;
+
+pub use call::{
+    CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit, ServerCall, ServerConfig,
+    ServerEvent, ServerTransmit,
+};
+pub use compression::{CompressionRegistry, Compressor};
+pub use protocol::{Codec, ContentType, MethodInfo, Protocol, StreamType};
+pub use status::{Code, ErrorDetail, Status, UsageError};
+pub use time::Instant;
