@@ -184,6 +184,7 @@ pub struct ClientCall {
     /// The end of the response stream seen in the body: Connect EndStream or the gRPC-Web trailers frame.
     body_end: Option<(Result<(), Status>, HeaderMap)>,
     body_end_seen: bool,
+    saw_body: bool,
     finished: bool,
     transmits: VecDeque<ClientTransmit>,
     events: VecDeque<ClientEvent>,
@@ -232,6 +233,7 @@ impl ClientCall {
             unary_trailers: HeaderMap::new(),
             body_end: None,
             body_end_seen: false,
+            saw_body: false,
             finished: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -549,14 +551,7 @@ impl ClientCall {
                 "protocol error: response data after the end of the stream",
             ));
         }
-        if let Some((_, metadata)) = &self.head_status {
-            // A body after a trailers-only head: the head was ordinary headers after all and real
-            // trailers must follow (PROTOCOL-TRAPS 13).
-            let mut headers = metadata.clone();
-            grpc::strip_status(&mut headers);
-            self.head_status = None;
-            self.events.push_back(ClientEvent::Headers(headers));
-        }
+        self.saw_body = true;
         self.decoder.push(data);
         loop {
             match self.decoder.decode() {
@@ -606,13 +601,27 @@ impl ClientCall {
                 (end.error.map_or(Ok(()), Err), end.metadata)
             } else {
                 let mut block = grpc_web::decode_trailers(&payload)?;
-                let status = grpc::read_status(&block).unwrap_or_else(|| {
-                    Err(Status::unknown("gRPC-Web trailers without grpc-status"))
-                });
-                grpc::strip_status(&mut block);
-                (status, block)
+                match grpc::read_status(&block) {
+                    Some(status) => {
+                        grpc::strip_status(&mut block);
+                        (status, block)
+                    }
+                    // An empty trailers frame after a trailers-only head: the head's status stands
+                    // (PROTOCOL-TRAPS 21).
+                    None if self.head_status.is_some() && self.messages_received == 0 => {
+                        let (status, mut metadata) = self.head_status.take().expect("checked");
+                        metadata.extend(block);
+                        (status, metadata)
+                    }
+                    None => (Err(Status::unknown("protocol error: gRPC-Web trailers without grpc-status")), block),
+                }
             });
             return Ok(());
+        }
+        if let Some((_, metadata)) = self.head_status.take() {
+            // A message after a head that carried a status: the head was ordinary headers after all
+            // and real trailers must follow (PROTOCOL-TRAPS 13).
+            self.events.push_back(ClientEvent::Headers(metadata));
         }
         self.messages_received += 1;
         if !self.method.stream_type.server_streams() && self.messages_received > 1 {
@@ -705,9 +714,9 @@ impl ClientCall {
                     return Ok((status, block));
                 }
                 match self.head_status.take() {
-                    Some(outcome) => Ok(outcome),
+                    Some(outcome) if !self.saw_body => Ok(outcome),
                     // A proxy that strips trailers must not turn a call into a success (PROTOCOL-TRAPS 14).
-                    None => Err(Status::internal(
+                    _ => Err(Status::internal(
                         "protocol error: response ended without trailers (no grpc-status)",
                     )),
                 }
