@@ -448,8 +448,9 @@ impl ClientCall {
             // An error: the body should be the JSON error; read it at the end.
             self.recv_compression =
                 self.response_compression(&headers, header::CONTENT_ENCODING.as_str())?;
-            let (_, trailers) = connect::split_unary_trailers(headers);
+            let (headers, trailers) = connect::split_unary_trailers(headers);
             self.unary_trailers = trailers;
+            self.events.push_back(ClientEvent::Headers(headers));
             return Ok(());
         }
         if parts.status != StatusCode::OK {
@@ -613,7 +614,12 @@ impl ClientCall {
                         metadata.extend(block);
                         (status, metadata)
                     }
-                    None => (Err(Status::unknown("protocol error: gRPC-Web trailers without grpc-status")), block),
+                    None => (
+                        Err(Status::unknown(
+                            "protocol error: gRPC-Web trailers without grpc-status",
+                        )),
+                        block,
+                    ),
                 }
             });
             return Ok(());
