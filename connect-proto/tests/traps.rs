@@ -48,7 +48,7 @@ fn serve(
     let config = server_config();
     let mut call = ServerCall::new(&config, lookup(parts.uri.path()), &parts, Instant::now());
     let mut events = Vec::new();
-    let mut drain = |call: &mut ServerCall, events: &mut Vec<ServerEvent>| {
+    let drain = |call: &mut ServerCall, events: &mut Vec<ServerEvent>| {
         while let Some(e) = call.poll_event() {
             if let (ServerEvent::InputClosed, Some(reply)) = (&e, &reply) {
                 if reply.is_ok() {
