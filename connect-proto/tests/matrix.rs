@@ -312,3 +312,25 @@ fn server_stream_with_zero_messages_and_grpc_trailers_only() {
         ));
     }
 }
+
+#[test]
+fn trap25_bidi_works_half_duplex() {
+    // Over HTTP/1.1 a client sends the whole request before reading: nothing in the machines may wait
+    // for interleaving.
+    for protocol in PROTOCOLS {
+        let mut pair = Pair::new(
+            &client_config(protocol, Codec::Proto, None),
+            server_config(),
+            BIDI_STREAM,
+            CallOptions::default(),
+        );
+        let reqs = requests(BIDI_STREAM, Codec::Proto);
+        for r in &reqs {
+            pair.client.send_message(r.clone()).unwrap();
+        }
+        pair.client.close_send().unwrap();
+        pair.run(Duration::from_secs(1));
+        assert_eq!(pair.observed.messages(), reqs, "{protocol:?}");
+        assert_eq!(pair.observed.finished().0, &Ok(()), "{protocol:?}");
+    }
+}
