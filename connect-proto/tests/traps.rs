@@ -947,7 +947,15 @@ fn message_limit_applies_to_the_uncompressed_size() {
         events
     };
     // Incompressible bytes: gzip makes them larger than the limit on the wire, yet they fit uncompressed.
-    let noise: Vec<u8> = (0..limit as u32)
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..limit)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let squeezed = gzip(&noise);
