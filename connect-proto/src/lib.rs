@@ -12,6 +12,8 @@ pub mod compression;
 pub mod envelope;
 pub mod metadata;
 pub mod protocol;
+#[cfg(feature = "rpc")]
+pub mod rpc;
 mod status;
 mod time;
 pub mod timeout;
