@@ -31,7 +31,10 @@ fn generated_service_code_matches_snapshots() {
             std::fs::write(&path, &file.content).expect("write snapshot");
         } else {
             let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-                panic!("missing snapshot {}; run with UPDATE_SNAPSHOTS=1", path.display())
+                panic!(
+                    "missing snapshot {}; run with UPDATE_SNAPSHOTS=1",
+                    path.display()
+                )
             });
             assert_eq!(
                 expected, file.content,
