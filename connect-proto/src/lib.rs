@@ -13,6 +13,8 @@ pub mod cors;
 pub mod envelope;
 pub mod metadata;
 pub mod protocol;
+#[cfg(feature = "rpc")]
+pub mod rpc;
 mod status;
 mod time;
 pub mod timeout;

@@ -1,0 +1,611 @@
+//! The client side of the typed layer: the [`Transport`] trait and [`Client`], which drives one
+//! [`ClientCall`] per RPC exactly as the router drives a `ServerCall`.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use bytes::{Buf, Bytes};
+use futures_core::Stream;
+use futures_util::StreamExt;
+use http::HeaderMap;
+
+use super::body::{BodyChannel, BoxError, BoxedBody, RequestBody, TransportError};
+use super::message::{decode_response, encode};
+use super::runtime::{BoxFuture, BoxStream, CallTimer, MaybeSend, Runtime};
+use crate::call::{CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit};
+use crate::protocol::{Codec, MethodInfo};
+use crate::status::Status;
+
+/// Request bytes buffered in the request body before the driver stops pulling request messages.
+const REQUEST_HIGH_WATER: usize = 64 * 1024;
+/// Response messages buffered before the driver stops reading the response body.
+const RESPONSE_HIGH_WATER: usize = 4;
+
+/// Sends one HTTP request and resolves to the response head and a streaming body. Implemented by each
+/// adapter (hyper on tokio or smol, `fetch` in the browser) and by in-memory test transports.
+///
+/// The request body streams: for client- and bidi-streaming calls, its frames are produced while the
+/// response is already being read, so the transport must send the body concurrently with waiting for
+/// the response (as hyper and h2 do).
+pub trait Transport: MaybeSend + Sync + 'static {
+    /// The response body.
+    type ResponseBody: http_body::Body<Data: Buf + MaybeSend, Error: Into<BoxError>>
+        + MaybeSend
+        + 'static;
+    /// The future of a response.
+    type Future: Future<Output = Result<http::Response<Self::ResponseBody>, TransportError>>
+        + MaybeSend
+        + 'static;
+
+    /// Sends `request`; the URI is absolute (scheme, authority, path and, for Connect GET, a query).
+    fn send(&self, request: http::Request<RequestBody>) -> Self::Future;
+}
+
+/// A unary or client-streaming result: the response message with its headers and trailers.
+#[derive(Clone, Debug)]
+pub struct Response<T> {
+    message: T,
+    headers: HeaderMap,
+    trailers: HeaderMap,
+}
+
+impl<T> Response<T> {
+    /// A response (tests and hand-written transports).
+    pub fn new(message: T, headers: HeaderMap, trailers: HeaderMap) -> Self {
+        Response {
+            message,
+            headers,
+            trailers,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &T {
+        &self.message
+    }
+
+    /// Takes the message.
+    pub fn into_message(self) -> T {
+        self.message
+    }
+
+    /// The response headers (custom metadata).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The response trailers (custom metadata).
+    pub fn trailers(&self) -> &HeaderMap {
+        &self.trailers
+    }
+
+    /// Message, headers and trailers.
+    pub fn into_parts(self) -> (T, HeaderMap, HeaderMap) {
+        (self.message, self.headers, self.trailers)
+    }
+}
+
+/// A typed RPC client over a [`Transport`]: per-client defaults ([`ClientConfig`] and default
+/// [`CallOptions`]) that each call's options override. Generated clients wrap one.
+pub struct Client<T> {
+    transport: Arc<T>,
+    base: http::Uri,
+    config: Arc<ClientConfig>,
+    defaults: CallOptions,
+    runtime: Arc<dyn Runtime>,
+}
+
+impl<T> Clone for Client<T> {
+    fn clone(&self) -> Self {
+        Client {
+            transport: self.transport.clone(),
+            base: self.base.clone(),
+            config: self.config.clone(),
+            defaults: self.defaults.clone(),
+            runtime: self.runtime.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Client<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("config", &self.config)
+            .field("defaults", &self.defaults)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Merges per-call options over the client's defaults: set fields win; headers named in the call
+/// replace the defaults of the same name.
+pub fn merge_options(defaults: &CallOptions, call: CallOptions) -> CallOptions {
+    let mut headers = defaults.headers.clone();
+    for name in call.headers.keys() {
+        headers.remove(name);
+    }
+    for (name, value) in &call.headers {
+        headers.append(name.clone(), value.clone());
+    }
+    CallOptions {
+        timeout: call.timeout.or(defaults.timeout),
+        headers,
+        send_compression: call.send_compression.or(defaults.send_compression),
+        max_recv_message_size: call
+            .max_recv_message_size
+            .or(defaults.max_recv_message_size),
+    }
+}
+
+impl<T: Transport> Client<T> {
+    /// A client of the server at `base` (scheme, authority and an optional path prefix).
+    pub fn new(transport: T, base: http::Uri, config: ClientConfig, runtime: impl Runtime) -> Self {
+        Client {
+            transport: Arc::new(transport),
+            base,
+            config: Arc::new(config),
+            defaults: CallOptions::default(),
+            runtime: Arc::new(runtime),
+        }
+    }
+
+    /// Sets the default options of every call (headers, timeout, compression, receive limit).
+    pub fn with_default_options(mut self, defaults: CallOptions) -> Self {
+        self.defaults = defaults;
+        self
+    }
+
+    /// The client settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Calls a unary method.
+    pub async fn unary<Req, Resp>(
+        &self,
+        method: MethodInfo,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: buffa::Message + serde::Serialize,
+        Resp: buffa::Message + serde::de::DeserializeOwned,
+    {
+        let payload = encode(self.config.codec, request)?;
+        let input = Box::pin(futures_util::stream::iter([Ok(payload)]));
+        let driver = self.start(method, input, options).await?;
+        collect_single(driver, self.config.codec).await
+    }
+
+    /// Calls a server-streaming method; resolves once the response headers arrived.
+    pub async fn server_streaming<Req, Resp>(
+        &self,
+        method: MethodInfo,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<ResponseStream<Resp>, Status>
+    where
+        Req: buffa::Message + serde::Serialize,
+        Resp: buffa::Message + serde::de::DeserializeOwned,
+    {
+        let payload = encode(self.config.codec, request)?;
+        let input = Box::pin(futures_util::stream::iter([Ok(payload)]));
+        let driver = self.start(method, input, options).await?;
+        ResponseStream::open(driver, self.config.codec).await
+    }
+
+    /// Calls a client-streaming method with the messages of `requests`.
+    pub async fn client_streaming<Req, Resp, S>(
+        &self,
+        method: MethodInfo,
+        requests: S,
+        options: CallOptions,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: buffa::Message + serde::Serialize + 'static,
+        Resp: buffa::Message + serde::de::DeserializeOwned,
+        S: Stream<Item = Req> + MaybeSend + 'static,
+    {
+        let input = self.encode_stream(requests);
+        let driver = self.start(method, input, options).await?;
+        collect_single(driver, self.config.codec).await
+    }
+
+    /// Calls a bidi-streaming method: `requests` is sent while responses are read. Resolves once the
+    /// response headers arrived.
+    pub async fn bidi_streaming<Req, Resp, S>(
+        &self,
+        method: MethodInfo,
+        requests: S,
+        options: CallOptions,
+    ) -> Result<ResponseStream<Resp>, Status>
+    where
+        Req: buffa::Message + serde::Serialize + 'static,
+        Resp: buffa::Message + serde::de::DeserializeOwned,
+        S: Stream<Item = Req> + MaybeSend + 'static,
+    {
+        let input = self.encode_stream(requests);
+        let driver = self.start(method, input, options).await?;
+        ResponseStream::open(driver, self.config.codec).await
+    }
+
+    fn encode_stream<Req, S>(&self, requests: S) -> BoxStream<'static, Result<Bytes, Status>>
+    where
+        Req: buffa::Message + serde::Serialize + 'static,
+        S: Stream<Item = Req> + MaybeSend + 'static,
+    {
+        let codec = self.config.codec;
+        Box::pin(requests.map(move |m| encode(codec, &m)))
+    }
+
+    /// Creates the call, feeds it until the request head exists, and hands the head to the transport.
+    async fn start(
+        &self,
+        method: MethodInfo,
+        mut input: BoxStream<'static, Result<Bytes, Status>>,
+        options: CallOptions,
+    ) -> Result<ClientDriver, Status> {
+        let options = merge_options(&self.defaults, options);
+        let now = self.runtime.now();
+        let mut call = ClientCall::new(&self.config, method, &self.base, options, now);
+        let mut input_open = true;
+        let mut early = Vec::new();
+        let head = loop {
+            if let Some(transmit) = call.poll_transmit() {
+                match transmit {
+                    ClientTransmit::Head(head) => break head,
+                    other => early.push(other),
+                }
+                continue;
+            }
+            if let Some(ClientEvent::Finished {
+                result: Err(status),
+                ..
+            }) = call.poll_event()
+            {
+                return Err(status);
+            }
+            if !input_open {
+                return Err(Status::internal(
+                    "the call produced no request head after its input ended",
+                ));
+            }
+            match input.next().await {
+                Some(Ok(payload)) => call
+                    .send_message(payload)
+                    .map_err(|e| Status::internal(e.to_string()))?,
+                Some(Err(status)) => return Err(status),
+                None => {
+                    input_open = false;
+                    call.close_send()
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                }
+            }
+        };
+        let (body, chan) = RequestBody::channel();
+        let (parts, ()) = head.into_parts();
+        let response = self.transport.send(http::Request::from_parts(parts, body));
+        let response: BoxFuture<'static, _> = Box::pin(async move {
+            let response = response.await?;
+            let (parts, body) = response.into_parts();
+            Ok::<_, TransportError>(http::Response::from_parts(
+                parts,
+                Box::pin(body) as BoxedBody<'static>,
+            ))
+        });
+        let mut driver = ClientDriver {
+            call,
+            runtime: self.runtime.clone(),
+            timer: CallTimer::default(),
+            input: input_open.then_some(input),
+            local_error: None,
+            chan,
+            response: Some(response),
+            response_body: None,
+            headers: None,
+            messages: VecDeque::new(),
+            finished: None,
+            done: false,
+        };
+        for transmit in early {
+            driver.on_transmit(transmit);
+        }
+        Ok(driver)
+    }
+}
+
+/// Drives one client call: request messages → machine → request body; response → machine → events.
+struct ClientDriver {
+    call: ClientCall,
+    runtime: Arc<dyn Runtime>,
+    timer: CallTimer,
+    input: Option<BoxStream<'static, Result<Bytes, Status>>>,
+    /// A request message that failed to serialize: the call is cancelled and fails with this instead.
+    local_error: Option<Status>,
+    chan: Arc<BodyChannel>,
+    response:
+        Option<BoxFuture<'static, Result<http::Response<BoxedBody<'static>>, TransportError>>>,
+    response_body: Option<BoxedBody<'static>>,
+    headers: Option<HeaderMap>,
+    messages: VecDeque<Bytes>,
+    finished: Option<(Result<(), Status>, HeaderMap)>,
+    /// The call is over (the outcome may have been taken from `finished` already).
+    done: bool,
+}
+
+impl ClientDriver {
+    /// Makes all the progress possible without waiting.
+    fn drive(&mut self, cx: &mut TaskContext<'_>) {
+        loop {
+            let mut progress = false;
+
+            if let Some(now) = self
+                .timer
+                .poll(&*self.runtime, self.call.poll_timeout(), cx)
+            {
+                self.call.handle_timeout(now);
+                progress = true;
+            }
+
+            if self.input.is_some() && self.chan.has_room(REQUEST_HIGH_WATER, cx) {
+                if let Some(input) = self.input.as_mut() {
+                    if let Poll::Ready(item) = input.as_mut().poll_next(cx) {
+                        progress = true;
+                        match item {
+                            Some(Ok(payload)) => {
+                                if let Err(e) = self.call.send_message(payload) {
+                                    self.fail_locally(Status::internal(e.to_string()));
+                                }
+                            }
+                            Some(Err(status)) => self.fail_locally(status),
+                            None => {
+                                self.input = None;
+                                // Fails only when the call is already over.
+                                let _ = self.call.close_send();
+                            }
+                        }
+                    }
+                }
+            }
+
+            while let Some(transmit) = self.call.poll_transmit() {
+                self.on_transmit(transmit);
+                progress = true;
+            }
+
+            if let Some(response) = self.response.as_mut() {
+                if let Poll::Ready(result) = response.as_mut().poll(cx) {
+                    self.response = None;
+                    progress = true;
+                    match result {
+                        Ok(response) => {
+                            let (parts, body) = response.into_parts();
+                            self.call.recv_head(http::Response::from_parts(parts, ()));
+                            self.response_body = Some(body);
+                        }
+                        Err(e) => self.call.recv_reset(e.reset_code()),
+                    }
+                }
+            }
+
+            if self.messages.len() < RESPONSE_HIGH_WATER {
+                if let Some(body) = self.response_body.as_mut() {
+                    if let Poll::Ready(frame) = body.as_mut().poll_bytes(cx) {
+                        progress = true;
+                        match frame {
+                            Some(Ok(frame)) => match frame.into_data() {
+                                Ok(data) => self.call.recv_data(data),
+                                Err(frame) => {
+                                    self.response_body = None;
+                                    match frame.into_trailers() {
+                                        Ok(trailers) => self.call.recv_trailers(trailers),
+                                        Err(_) => self.call.recv_end(),
+                                    }
+                                }
+                            },
+                            Some(Err(e)) => {
+                                self.response_body = None;
+                                self.call.recv_reset(TransportError::reset_code_of(&e));
+                            }
+                            None => {
+                                self.response_body = None;
+                                self.call.recv_end();
+                            }
+                        }
+                    }
+                }
+            }
+
+            while let Some(event) = self.call.poll_event() {
+                progress = true;
+                match event {
+                    ClientEvent::Headers(headers) => self.headers = Some(headers),
+                    ClientEvent::Message(payload) => self.messages.push_back(payload),
+                    ClientEvent::Finished { result, trailers } => {
+                        let result = match self.local_error.take() {
+                            Some(status) => Err(status),
+                            None => result,
+                        };
+                        self.finished = Some((result, trailers));
+                        self.done = true;
+                        self.input = None;
+                        self.response = None;
+                        self.response_body = None;
+                    }
+                }
+            }
+
+            if !progress {
+                return;
+            }
+        }
+    }
+
+    fn fail_locally(&mut self, status: Status) {
+        self.input = None;
+        self.local_error = Some(status);
+        self.call.cancel();
+    }
+
+    fn on_transmit(&mut self, transmit: ClientTransmit) {
+        match transmit {
+            ClientTransmit::Head(_) => {}
+            ClientTransmit::Data(data) => self.chan.push(data),
+            ClientTransmit::End => self.chan.close(),
+            ClientTransmit::Abort => {
+                self.chan.abort();
+                self.response = None;
+                self.response_body = None;
+            }
+        }
+    }
+
+    /// Polls until `ready` holds for the driver's outputs, or the call is over.
+    fn poll_until(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        ready: impl Fn(&ClientDriver) -> bool,
+    ) -> Poll<()> {
+        if ready(self) || self.finished.is_some() {
+            return Poll::Ready(());
+        }
+        self.drive(cx);
+        if ready(self) || self.finished.is_some() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for ClientDriver {
+    fn drop(&mut self) {
+        if self.done {
+            // The response is complete; end a request body the server did not wait for.
+            self.chan.close();
+            return;
+        }
+        self.call.cancel();
+        while let Some(transmit) = self.call.poll_transmit() {
+            if matches!(transmit, ClientTransmit::Abort) {
+                self.chan.abort();
+            }
+        }
+        self.chan.abort();
+    }
+}
+
+async fn collect_single<Resp>(
+    mut driver: ClientDriver,
+    codec: Codec,
+) -> Result<Response<Resp>, Status>
+where
+    Resp: buffa::Message + serde::de::DeserializeOwned,
+{
+    futures_util::future::poll_fn(|cx| driver.poll_until(cx, |_| false)).await;
+    let (result, trailers) = driver.finished.take().unwrap_or_else(|| {
+        (
+            Err(Status::internal("the call ended without an outcome")),
+            HeaderMap::new(),
+        )
+    });
+    result?;
+    let payload = driver.messages.pop_front().ok_or_else(|| {
+        Status::unimplemented("the response ended without a message, but the method returns one")
+    })?;
+    let message = decode_response::<Resp>(codec, &payload)?;
+    Ok(Response::new(
+        message,
+        driver.headers.take().unwrap_or_default(),
+        trailers,
+    ))
+}
+
+/// The response messages of a server- or bidi-streaming call. An error ends the stream with one
+/// `Err` item; the trailers are available once the stream has ended. Dropping it cancels the call.
+pub struct ResponseStream<T> {
+    driver: ClientDriver,
+    codec: Codec,
+    headers: HeaderMap,
+    trailers: Option<HeaderMap>,
+    _message: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for ResponseStream<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseStream")
+            .field("headers", &self.headers)
+            .field("trailers", &self.trailers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> ResponseStream<T> {
+    async fn open(mut driver: ClientDriver, codec: Codec) -> Result<Self, Status> {
+        futures_util::future::poll_fn(|cx| driver.poll_until(cx, |d| d.headers.is_some())).await;
+        if driver.headers.is_none() {
+            if let Some((Err(status), _)) = &driver.finished {
+                return Err(status.clone());
+            }
+        }
+        let headers = driver.headers.take().unwrap_or_default();
+        Ok(ResponseStream {
+            driver,
+            codec,
+            headers,
+            trailers: None,
+            _message: PhantomData,
+        })
+    }
+
+    /// The response headers (custom metadata).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The trailers, once the stream has ended.
+    pub fn trailers(&self) -> Option<&HeaderMap> {
+        self.trailers.as_ref()
+    }
+}
+
+impl<T> Stream for ResponseStream<T>
+where
+    T: buffa::Message + serde::de::DeserializeOwned,
+{
+    type Item = Result<T, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.trailers.is_some() {
+            return Poll::Ready(None);
+        }
+        let ready = this.driver.poll_until(cx, |d| !d.messages.is_empty());
+        if let Some(payload) = this.driver.messages.pop_front() {
+            return Poll::Ready(Some(decode_response::<T>(this.codec, &payload)));
+        }
+        if ready.is_pending() {
+            return Poll::Pending;
+        }
+        match this.driver.finished.take() {
+            Some((result, trailers)) => {
+                this.trailers = Some(trailers);
+                match result {
+                    Ok(()) => Poll::Ready(None),
+                    Err(status) => Poll::Ready(Some(Err(status))),
+                }
+            }
+            None => Poll::Pending,
+        }
+    }
+}

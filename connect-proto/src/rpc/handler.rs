@@ -1,0 +1,269 @@
+//! The server side of the typed layer: the [`Service`] trait that generated code implements, and the
+//! adapters that turn typed handler functions into payload streams.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll, Waker};
+
+use buffa::view::HasMessageView;
+use bytes::Bytes;
+use futures_core::Stream;
+use futures_util::StreamExt;
+
+use super::context::Context;
+use super::message::{decode_request, encode, RequestView};
+use super::runtime::BoxStream;
+use crate::protocol::{Codec, MethodInfo};
+use crate::status::Status;
+
+/// The encoded response messages of one call; an `Err` item ends the call with that status, the end of
+/// the stream ends it successfully.
+pub type RawResponses = BoxStream<'static, Result<Bytes, Status>>;
+
+/// The stream of responses a server-streaming or bidi handler returns.
+pub type HandlerStream<T> = BoxStream<'static, Result<T, Status>>;
+
+/// A set of RPC methods served under their paths: implemented by generated `…Server` types (a
+/// compile-time `match` on the path) and registered with a [`Router`](super::Router).
+pub trait Service: Send + Sync + 'static {
+    /// The methods served.
+    fn methods(&self) -> &'static [MethodInfo];
+
+    /// Starts a call of the method at `path`. `None` when the path is not one of [`Service::methods`].
+    fn call(&self, path: &str, ctx: Context, requests: RawRequests) -> Option<RawResponses>;
+}
+
+impl<S: Service + ?Sized> Service for Arc<S> {
+    fn methods(&self) -> &'static [MethodInfo] {
+        (**self).methods()
+    }
+
+    fn call(&self, path: &str, ctx: Context, requests: RawRequests) -> Option<RawResponses> {
+        (**self).call(path, ctx, requests)
+    }
+}
+
+/// Request payloads shared between the call driver (producer) and the handler (consumer).
+#[derive(Debug, Default)]
+pub(crate) struct Inbox {
+    state: Mutex<InboxState>,
+}
+
+#[derive(Debug, Default)]
+struct InboxState {
+    queue: VecDeque<Bytes>,
+    closed: bool,
+    waker: Option<Waker>,
+}
+
+impl Inbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, InboxState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn push(&self, payload: Bytes) {
+        let mut state = self.lock();
+        state.queue.push_back(payload);
+        if let Some(w) = state.waker.take() {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        if let Some(w) = state.waker.take() {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().queue.len()
+    }
+}
+
+/// The request payloads of one call, in order, as a stream; it ends when the client closes its side.
+#[derive(Debug)]
+pub struct RawRequests {
+    inbox: Arc<Inbox>,
+}
+
+impl RawRequests {
+    pub(crate) fn new(inbox: Arc<Inbox>) -> Self {
+        RawRequests { inbox }
+    }
+
+    /// A stream over payloads given up front (tests, in-process calls).
+    pub fn from_payloads(payloads: impl IntoIterator<Item = Bytes>) -> Self {
+        let inbox = Arc::new(Inbox::default());
+        for p in payloads {
+            inbox.push(p);
+        }
+        inbox.close();
+        RawRequests { inbox }
+    }
+
+    /// The single request of a unary or server-streaming call.
+    pub async fn single(mut self) -> Result<Bytes, Status> {
+        match self.next().await {
+            Some(payload) => Ok(payload),
+            None => Err(Status::unimplemented(
+                "the request ended without a message, but the method expects one",
+            )),
+        }
+    }
+}
+
+impl Stream for RawRequests {
+    type Item = Bytes;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Bytes>> {
+        let mut state = self.inbox.lock();
+        if let Some(p) = state.queue.pop_front() {
+            return Poll::Ready(Some(p));
+        }
+        if state.closed {
+            return Poll::Ready(None);
+        }
+        state.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// The request messages of a client-streaming or bidi call, decoded as zero-copy views.
+///
+/// A message that cannot be decoded is an `Err(invalid_argument)` item; the handler may return it.
+pub struct Streaming<M> {
+    raw: RawRequests,
+    codec: Codec,
+    _message: PhantomData<fn() -> M>,
+}
+
+impl<M> std::fmt::Debug for Streaming<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streaming")
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M> Streaming<M> {
+    /// Decodes `raw` with `codec`.
+    pub fn new(raw: RawRequests, codec: Codec) -> Self {
+        Streaming {
+            raw,
+            codec,
+            _message: PhantomData,
+        }
+    }
+}
+
+impl<M> Stream for Streaming<M>
+where
+    M: HasMessageView + serde::de::DeserializeOwned,
+{
+    type Item = Result<RequestView<M>, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let codec = self.codec;
+        match Pin::new(&mut self.raw).poll_next(cx) {
+            Poll::Ready(Some(payload)) => Poll::Ready(Some(decode_request::<M>(codec, payload))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+fn encode_stream<Resp>(codec: Codec, stream: HandlerStream<Resp>) -> RawResponses
+where
+    Resp: buffa::Message + serde::Serialize + 'static,
+{
+    Box::pin(stream.map(move |item| item.and_then(|m| encode(codec, &m))))
+}
+
+fn failed(status: Status) -> RawResponses {
+    Box::pin(futures_util::stream::once(async move { Err(status) }))
+}
+
+/// Serves a unary method with `handler`.
+pub fn unary<Req, Resp, F, Fut>(ctx: Context, requests: RawRequests, handler: F) -> RawResponses
+where
+    Req: HasMessageView + serde::de::DeserializeOwned,
+    Resp: buffa::Message + serde::Serialize + 'static,
+    F: FnOnce(Context, RequestView<Req>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+{
+    let codec = ctx.codec();
+    Box::pin(futures_util::stream::once(async move {
+        let payload = requests.single().await?;
+        let request = decode_request::<Req>(codec, payload)?;
+        let response = handler(ctx, request).await?;
+        encode(codec, &response)
+    }))
+}
+
+/// Serves a server-streaming method with `handler`.
+pub fn server_streaming<Req, Resp, F, Fut>(
+    ctx: Context,
+    requests: RawRequests,
+    handler: F,
+) -> RawResponses
+where
+    Req: HasMessageView + serde::de::DeserializeOwned,
+    Resp: buffa::Message + serde::Serialize + 'static,
+    F: FnOnce(Context, RequestView<Req>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<HandlerStream<Resp>, Status>> + Send + 'static,
+{
+    let codec = ctx.codec();
+    let started = futures_util::stream::once(async move {
+        let payload = requests.single().await?;
+        let request = decode_request::<Req>(codec, payload)?;
+        handler(ctx, request).await
+    });
+    Box::pin(started.flat_map(move |result| match result {
+        Ok(stream) => encode_stream(codec, stream),
+        Err(status) => failed(status),
+    }))
+}
+
+/// Serves a client-streaming method with `handler`.
+pub fn client_streaming<Req, Resp, F, Fut>(
+    ctx: Context,
+    requests: RawRequests,
+    handler: F,
+) -> RawResponses
+where
+    Req: HasMessageView + serde::de::DeserializeOwned,
+    Resp: buffa::Message + serde::Serialize + 'static,
+    F: FnOnce(Context, Streaming<Req>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+{
+    let codec = ctx.codec();
+    Box::pin(futures_util::stream::once(async move {
+        let response = handler(ctx, Streaming::new(requests, codec)).await?;
+        encode(codec, &response)
+    }))
+}
+
+/// Serves a bidi-streaming method with `handler`.
+pub fn bidi_streaming<Req, Resp, F, Fut>(
+    ctx: Context,
+    requests: RawRequests,
+    handler: F,
+) -> RawResponses
+where
+    Req: HasMessageView + serde::de::DeserializeOwned,
+    Resp: buffa::Message + serde::Serialize + 'static,
+    F: FnOnce(Context, Streaming<Req>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<HandlerStream<Resp>, Status>> + Send + 'static,
+{
+    let codec = ctx.codec();
+    let started = futures_util::stream::once(handler(ctx, Streaming::new(requests, codec)));
+    Box::pin(started.flat_map(move |result| match result {
+        Ok(stream) => encode_stream(codec, stream),
+        Err(status) => failed(status),
+    }))
+}

@@ -1,0 +1,382 @@
+//! The server entry point: `http::Request` in, `http::Response` out, for all three protocols.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+
+use super::body::{BoxError, BoxedBody};
+use super::context::Context;
+use super::handler::{Inbox, RawRequests, RawResponses, Service};
+use super::runtime::{CallTimer, Runtime};
+use crate::call::{ServerCall, ServerConfig, ServerEvent, ServerTransmit};
+use crate::protocol::{Codec, MethodInfo, Protocol};
+
+/// Request messages buffered for a handler before the driver stops reading the request body.
+const INBOX_HIGH_WATER: usize = 4;
+
+/// Serves registered [`Service`]s: looks a request's path up, runs the call's state machine and the
+/// handler, and streams the response. Connect, gRPC and gRPC-Web are all served on the same paths.
+///
+/// Cheap to clone. Hosting it takes one function: [`Router::handle`] turns any
+/// `http::Request<impl http_body::Body>` into an `http::Response<`[`ResponseBody`]`>`, so any HTTP
+/// stack that speaks the `http` crate types can serve it. No task is spawned: the returned future
+/// drives the call until the response head is ready, then the response body drives it.
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<RouterInner>,
+}
+
+#[derive(Clone)]
+struct RouterInner {
+    services: Vec<Arc<dyn Service>>,
+    routes: HashMap<&'static str, (MethodInfo, usize)>,
+    config: ServerConfig,
+    runtime: Arc<dyn Runtime>,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut paths: Vec<_> = self.inner.routes.keys().collect();
+        paths.sort();
+        f.debug_struct("Router")
+            .field("paths", &paths)
+            .field("config", &self.inner.config)
+            .field("runtime", &self.inner.runtime)
+            .finish()
+    }
+}
+
+impl Router {
+    /// An empty router whose calls take time and timers from `runtime`.
+    pub fn new(runtime: impl Runtime) -> Self {
+        Router {
+            inner: Arc::new(RouterInner {
+                services: Vec::new(),
+                routes: HashMap::new(),
+                config: ServerConfig::default(),
+                runtime: Arc::new(runtime),
+            }),
+        }
+    }
+
+    /// Registers a service (a generated `…Server`). A path registered twice is served by the last one.
+    pub fn service(mut self, service: impl Service) -> Self {
+        let inner = Arc::make_mut(&mut self.inner);
+        let index = inner.services.len();
+        for method in service.methods() {
+            inner.routes.insert(method.path, (*method, index));
+        }
+        inner.services.push(Arc::new(service));
+        self
+    }
+
+    /// Replaces the server settings (compression, size limits, ...).
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        Arc::make_mut(&mut self.inner).config = config;
+        self
+    }
+
+    /// The method served at `path`.
+    pub fn lookup(&self, path: &str) -> Option<MethodInfo> {
+        self.inner.routes.get(path).map(|(m, _)| *m)
+    }
+
+    /// The paths served, sorted.
+    pub fn paths(&self) -> Vec<&'static str> {
+        let mut paths: Vec<_> = self.inner.routes.keys().copied().collect();
+        paths.sort_unstable();
+        paths
+    }
+
+    /// Serves one request. Unknown paths get `unimplemented` (or 404-style answers) in the request's
+    /// protocol; malformed requests are rejected from their head alone.
+    pub fn handle<B>(&self, request: http::Request<B>) -> ServeFuture
+    where
+        B: Body + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (mut parts, body) = request.into_parts();
+        let inner = &self.inner;
+        let route = inner.routes.get(parts.uri.path()).copied();
+        let now = inner.runtime.now();
+        let mut call = ServerCall::new(&inner.config, route.map(|(m, _)| m), &parts, now);
+
+        let inbox = Arc::new(Inbox::default());
+        let mut rejected = false;
+        let mut early_events = Vec::new();
+        while let Some(event) = call.poll_event() {
+            if matches!(event, ServerEvent::Aborted(_)) {
+                rejected = true;
+            }
+            early_events.push(event);
+        }
+        let mut responses = None;
+        let mut ctx = None;
+        if let (Some((method, index)), false) = (route, rejected) {
+            let context = Context::new(
+                method,
+                call.protocol().unwrap_or(Protocol::Connect),
+                call.codec().unwrap_or(Codec::Proto),
+                call.deadline(),
+                call.request_headers().clone(),
+                std::mem::take(&mut parts.extensions),
+            );
+            responses = inner.services[index].call(
+                method.path,
+                context.clone(),
+                RawRequests::new(inbox.clone()),
+            );
+            ctx = Some(context);
+        }
+        let mut driver = ServerDriver {
+            call,
+            runtime: inner.runtime.clone(),
+            timer: CallTimer::default(),
+            request_body: Some(Box::pin(body) as BoxedBody<'static>),
+            inbox,
+            responses,
+            ctx,
+            headers_sent: false,
+            out: VecDeque::new(),
+            done: false,
+        };
+        for event in early_events {
+            driver.on_event(event);
+        }
+        ServeFuture {
+            driver: Some(driver),
+        }
+    }
+}
+
+/// The future of [`Router::handle`]: resolves to the response once its head is known.
+#[must_use = "futures do nothing unless polled"]
+pub struct ServeFuture {
+    driver: Option<ServerDriver>,
+}
+
+impl fmt::Debug for ServeFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for ServeFuture {
+    type Output = http::Response<ResponseBody>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let Some(driver) = self.driver.as_mut() else {
+            return Poll::Pending;
+        };
+        driver.drive(cx);
+        match driver.out.pop_front() {
+            Some(ServerTransmit::Head(head)) => {
+                let driver = self.driver.take();
+                let (parts, ()) = head.into_parts();
+                Poll::Ready(http::Response::from_parts(parts, ResponseBody { driver }))
+            }
+            Some(other) => {
+                // The machine promises the head first; keep the order if it ever does not.
+                driver.out.push_front(other);
+                Poll::Pending
+            }
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// The body of a response from [`Router::handle`]. Polling it drives the call: it reads the request
+/// body, runs the handler and frames its messages. Dropping it cancels the handler.
+pub struct ResponseBody {
+    driver: Option<ServerDriver>,
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody").finish_non_exhaustive()
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let Some(driver) = self.driver.as_mut() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            match driver.out.pop_front() {
+                Some(ServerTransmit::Data(data)) if data.is_empty() => continue,
+                Some(ServerTransmit::Data(data)) => {
+                    return Poll::Ready(Some(Ok(Frame::data(data))))
+                }
+                Some(ServerTransmit::Trailers(trailers)) => {
+                    self.driver = None;
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                }
+                Some(ServerTransmit::End) => {
+                    self.driver = None;
+                    return Poll::Ready(None);
+                }
+                Some(ServerTransmit::Head(_)) => continue,
+                None => {}
+            }
+            if !driver.drive(cx) {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.driver.is_none()
+    }
+}
+
+/// Moves one call along: request body → machine → handler → machine → response output.
+struct ServerDriver {
+    call: ServerCall,
+    runtime: Arc<dyn Runtime>,
+    timer: CallTimer,
+    request_body: Option<BoxedBody<'static>>,
+    inbox: Arc<Inbox>,
+    responses: Option<RawResponses>,
+    ctx: Option<Context>,
+    headers_sent: bool,
+    out: VecDeque<ServerTransmit>,
+    done: bool,
+}
+
+impl ServerDriver {
+    /// Makes all the progress possible without waiting; returns whether output is ready.
+    fn drive(&mut self, cx: &mut TaskContext<'_>) -> bool {
+        loop {
+            let mut progress = false;
+
+            if let Some(now) = self
+                .timer
+                .poll(&*self.runtime, self.call.poll_timeout(), cx)
+            {
+                self.call.handle_timeout(now);
+                progress = true;
+            }
+
+            if self.inbox.len() < INBOX_HIGH_WATER {
+                if let Some(body) = self.request_body.as_mut() {
+                    match body.as_mut().poll_bytes(cx) {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            match frame.into_data() {
+                                Ok(data) => self.call.recv_data(data),
+                                Err(frame) => {
+                                    self.call.recv_end(frame.into_trailers().ok());
+                                    self.request_body = None;
+                                }
+                            }
+                            progress = true;
+                        }
+                        Poll::Ready(Some(Err(_))) => {
+                            self.call.recv_reset();
+                            self.request_body = None;
+                            progress = true;
+                        }
+                        Poll::Ready(None) => {
+                            self.call.recv_end(None);
+                            self.request_body = None;
+                            progress = true;
+                        }
+                        Poll::Pending => {}
+                    }
+                }
+            }
+
+            while let Some(event) = self.call.poll_event() {
+                self.on_event(event);
+                progress = true;
+            }
+
+            if self.out.is_empty() && !self.done {
+                if let Some(responses) = self.responses.as_mut() {
+                    if let Poll::Ready(item) = responses.as_mut().poll_next(cx) {
+                        self.on_response(item);
+                        progress = true;
+                    }
+                }
+            }
+
+            while let Some(transmit) = self.call.poll_transmit() {
+                if matches!(transmit, ServerTransmit::End | ServerTransmit::Trailers(_)) {
+                    self.done = true;
+                    self.responses = None;
+                }
+                self.out.push_back(transmit);
+                progress = true;
+            }
+
+            if !progress {
+                return !self.out.is_empty();
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: ServerEvent) {
+        match event {
+            ServerEvent::Message(payload) => self.inbox.push(payload),
+            ServerEvent::InputClosed => self.inbox.close(),
+            ServerEvent::Aborted(_) => {
+                // The response is already queued by the machine; the handler is dropped here.
+                self.responses = None;
+                self.inbox.close();
+            }
+        }
+    }
+
+    fn on_response(&mut self, item: Option<Result<Bytes, crate::Status>>) {
+        self.send_headers_once();
+        match item {
+            Some(Ok(payload)) => {
+                if let Err(misuse) = self.call.send_message(payload) {
+                    self.finish(Err(crate::Status::internal(format!(
+                        "the handler's response could not be sent: {misuse}"
+                    ))));
+                }
+            }
+            Some(Err(status)) => self.finish(Err(status)),
+            None => self.finish(Ok(())),
+        }
+    }
+
+    fn send_headers_once(&mut self) {
+        if self.headers_sent {
+            return;
+        }
+        self.headers_sent = true;
+        if let Some(ctx) = &self.ctx {
+            let headers = ctx.take_response_headers();
+            if !headers.is_empty() {
+                // Only fails when the call is already over; then there is nothing left to send.
+                let _ = self.call.send_headers(headers);
+            }
+        }
+    }
+
+    fn finish(&mut self, result: Result<(), crate::Status>) {
+        self.responses = None;
+        let trailers = self
+            .ctx
+            .as_ref()
+            .map(Context::take_response_trailers)
+            .unwrap_or_default();
+        // Fails only when the machine already ended the call (deadline, reset): its answer stands.
+        let _ = self.call.finish(result, trailers);
+    }
+}
