@@ -159,6 +159,7 @@ pub struct Status {
     code: Code,
     message: String,
     details: Vec<ErrorDetail>,
+    metadata: http::HeaderMap,
 }
 
 impl Status {
@@ -168,6 +169,7 @@ impl Status {
             code,
             message: message.into(),
             details: Vec::new(),
+            metadata: http::HeaderMap::new(),
         }
     }
 
@@ -190,6 +192,17 @@ impl Status {
     /// The details, in order.
     pub fn details(&self) -> &[ErrorDetail] {
         &self.details
+    }
+
+    /// Metadata that came with the error: for an error a client received, the response headers followed
+    /// by the trailers. Never written to the wire by the call machines (trailers travel separately).
+    pub fn metadata(&self) -> &http::HeaderMap {
+        &self.metadata
+    }
+
+    /// Mutable access to the metadata.
+    pub fn metadata_mut(&mut self) -> &mut http::HeaderMap {
+        &mut self.metadata
     }
 
     /// Mutable access to the details.
@@ -237,6 +250,9 @@ impl fmt::Debug for Status {
         d.field("code", &self.code).field("message", &self.message);
         if !self.details.is_empty() {
             d.field("details", &self.details);
+        }
+        if !self.metadata.is_empty() {
+            d.field("metadata", &self.metadata);
         }
         d.finish()
     }
