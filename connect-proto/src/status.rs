@@ -89,16 +89,25 @@ impl Code {
         self.0 == 0
     }
 
-    /// The code a client infers from an HTTP status when the response carries no valid error body
-    /// (PROTOCOL-TRAPS 3). `431` maps to `internal`, as gRPC specifies; Connect shares the rest of the table.
+    /// The code a Connect client infers from an HTTP status when the response carries no valid error
+    /// body (PROTOCOL-TRAPS 3).
     pub fn from_http_status(status: u16) -> Code {
         match status {
-            400 | 431 => Code::INTERNAL,
+            400 => Code::INTERNAL,
             401 => Code::UNAUTHENTICATED,
             403 => Code::PERMISSION_DENIED,
             404 => Code::UNIMPLEMENTED,
             429 | 502 | 503 | 504 => Code::UNAVAILABLE,
             _ => Code::UNKNOWN,
+        }
+    }
+
+    /// The code a gRPC or gRPC-Web client infers from a non-200 HTTP status: Connect's table plus
+    /// `431 Request Header Fields Too Large` → `internal`.
+    pub fn from_grpc_http_status(status: u16) -> Code {
+        match status {
+            431 => Code::INTERNAL,
+            other => Code::from_http_status(other),
         }
     }
 }
@@ -332,7 +341,7 @@ mod tests {
             (403, Code::PERMISSION_DENIED),
             (404, Code::UNIMPLEMENTED),
             (429, Code::UNAVAILABLE),
-            (431, Code::INTERNAL),
+            (431, Code::UNKNOWN),
             (502, Code::UNAVAILABLE),
             (503, Code::UNAVAILABLE),
             (504, Code::UNAVAILABLE),
@@ -342,6 +351,8 @@ mod tests {
         ];
         for (http, code) in table {
             assert_eq!(Code::from_http_status(http), code, "{http}");
+            let grpc = if http == 431 { Code::INTERNAL } else { code };
+            assert_eq!(Code::from_grpc_http_status(http), grpc, "{http}");
         }
     }
 

@@ -6,141 +6,14 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use common::raw::*;
 use common::*;
 use connect_proto::{
-    CallOptions, ClientCall, ClientEvent, ClientTransmit, Code, Codec, Instant, Protocol,
-    ServerCall, ServerEvent, ServerTransmit, Status,
+    CallOptions, ClientCall, ClientTransmit, Code, Codec, Instant, Protocol, ServerCall,
+    ServerEvent, ServerTransmit, Status,
 };
 use http::{HeaderMap, StatusCode};
-
-// ---------- helpers: a raw server exchange ----------
-
-struct ServerRun {
-    head: http::response::Parts,
-    body: Bytes,
-    trailers: Option<HeaderMap>,
-    events: Vec<ServerEvent>,
-}
-
-fn request(method: &str, uri: &str, headers: &[(&'static str, &str)]) -> http::request::Parts {
-    let mut b = http::Request::builder().method(method).uri(uri);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    b.body(()).unwrap().into_parts().0
-}
-
-fn envelope(flags: u8, payload: &[u8]) -> Bytes {
-    let mut b = BytesMut::new();
-    b.put_u8(flags);
-    b.put_u32(payload.len() as u32);
-    b.put_slice(payload);
-    b.freeze()
-}
-
-/// Runs a server call over a raw request; `reply` answers each message like an echo handler.
-fn serve(
-    parts: http::request::Parts,
-    body: &[Bytes],
-    reply: Option<Result<(), Status>>,
-) -> ServerRun {
-    let config = server_config();
-    let mut call = ServerCall::new(&config, lookup(parts.uri.path()), &parts, Instant::now());
-    let mut events = Vec::new();
-    let drain = |call: &mut ServerCall, events: &mut Vec<ServerEvent>| {
-        while let Some(e) = call.poll_event() {
-            if let (ServerEvent::InputClosed, Some(reply)) = (&e, &reply) {
-                if reply.is_ok() {
-                    call.send_message(Bytes::from_static(b"ok")).unwrap();
-                }
-                call.finish(reply.clone(), HeaderMap::new()).unwrap();
-            }
-            events.push(e);
-        }
-    };
-    drain(&mut call, &mut events);
-    for chunk in body {
-        call.recv_data(chunk.clone());
-        drain(&mut call, &mut events);
-    }
-    call.recv_end(None);
-    drain(&mut call, &mut events);
-    let mut head = None;
-    let mut out = BytesMut::new();
-    let mut trailers = None;
-    while let Some(t) = call.poll_transmit() {
-        match t {
-            ServerTransmit::Head(h) => head = Some(h.into_parts().0),
-            ServerTransmit::Data(d) => out.extend_from_slice(&d),
-            ServerTransmit::Trailers(t) => trailers = Some(t),
-            ServerTransmit::End => {}
-        }
-    }
-    ServerRun {
-        head: head.expect("a response head"),
-        body: out.freeze(),
-        trailers,
-        events,
-    }
-}
-
-fn aborted(run: &ServerRun) -> Option<&Status> {
-    run.events.iter().find_map(|e| match e {
-        ServerEvent::Aborted(s) => Some(s),
-        _ => None,
-    })
-}
-
-fn grpc_status(run: &ServerRun) -> Option<String> {
-    let block = run.trailers.as_ref().unwrap_or(&run.head.headers);
-    block
-        .get("grpc-status")
-        .map(|v| v.to_str().unwrap().to_owned())
-}
-
-// ---------- helpers: a raw client exchange ----------
-
-fn client_with(protocol: Protocol, method: connect_proto::MethodInfo) -> ClientCall {
-    let config = client_config(protocol, Codec::Proto, None);
-    let base: http::Uri = "http://127.0.0.1:1".parse().unwrap();
-    let mut call = ClientCall::new(
-        &config,
-        method,
-        &base,
-        CallOptions::default(),
-        Instant::now(),
-    );
-    call.send_message(Bytes::from_static(b"req")).unwrap();
-    while call.poll_transmit().is_some() {}
-    call
-}
-
-fn response(status: u16, headers: &[(&'static str, &str)]) -> http::Response<()> {
-    let mut b = http::Response::builder().status(status);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    b.body(()).unwrap()
-}
-
-fn outcome(call: &mut ClientCall) -> (Vec<Bytes>, Result<(), Status>, HeaderMap) {
-    let mut messages = Vec::new();
-    while let Some(e) = call.poll_event() {
-        match e {
-            ClientEvent::Message(m) => messages.push(m),
-            ClientEvent::Finished { result, trailers } => return (messages, result, trailers),
-            ClientEvent::Headers(_) => {}
-        }
-    }
-    panic!("the call did not finish");
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
 
 // ---------- Connect ----------
 

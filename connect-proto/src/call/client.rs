@@ -457,7 +457,7 @@ impl ClientCall {
             return Ok(());
         }
         if parts.status != StatusCode::OK {
-            let code = Code::from_http_status(parts.status.as_u16());
+            let code = self.code_for_http_status(parts.status.as_u16());
             return Err(Status::new(
                 code,
                 format!("unexpected HTTP status {}", parts.status),
@@ -468,6 +468,11 @@ impl ClientCall {
         let ct = header_str(&headers, header::CONTENT_TYPE.as_str()).and_then(ContentType::parse);
         match ct {
             None if trailers_only && !headers.contains_key(header::CONTENT_TYPE) => {}
+            Some(ct) if ct.grpc_web_text => {
+                return Err(Status::internal(
+                    "the server answered with application/grpc-web-text, which this client does not decode",
+                ));
+            }
             Some(ct)
                 if ct.protocol == self.protocol
                     && (self.protocol != Protocol::Connect
@@ -481,7 +486,7 @@ impl ClientCall {
                 }
             }
             _ => {
-                let code = Code::from_http_status(parts.status.as_u16());
+                let code = self.code_for_http_status(parts.status.as_u16());
                 let got = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or("none");
                 return Err(Status::new(
                     code,
@@ -508,6 +513,13 @@ impl ClientCall {
             self.events.push_back(ClientEvent::Headers(headers));
         }
         Ok(())
+    }
+
+    fn code_for_http_status(&self, status: u16) -> Code {
+        match self.protocol {
+            Protocol::Connect => Code::from_http_status(status),
+            Protocol::Grpc | Protocol::GrpcWeb => Code::from_grpc_http_status(status),
+        }
     }
 
     fn response_compression(
@@ -695,7 +707,7 @@ impl ClientCall {
                 return Ok((Ok(()), trailers_unary));
             }
             let status = connect::decode_error(&body).unwrap_or_else(|| {
-                let code = Code::from_http_status(self.http_status.as_u16());
+                let code = self.code_for_http_status(self.http_status.as_u16());
                 Status::new(code, format!("HTTP status {}", self.http_status))
             });
             return Ok((Err(status), trailers_unary));

@@ -343,7 +343,8 @@ impl ServerCall {
         self.send_compression = match header_str(&request.headers, header::ACCEPT_ENCODING.as_str())
         {
             Some(list) => config.compression.negotiate(Some(list)).cloned(),
-            None => None,
+            // Without an accept list the request's own compression is acceptable.
+            None => self.recv_compression.clone(),
         };
         if get.message.len() > wire_limit(self.max_recv) {
             let why = format!(

@@ -289,6 +289,10 @@ pub fn status_from_reset(reason: u32) -> Status {
         0x7 => Status::unavailable("stream refused by peer (RST_STREAM REFUSED_STREAM)"),
         0x8 => Status::canceled("stream canceled by peer (RST_STREAM CANCEL)"),
         0xb => Status::resource_exhausted("peer asked to slow down (RST_STREAM ENHANCE_YOUR_CALM)"),
+        0xc => Status::new(
+            crate::status::Code::PERMISSION_DENIED,
+            "transport security too weak for the peer (RST_STREAM INADEQUATE_SECURITY)",
+        ),
         _ => Status::internal(format!(
             "stream reset by peer (RST_STREAM code {reason:#x})"
         )),
