@@ -393,7 +393,11 @@ impl ClientDriver {
                             self.call.recv_head(http::Response::from_parts(parts, ()));
                             self.response_body = Some(body);
                         }
-                        Err(e) => self.call.recv_reset(e.reset_code()),
+                        Err(e) => {
+                            // A reset that races an expired deadline is the deadline (TRAP 12).
+                            self.call.handle_timeout(self.runtime.now());
+                            self.call.recv_reset(e.reset_code());
+                        }
                     }
                 }
             }
@@ -415,6 +419,7 @@ impl ClientDriver {
                             },
                             Some(Err(e)) => {
                                 self.response_body = None;
+                                self.call.handle_timeout(self.runtime.now());
                                 self.call.recv_reset(TransportError::reset_code_of(&e));
                             }
                             None => {
