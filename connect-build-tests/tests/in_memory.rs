@@ -412,3 +412,27 @@ fn unknown_method_is_unimplemented() {
         assert_eq!(status.code(), Code::UNIMPLEMENTED);
     });
 }
+
+#[test]
+fn unary_outcome_keeps_headers_and_trailers_apart() {
+    use connect_build_tests::proto::acme::greet::v1::greet_service_methods::FAIL;
+    for (protocol, codec) in MATRIX {
+        futures_executor::block_on(async {
+            let client = client(protocol, codec);
+            let outcome = client
+                .inner()
+                .unary_outcome::<_, buffa_types::google::protobuf::Empty>(
+                    FAIL,
+                    &request("aborted", 0),
+                    CallOptions::default(),
+                )
+                .await;
+            assert_eq!(outcome.result.unwrap_err().code(), Code::ABORTED);
+            let (headers, trailers) = (&outcome.headers, &outcome.trailers);
+            assert_eq!(headers["x-fail-header"], "h", "{protocol:?}");
+            assert_eq!(trailers["x-fail-trailer"], "t", "{protocol:?}");
+            assert!(headers.get("x-fail-trailer").is_none(), "{protocol:?}");
+            assert!(outcome.http_status.is_some());
+        });
+    }
+}

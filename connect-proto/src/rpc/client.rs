@@ -181,10 +181,31 @@ impl<T: Transport> Client<T> {
         Req: buffa::Message + serde::Serialize,
         Resp: buffa::Message + serde::de::DeserializeOwned,
     {
-        let payload = encode(self.config.codec, request)?;
+        self.unary_outcome(method, request, options)
+            .await
+            .into_result()
+    }
+
+    /// Calls a unary method, keeping headers, trailers and HTTP status apart from the outcome.
+    pub async fn unary_outcome<Req, Resp>(
+        &self,
+        method: MethodInfo,
+        request: &Req,
+        options: CallOptions,
+    ) -> Outcome<Resp>
+    where
+        Req: buffa::Message + serde::Serialize,
+        Resp: buffa::Message + serde::de::DeserializeOwned,
+    {
+        let payload = match encode(self.config.codec, request) {
+            Ok(payload) => payload,
+            Err(status) => return Outcome::failed(status),
+        };
         let input = Box::pin(futures_util::stream::iter([Ok(payload)]));
-        let driver = self.start(method, input, options).await?;
-        collect_single(driver, self.config.codec).await
+        match self.start(method, input, options).await {
+            Ok(driver) => collect_single(driver, self.config.codec).await,
+            Err(status) => Outcome::failed(status),
+        }
     }
 
     /// Calls a server-streaming method; resolves once the response headers arrived.
@@ -216,9 +237,29 @@ impl<T: Transport> Client<T> {
         Resp: buffa::Message + serde::de::DeserializeOwned,
         S: Stream<Item = Req> + MaybeSend + 'static,
     {
+        self.client_streaming_outcome(method, requests, options)
+            .await
+            .into_result()
+    }
+
+    /// Calls a client-streaming method, keeping headers, trailers and HTTP status apart from the
+    /// outcome.
+    pub async fn client_streaming_outcome<Req, Resp, S>(
+        &self,
+        method: MethodInfo,
+        requests: S,
+        options: CallOptions,
+    ) -> Outcome<Resp>
+    where
+        Req: buffa::Message + serde::Serialize + 'static,
+        Resp: buffa::Message + serde::de::DeserializeOwned,
+        S: Stream<Item = Req> + MaybeSend + 'static,
+    {
         let input = self.encode_stream(requests);
-        let driver = self.start(method, input, options).await?;
-        collect_single(driver, self.config.codec).await
+        match self.start(method, input, options).await {
+            Ok(driver) => collect_single(driver, self.config.codec).await,
+            Err(status) => Outcome::failed(status),
+        }
     }
 
     /// Calls a bidi-streaming method: `requests` is sent while responses are read. Resolves once the
@@ -313,6 +354,7 @@ impl<T: Transport> Client<T> {
             response: Some(response),
             response_body: None,
             headers: None,
+            http_status: None,
             messages: VecDeque::new(),
             finished: None,
             done: false,
@@ -337,6 +379,7 @@ struct ClientDriver {
         Option<BoxFuture<'static, Result<http::Response<BoxedBody<'static>>, TransportError>>>,
     response_body: Option<BoxedBody<'static>>,
     headers: Option<HeaderMap>,
+    http_status: Option<http::StatusCode>,
     messages: VecDeque<Bytes>,
     finished: Option<(Result<(), Status>, HeaderMap)>,
     /// The call is over (the outcome may have been taken from `finished` already).
@@ -390,6 +433,7 @@ impl ClientDriver {
                     match result {
                         Ok(response) => {
                             let (parts, body) = response.into_parts();
+                            self.http_status = Some(parts.status);
                             self.call.recv_head(http::Response::from_parts(parts, ()));
                             self.response_body = Some(body);
                         }
@@ -510,13 +554,11 @@ impl Drop for ClientDriver {
     }
 }
 
-async fn collect_single<Resp>(
-    mut driver: ClientDriver,
-    codec: Codec,
-) -> Result<Response<Resp>, Status>
+async fn collect_single<Resp>(driver: ClientDriver, codec: Codec) -> Outcome<Resp>
 where
     Resp: buffa::Message + serde::de::DeserializeOwned,
 {
+    let mut driver = driver;
     futures_util::future::poll_fn(|cx| driver.poll_until(cx, |_| false)).await;
     let (result, trailers) = driver.finished.take().unwrap_or_else(|| {
         (
@@ -524,23 +566,62 @@ where
             HeaderMap::new(),
         )
     });
-    if let Err(mut status) = result {
-        let metadata = status.metadata_mut();
-        let headers = driver.headers.take().unwrap_or_default();
-        for (name, value) in headers.iter().chain(trailers.iter()) {
-            metadata.append(name.clone(), value.clone());
-        }
-        return Err(status);
-    }
-    let payload = driver.messages.pop_front().ok_or_else(|| {
-        Status::unimplemented("the response ended without a message, but the method returns one")
-    })?;
-    let message = decode_response::<Resp>(codec, &payload)?;
-    Ok(Response::new(
-        message,
-        driver.headers.take().unwrap_or_default(),
+    let result = result.and_then(|()| {
+        let payload = driver.messages.pop_front().ok_or_else(|| {
+            Status::unimplemented(
+                "the response ended without a message, but the method returns one",
+            )
+        })?;
+        decode_response::<Resp>(codec, &payload)
+    });
+    Outcome {
+        headers: driver.headers.take().unwrap_or_default(),
+        result,
         trailers,
-    ))
+        http_status: driver.http_status,
+    }
+}
+
+/// Everything a unary or client-streaming call returned, error or not: the response headers, the
+/// outcome, the trailers and the HTTP status. [`Client::unary`] folds this into a `Result` (an error's
+/// headers and trailers then travel merged in [`Status::metadata`]); use the `_outcome` variants when
+/// headers and trailers must stay apart.
+#[derive(Clone, Debug)]
+pub struct Outcome<T> {
+    /// The response headers (empty when none arrived).
+    pub headers: HeaderMap,
+    /// The message or the error.
+    pub result: Result<T, Status>,
+    /// The trailers.
+    pub trailers: HeaderMap,
+    /// The HTTP status of the response, when one arrived.
+    pub http_status: Option<http::StatusCode>,
+}
+
+impl<T> Outcome<T> {
+    fn failed(status: Status) -> Self {
+        Outcome {
+            headers: HeaderMap::new(),
+            result: Err(status),
+            trailers: HeaderMap::new(),
+            http_status: None,
+        }
+    }
+
+    /// The outcome as a `Result`: the message with its metadata, or the error carrying the headers and
+    /// trailers in its metadata.
+    pub fn into_result(self) -> Result<Response<T>, Status> {
+        match self.result {
+            Ok(message) => Ok(Response::new(message, self.headers, self.trailers)),
+            Err(mut status) => {
+                let metadata = status.metadata_mut();
+                for (name, value) in self.headers.iter().chain(self.trailers.iter()) {
+                    metadata.append(name.clone(), value.clone());
+                }
+                Err(status)
+            }
+        }
+    }
 }
 
 /// The response messages of a server- or bidi-streaming call. An error ends the stream with one
@@ -566,8 +647,12 @@ impl<T> ResponseStream<T> {
     async fn open(mut driver: ClientDriver, codec: Codec) -> Result<Self, Status> {
         futures_util::future::poll_fn(|cx| driver.poll_until(cx, |d| d.headers.is_some())).await;
         if driver.headers.is_none() {
-            if let Some((Err(status), _)) = &driver.finished {
-                return Err(status.clone());
+            if let Some((Err(status), trailers)) = &driver.finished {
+                let mut status = status.clone();
+                for (name, value) in trailers {
+                    status.metadata_mut().append(name.clone(), value.clone());
+                }
+                return Err(status);
             }
         }
         let headers = driver.headers.take().unwrap_or_default();

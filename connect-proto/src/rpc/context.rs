@@ -1,5 +1,6 @@
 //! What a handler knows about its call, and how it sets response metadata.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -27,7 +28,9 @@ struct Inner {
     deadline: Option<Instant>,
     request_headers: HeaderMap,
     extensions: http::Extensions,
+    uri: http::Uri,
     response: Mutex<ResponseMetadata>,
+    flush_headers: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -54,9 +57,37 @@ impl Context {
                 deadline,
                 request_headers,
                 extensions,
+                uri: http::Uri::from_static("/"),
                 response: Mutex::new(ResponseMetadata::default()),
+                flush_headers: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Records the request URI (the router does this; a Connect GET carries its message in the query).
+    /// Only effective before the context is cloned.
+    pub fn with_uri(mut self, uri: http::Uri) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.uri = uri;
+        }
+        self
+    }
+
+    /// The request URI as received: path and, for Connect GET, the query.
+    pub fn uri(&self) -> &http::Uri {
+        &self.inner.uri
+    }
+
+    /// Asks for the response headers set so far to be sent now, before the first response message
+    /// (a streaming handler that wants the client to see headers before a delay). Connect unary
+    /// responses carry their headers with the message whatever this says.
+    pub fn send_response_headers(&self) {
+        self.inner.flush_headers.store(true, Ordering::Release);
+    }
+
+    /// Whether the handler asked for the headers to be sent early.
+    pub(crate) fn response_headers_requested(&self) -> bool {
+        self.inner.flush_headers.load(Ordering::Acquire)
     }
 
     /// The method being called.

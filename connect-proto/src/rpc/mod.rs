@@ -24,7 +24,7 @@ mod router;
 mod runtime;
 
 pub use body::{BoxError, RequestBody, TransportError};
-pub use client::{merge_options, Client, Response, ResponseStream, Transport};
+pub use client::{merge_options, Client, Outcome, Response, ResponseStream, Transport};
 pub use context::Context;
 pub use handler::{
     bidi_streaming, client_streaming, server_streaming, unary, HandlerStream, RawRequests,

@@ -127,7 +127,8 @@ impl Router {
                 call.deadline(),
                 call.request_headers().clone(),
                 std::mem::take(&mut parts.extensions),
-            );
+            )
+            .with_uri(parts.uri.clone());
             responses = inner.services[index].call(
                 method.path,
                 context.clone(),
@@ -313,6 +314,16 @@ impl ServerDriver {
                 }
             }
 
+            if !self.headers_sent
+                && self
+                    .ctx
+                    .as_ref()
+                    .is_some_and(Context::response_headers_requested)
+            {
+                self.send_headers_once();
+                progress = true;
+            }
+
             while let Some(transmit) = self.call.poll_transmit() {
                 if matches!(transmit, ServerTransmit::End | ServerTransmit::Trailers(_)) {
                     self.done = true;
@@ -362,7 +373,7 @@ impl ServerDriver {
         self.headers_sent = true;
         if let Some(ctx) = &self.ctx {
             let headers = ctx.take_response_headers();
-            if !headers.is_empty() {
+            if !headers.is_empty() || ctx.response_headers_requested() {
                 // Only fails when the call is already over; then there is nothing left to send.
                 let _ = self.call.send_headers(headers);
             }
