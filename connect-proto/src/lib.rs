@@ -9,6 +9,7 @@
 mod call;
 pub mod codec;
 pub mod compression;
+pub mod cors;
 pub mod envelope;
 pub mod metadata;
 pub mod protocol;

@@ -1,14 +1,22 @@
 //! The client side of one call.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 
-use crate::compression::CompressionRegistry;
-use crate::protocol::{Codec, MethodInfo, Protocol};
-use crate::status::{Status, UsageError};
+use super::{compress, decompress, header_str, message_flag, push_envelope, BodyCollector};
+use crate::compression::{CompressionRegistry, Compressor};
+use crate::envelope::{flags, Envelope, EnvelopeDecoder, TooLarge};
+use crate::metadata;
+use crate::protocol::{
+    connect, grpc, grpc_web, headers as h, Codec, ContentType, MethodInfo, Protocol, StreamType,
+};
+use crate::status::{Code, Status, UsageError};
 use crate::time::Instant;
+use crate::timeout;
 
 /// Client settings: defaults for every call of one client (keep it in an `Arc`).
 #[derive(Clone, Debug)]
@@ -92,14 +100,99 @@ pub enum ClientEvent {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recv {
+    AwaitingHead,
+    Body,
+}
+
 /// The client side of one RPC as a pure state machine.
+///
+/// # Driving it
+///
+/// * **Commands** from the application: [`send_message`](Self::send_message),
+///   [`close_send`](Self::close_send), [`cancel`](Self::cancel).
+/// * **Inputs** from the HTTP stack: [`recv_head`](Self::recv_head), [`recv_data`](Self::recv_data),
+///   [`recv_trailers`](Self::recv_trailers) or [`recv_end`](Self::recv_end), [`recv_reset`](Self::recv_reset),
+///   and [`handle_timeout`](Self::handle_timeout) once the instant from [`poll_timeout`](Self::poll_timeout)
+///   has passed.
+/// * **Outputs**: [`poll_transmit`](Self::poll_transmit) (request head, body chunks, end, abort),
+///   [`poll_event`](Self::poll_event) (response headers, messages, the final outcome),
+///   [`poll_timeout`](Self::poll_timeout).
+///
+/// After every input or command, drain `poll_transmit` and `poll_event` until both return `None`, then
+/// re-arm the timer. [`ClientEvent::Finished`] is always the last event; after it the call ignores input.
+/// The request head is queued by [`new`](Self::new), except for Connect unary calls, whose head depends
+/// on the message (GET query, `Content-Encoding`) and is queued by `send_message`.
+///
+/// ```no_run
+/// use connect_proto::{CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit, Codec, Instant,
+///     MethodInfo, Protocol, StreamType};
+/// # fn send(_: ClientTransmit) {}
+/// # fn next_response_part() -> Option<bytes::Bytes> { None }
+/// let config = ClientConfig::new(Protocol::Grpc, Codec::Proto);
+/// let method = MethodInfo { path: "/pkg.Svc/Say", stream_type: StreamType::Unary, no_side_effects: false };
+/// let base: http::Uri = "http://127.0.0.1:8080".parse().unwrap();
+/// let mut call = ClientCall::new(&config, method, &base, CallOptions::default(), Instant::now());
+/// call.send_message(bytes::Bytes::from_static(b"\x0a\x02hi")).unwrap();
+/// call.recv_head(http::Response::new(()));
+/// loop {
+///     while let Some(t) = call.poll_transmit() {
+///         send(t);
+///     }
+///     while let Some(event) = call.poll_event() {
+///         if let ClientEvent::Finished { result, .. } = event {
+///             println!("{result:?}");
+///             return;
+///         }
+///     }
+///     match next_response_part() {
+///         Some(chunk) => call.recv_data(chunk),
+///         None => call.recv_end(),
+///     }
+///     call.handle_timeout(Instant::now());
+/// }
+/// ```
 #[derive(Debug)]
 pub struct ClientCall {
-    _p: (),
+    protocol: Protocol,
+    codec: Codec,
+    method: MethodInfo,
+    base: http::Uri,
+    user_headers: HeaderMap,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    registry: CompressionRegistry,
+    send_compression: Option<Arc<dyn Compressor>>,
+    compress_min: usize,
+    max_recv: usize,
+    max_send: usize,
+    use_get: bool,
+    head_queued: bool,
+    send_closed: bool,
+    messages_sent: u32,
+    recv: Recv,
+    http_status: StatusCode,
+    recv_compression: Option<Arc<dyn Compressor>>,
+    decoder: EnvelopeDecoder,
+    body: BodyCollector,
+    messages_received: u32,
+    /// gRPC trailers-only candidate: the status and metadata found in the head.
+    head_status: Option<(Result<(), Status>, HeaderMap)>,
+    /// Connect unary trailers (from `trailer-` headers).
+    unary_trailers: HeaderMap,
+    /// The end of the response stream seen in the body: Connect EndStream or the gRPC-Web trailers frame.
+    body_end: Option<(Result<(), Status>, HeaderMap)>,
+    body_end_seen: bool,
+    saw_body: bool,
+    finished: bool,
+    transmits: VecDeque<ClientTransmit>,
+    events: VecDeque<ClientEvent>,
 }
 
 impl ClientCall {
     /// Starts a call of `method` on the server at `base` (scheme, authority and any path prefix).
+    /// An unknown `send_compression` name falls back to identity.
     pub fn new(
         config: &ClientConfig,
         method: MethodInfo,
@@ -107,73 +200,602 @@ impl ClientCall {
         options: CallOptions,
         now: Instant,
     ) -> Self {
-        let _ = (config, method, base, options, now);
-        todo!()
+        let timeout = options.timeout.or(config.timeout);
+        let send_name = options.send_compression.unwrap_or(config.send_compression);
+        let send_compression = send_name.and_then(|n| config.compression.get(n).cloned());
+        let max_recv = options
+            .max_recv_message_size
+            .unwrap_or(config.max_recv_message_size);
+        let mut call = ClientCall {
+            protocol: config.protocol,
+            codec: config.codec,
+            method,
+            base: base.clone(),
+            user_headers: options.headers,
+            timeout,
+            deadline: timeout.and_then(|t| now.checked_add(t)),
+            registry: config.compression.clone(),
+            send_compression,
+            compress_min: config.compress_min_bytes,
+            max_recv,
+            max_send: config.max_send_message_size,
+            use_get: config.use_get,
+            head_queued: false,
+            send_closed: false,
+            messages_sent: 0,
+            recv: Recv::AwaitingHead,
+            http_status: StatusCode::OK,
+            recv_compression: None,
+            decoder: EnvelopeDecoder::new(max_recv),
+            body: BodyCollector::default(),
+            messages_received: 0,
+            head_status: None,
+            unary_trailers: HeaderMap::new(),
+            body_end: None,
+            body_end_seen: false,
+            saw_body: false,
+            finished: false,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        if !call.connect_unary() {
+            call.queue_head(None, false);
+        }
+        call
     }
 
-    /// Command: one request message payload (serialized; the call compresses and frames it).
+    fn connect_unary(&self) -> bool {
+        self.protocol == Protocol::Connect && self.method.stream_type == StreamType::Unary
+    }
+
+    fn queue_head(&mut self, query: Option<String>, unary_compressed: bool) {
+        let mut uri = String::new();
+        if let (Some(scheme), Some(authority)) = (self.base.scheme_str(), self.base.authority()) {
+            uri.push_str(scheme);
+            uri.push_str("://");
+            uri.push_str(authority.as_str());
+        }
+        uri.push_str(self.base.path().trim_end_matches('/'));
+        uri.push_str(self.method.path);
+        if let Some(q) = &query {
+            uri.push('?');
+            uri.push_str(q);
+        }
+        let uri = match http::Uri::try_from(uri) {
+            Ok(uri) => uri,
+            Err(e) => {
+                return self.fail_local(Status::internal(format!("invalid request URI: {e}")))
+            }
+        };
+        let mut head = http::Request::new(());
+        *head.uri_mut() = uri;
+        *head.method_mut() = if query.is_some() {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        let headers = head.headers_mut();
+        metadata::merge_application(self.protocol, &self.user_headers, headers);
+        let streaming = self.method.stream_type != StreamType::Unary;
+        if query.is_none() {
+            let ct = ContentType::format(self.protocol, streaming, self.codec);
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        }
+        let accept = HeaderValue::from_str(&self.registry.accept_header())
+            .ok()
+            .filter(|v| !v.is_empty());
+        let encoding = self
+            .send_compression
+            .as_ref()
+            .map(|c| HeaderValue::from_static(c.name()));
+        match self.protocol {
+            Protocol::Connect => {
+                if query.is_none() {
+                    headers.insert(h::CONNECT_PROTOCOL_VERSION, HeaderValue::from_static("1"));
+                }
+                if let Some(t) = self.timeout {
+                    insert_str(
+                        headers,
+                        h::CONNECT_TIMEOUT_MS,
+                        &timeout::format_connect_timeout(t),
+                    );
+                }
+                let (enc_name, accept_name) = if streaming {
+                    (h::CONNECT_CONTENT_ENCODING, h::CONNECT_ACCEPT_ENCODING)
+                } else {
+                    (
+                        header::CONTENT_ENCODING.as_str(),
+                        header::ACCEPT_ENCODING.as_str(),
+                    )
+                };
+                if let Some(enc) =
+                    encoding.filter(|_| streaming || unary_compressed && query.is_none())
+                {
+                    headers.insert(enc_name, enc);
+                }
+                if let Some(accept) = accept {
+                    headers.insert(accept_name, accept);
+                }
+            }
+            Protocol::Grpc | Protocol::GrpcWeb => {
+                if self.protocol == Protocol::Grpc {
+                    headers.insert(h::TE, HeaderValue::from_static("trailers"));
+                } else {
+                    headers.insert("x-grpc-web", HeaderValue::from_static("1"));
+                }
+                if let Some(t) = self.timeout {
+                    insert_str(headers, h::GRPC_TIMEOUT, &timeout::format_grpc_timeout(t));
+                }
+                if let Some(enc) = encoding {
+                    headers.insert(h::GRPC_ENCODING, enc);
+                }
+                if let Some(accept) = accept {
+                    headers.insert(h::GRPC_ACCEPT_ENCODING, accept);
+                }
+            }
+        }
+        self.head_queued = true;
+        self.transmits.push_back(ClientTransmit::Head(head));
+    }
+
+    /// Command: one request message payload (serialized; the call compresses and frames it). For calls
+    /// whose request is a single message the request body ends after it. Ignored once the call finished.
     pub fn send_message(&mut self, payload: Bytes) -> Result<(), UsageError> {
-        let _ = payload;
-        todo!()
+        if self.finished {
+            return Ok(());
+        }
+        if self.send_closed {
+            return Err(UsageError("send_message after close_send"));
+        }
+        if !self.method.stream_type.client_streams() && self.messages_sent > 0 {
+            return Err(UsageError("this method takes exactly one request message"));
+        }
+        if payload.len() > self.max_send {
+            let why = format!(
+                "request message of {} bytes exceeds the limit of {}",
+                payload.len(),
+                self.max_send
+            );
+            self.fail_local(Status::resource_exhausted(why));
+            return Ok(());
+        }
+        self.messages_sent += 1;
+        let (data, compressed) =
+            match compress(self.send_compression.as_ref(), self.compress_min, payload) {
+                Ok(v) => v,
+                Err(status) => {
+                    self.fail_local(status);
+                    return Ok(());
+                }
+            };
+        if self.connect_unary() {
+            self.send_closed = true;
+            if self.use_get && self.method.no_side_effects {
+                let compression = self
+                    .send_compression
+                    .as_ref()
+                    .filter(|_| compressed)
+                    .map(|c| c.name());
+                let query = connect::encode_get_query(self.codec.name(), &data, compression);
+                self.queue_head(Some(query), compressed);
+            } else {
+                self.queue_head(None, compressed);
+                if !data.is_empty() {
+                    self.transmits.push_back(ClientTransmit::Data(data));
+                }
+            }
+            self.transmits.push_back(ClientTransmit::End);
+            return Ok(());
+        }
+        push_envelope(
+            &mut self.transmits,
+            ClientTransmit::Data,
+            message_flag(compressed),
+            data,
+        );
+        if !self.method.stream_type.client_streams() {
+            self.send_closed = true;
+            self.transmits.push_back(ClientTransmit::End);
+        }
+        Ok(())
     }
 
-    /// Command: no more request messages.
+    /// Command: no more request messages. A call whose request is one message must have sent it.
     pub fn close_send(&mut self) -> Result<(), UsageError> {
-        todo!()
+        if self.send_closed || self.finished {
+            return Ok(());
+        }
+        if !self.method.stream_type.client_streams() && self.messages_sent == 0 {
+            return Err(UsageError("this method takes exactly one request message"));
+        }
+        self.send_closed = true;
+        self.transmits.push_back(ClientTransmit::End);
+        Ok(())
     }
 
     /// Command: cancel the call. It finishes with `canceled` and the request is aborted on the wire.
     pub fn cancel(&mut self) {
-        todo!()
+        self.fail_local(Status::canceled("the call was canceled by the client"));
+    }
+
+    /// Whether [`ClientEvent::Finished`] has been emitted (or queued).
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The call's deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
     }
 
     /// Input: the response head.
     pub fn recv_head(&mut self, response: http::Response<()>) {
-        let _ = response;
-        todo!()
+        if self.finished || self.recv != Recv::AwaitingHead {
+            return;
+        }
+        self.recv = Recv::Body;
+        let (parts, ()) = response.into_parts();
+        if let Err(status) = self.recv_head_inner(parts) {
+            self.fail_local(status);
+        }
+    }
+
+    fn recv_head_inner(&mut self, parts: http::response::Parts) -> Result<(), Status> {
+        self.http_status = parts.status;
+        let headers = parts.headers;
+        let connect_unary = self.connect_unary();
+        if connect_unary && parts.status != StatusCode::OK {
+            // An error: the body should be the JSON error; read it at the end.
+            self.recv_compression =
+                self.response_compression(&headers, header::CONTENT_ENCODING.as_str())?;
+            let (headers, trailers) = connect::split_unary_trailers(headers);
+            self.unary_trailers = trailers;
+            self.events.push_back(ClientEvent::Headers(headers));
+            return Ok(());
+        }
+        if parts.status != StatusCode::OK {
+            let code = Code::from_http_status(parts.status.as_u16());
+            return Err(Status::new(
+                code,
+                format!("unexpected HTTP status {}", parts.status),
+            ));
+        }
+        let is_grpc = matches!(self.protocol, Protocol::Grpc | Protocol::GrpcWeb);
+        let trailers_only = is_grpc && headers.contains_key(h::GRPC_STATUS);
+        let ct = header_str(&headers, header::CONTENT_TYPE.as_str()).and_then(ContentType::parse);
+        match ct {
+            None if trailers_only && !headers.contains_key(header::CONTENT_TYPE) => {}
+            Some(ct)
+                if ct.protocol == self.protocol
+                    && (self.protocol != Protocol::Connect
+                        || ct.connect_streaming != connect_unary) =>
+            {
+                if ct.codec != Some(self.codec) {
+                    return Err(Status::internal(format!(
+                        "response codec {:?} does not match the request's {}",
+                        ct.codec_name, self.codec
+                    )));
+                }
+            }
+            _ => {
+                let code = Code::from_http_status(parts.status.as_u16());
+                let got = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or("none");
+                return Err(Status::new(
+                    code,
+                    format!("not an RPC response: content type {got:?}"),
+                ));
+            }
+        }
+        let encoding_header = match self.protocol {
+            Protocol::Connect if connect_unary => header::CONTENT_ENCODING.as_str(),
+            Protocol::Connect => h::CONNECT_CONTENT_ENCODING,
+            Protocol::Grpc | Protocol::GrpcWeb => h::GRPC_ENCODING,
+        };
+        self.recv_compression = self.response_compression(&headers, encoding_header)?;
+        if connect_unary {
+            let (headers, trailers) = connect::split_unary_trailers(headers);
+            self.unary_trailers = trailers;
+            self.events.push_back(ClientEvent::Headers(headers));
+        } else if trailers_only {
+            let mut metadata = headers;
+            let status = grpc::read_status(&metadata).unwrap_or(Ok(()));
+            grpc::strip_status(&mut metadata);
+            self.head_status = Some((status, metadata));
+        } else {
+            self.events.push_back(ClientEvent::Headers(headers));
+        }
+        Ok(())
+    }
+
+    fn response_compression(
+        &self,
+        headers: &HeaderMap,
+        name: &str,
+    ) -> Result<Option<Arc<dyn Compressor>>, Status> {
+        match header_str(headers, name).map(str::trim) {
+            None | Some("") | Some("identity") => Ok(None),
+            Some(enc) => match self.registry.get(enc) {
+                Some(c) => Ok(Some(c.clone())),
+                None => Err(Status::internal(format!(
+                    "response uses unsupported compression {enc:?}"
+                ))),
+            },
+        }
     }
 
     /// Input: a chunk of the response body.
     pub fn recv_data(&mut self, data: Bytes) {
-        let _ = data;
-        todo!()
+        if self.finished || data.is_empty() {
+            return;
+        }
+        if let Err(status) = self.recv_data_inner(data) {
+            self.fail_local(status);
+        }
+    }
+
+    fn recv_data_inner(&mut self, data: Bytes) -> Result<(), Status> {
+        if self.recv == Recv::AwaitingHead {
+            return Err(Status::internal("response body before the response head"));
+        }
+        if self.connect_unary() {
+            if !self.body.push(data, self.max_recv) {
+                let why = format!(
+                    "response message exceeds the limit of {} bytes",
+                    self.max_recv
+                );
+                return Err(Status::resource_exhausted(why));
+            }
+            return Ok(());
+        }
+        if self.body_end_seen {
+            return Err(Status::internal(
+                "protocol error: response data after the end of the stream",
+            ));
+        }
+        self.saw_body = true;
+        self.decoder.push(data);
+        loop {
+            match self.decoder.decode() {
+                Ok(Some(envelope)) => self.recv_envelope(envelope)?,
+                Ok(None) => return Ok(()),
+                Err(TooLarge { len, max }) => {
+                    return Err(Status::resource_exhausted(format!(
+                        "response message of {len} bytes exceeds the limit of {max}"
+                    )))
+                }
+            }
+        }
+    }
+
+    fn recv_envelope(&mut self, envelope: Envelope) -> Result<(), Status> {
+        if self.body_end_seen {
+            return Err(Status::internal(
+                "protocol error: response data after the end of the stream",
+            ));
+        }
+        let compressed = envelope.flags & flags::COMPRESSED != 0;
+        let end_flag = match self.protocol {
+            Protocol::Connect => flags::END_STREAM,
+            Protocol::GrpcWeb => flags::TRAILERS,
+            Protocol::Grpc => 0,
+        };
+        if envelope.flags & !(flags::COMPRESSED | end_flag) != 0 {
+            return Err(Status::internal(format!(
+                "protocol error: invalid envelope flags {:#04x} in a {:?} response",
+                envelope.flags, self.protocol
+            )));
+        }
+        let payload = if compressed {
+            let Some(c) = &self.recv_compression else {
+                return Err(Status::internal(
+                    "protocol error: compressed message but the response declared no compression",
+                ));
+            };
+            decompress(c, &envelope.data, self.max_recv)?
+        } else {
+            envelope.data
+        };
+        if end_flag != 0 && envelope.flags & end_flag != 0 {
+            self.body_end_seen = true;
+            self.body_end = Some(if self.protocol == Protocol::Connect {
+                let end = connect::decode_end_stream(&payload)?;
+                (end.error.map_or(Ok(()), Err), end.metadata)
+            } else {
+                let mut block = grpc_web::decode_trailers(&payload)?;
+                match grpc::read_status(&block) {
+                    Some(status) => {
+                        grpc::strip_status(&mut block);
+                        (status, block)
+                    }
+                    // An empty trailers frame after a trailers-only head: the head's status stands
+                    // (PROTOCOL-TRAPS 21).
+                    None if self.head_status.is_some() && self.messages_received == 0 => {
+                        let (status, mut metadata) = self.head_status.take().expect("checked");
+                        metadata.extend(block);
+                        (status, metadata)
+                    }
+                    None => (
+                        Err(Status::unknown(
+                            "protocol error: gRPC-Web trailers without grpc-status",
+                        )),
+                        block,
+                    ),
+                }
+            });
+            return Ok(());
+        }
+        if let Some((_, metadata)) = self.head_status.take() {
+            // A message after a head that carried a status: the head was ordinary headers after all
+            // and real trailers must follow (PROTOCOL-TRAPS 13).
+            self.events.push_back(ClientEvent::Headers(metadata));
+        }
+        self.messages_received += 1;
+        if !self.method.stream_type.server_streams() && self.messages_received > 1 {
+            return Err(Status::unimplemented(
+                "unary response has more than one message",
+            ));
+        }
+        self.events.push_back(ClientEvent::Message(payload));
+        Ok(())
     }
 
     /// Input: HTTP trailers (they end the response).
     pub fn recv_trailers(&mut self, trailers: HeaderMap) {
-        let _ = trailers;
-        todo!()
+        self.finish_response(Some(trailers));
     }
 
     /// Input: the response body ended without HTTP trailers (fetch has none).
     pub fn recv_end(&mut self) {
-        todo!()
+        self.finish_response(None);
+    }
+
+    fn finish_response(&mut self, http_trailers: Option<HeaderMap>) {
+        if self.finished {
+            return;
+        }
+        let (result, trailers) = match self.response_outcome(http_trailers) {
+            Ok(outcome) => outcome,
+            Err(status) => (Err(status), HeaderMap::new()),
+        };
+        let result = match result {
+            Ok(()) if !self.method.stream_type.server_streams() && self.messages_received == 0 => {
+                Err(Status::unimplemented(
+                    "the server sent no response message for a unary response",
+                ))
+            }
+            other => other,
+        };
+        self.finished = true;
+        self.events
+            .push_back(ClientEvent::Finished { result, trailers });
+    }
+
+    fn response_outcome(
+        &mut self,
+        http_trailers: Option<HeaderMap>,
+    ) -> Result<(Result<(), Status>, HeaderMap), Status> {
+        if self.recv == Recv::AwaitingHead {
+            return Err(Status::internal("the response ended before its head"));
+        }
+        let trailers_unary = std::mem::take(&mut self.unary_trailers);
+        if self.connect_unary() {
+            let body = self.body.take();
+            let body = match &self.recv_compression {
+                Some(c) => decompress(c, &body, self.max_recv)?,
+                None => body,
+            };
+            if self.http_status == StatusCode::OK {
+                self.messages_received = 1;
+                self.events.push_back(ClientEvent::Message(body));
+                return Ok((Ok(()), trailers_unary));
+            }
+            let status = connect::decode_error(&body).unwrap_or_else(|| {
+                let code = Code::from_http_status(self.http_status.as_u16());
+                Status::new(code, format!("HTTP status {}", self.http_status))
+            });
+            return Ok((Err(status), trailers_unary));
+        }
+        if self.decoder.buffered_len() > 0 {
+            return Err(Status::internal(format!(
+                "protocol error: response ended inside an envelope ({} bytes left over)",
+                self.decoder.buffered_len()
+            )));
+        }
+        if let Some(end) = self.body_end.take() {
+            return Ok(end);
+        }
+        match self.protocol {
+            Protocol::Connect => Err(Status::internal(
+                "protocol error: stream ended without an EndStream message",
+            )),
+            Protocol::Grpc | Protocol::GrpcWeb => {
+                if let Some(mut block) = http_trailers {
+                    // Trailers win over a status in the head (PROTOCOL-TRAPS 13).
+                    let status = grpc::read_status(&block).unwrap_or_else(|| {
+                        Err(Status::unknown(
+                            "protocol error: trailers without grpc-status",
+                        ))
+                    });
+                    grpc::strip_status(&mut block);
+                    return Ok((status, block));
+                }
+                match self.head_status.take() {
+                    Some(outcome) if !self.saw_body => Ok(outcome),
+                    // A proxy that strips trailers must not turn a call into a success (PROTOCOL-TRAPS 14).
+                    _ => Err(Status::internal(
+                        "protocol error: response ended without trailers (no grpc-status)",
+                    )),
+                }
+            }
+        }
     }
 
     /// Input: the stream was reset (`Some(h2 reason code)`) or the connection failed (`None`).
     pub fn recv_reset(&mut self, reason: Option<u32>) {
-        let _ = reason;
-        todo!()
+        if self.finished {
+            return;
+        }
+        let status = match reason {
+            Some(code) => grpc::status_from_reset(code),
+            None => Status::unavailable("the connection failed"),
+        };
+        self.finished = true;
+        self.transmits.clear();
+        self.events.push_back(ClientEvent::Finished {
+            result: Err(status),
+            trailers: HeaderMap::new(),
+        });
     }
 
-    /// Input: the time is now `now`. Spurious calls are no-ops.
+    /// Input: the time is now `now`. Spurious calls are no-ops. Past the deadline the call finishes with
+    /// `deadline_exceeded` (never `canceled`) and the request is aborted.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        if !self.finished && self.deadline.is_some_and(|d| d <= now) {
+            self.fail_local(Status::deadline_exceeded("the call's deadline expired"));
+        }
+    }
+
+    /// Ends the call from this side: the outcome is `status` and the request is aborted on the wire.
+    fn fail_local(&mut self, status: Status) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.transmits
+            .retain(|t| matches!(t, ClientTransmit::Head(_)));
+        let head_pending = !self.transmits.is_empty();
+        self.transmits.clear();
+        if self.head_queued && !head_pending {
+            self.transmits.push_back(ClientTransmit::Abort);
+        }
+        self.events.push_back(ClientEvent::Finished {
+            result: Err(status),
+            trailers: HeaderMap::new(),
+        });
     }
 
     /// Output: the next thing to put on the wire.
     pub fn poll_transmit(&mut self) -> Option<ClientTransmit> {
-        todo!()
+        self.transmits.pop_front()
     }
 
     /// Output: the next event for the application.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        todo!()
+        self.events.pop_front()
     }
 
     /// Output: when `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        if self.finished {
+            None
+        } else {
+            self.deadline
+        }
+    }
+}
+
+fn insert_str(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
     }
 }

@@ -1,12 +1,21 @@
 //! The server side of one call.
 
-use bytes::Bytes;
-use http::HeaderMap;
+use std::collections::VecDeque;
+use std::sync::Arc;
 
-use crate::compression::CompressionRegistry;
-use crate::protocol::{Codec, MethodInfo, Protocol};
-use crate::status::{Status, UsageError};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+
+use super::{compress, decompress, header_str, message_flag, push_envelope, BodyCollector};
+use crate::compression::{CompressionRegistry, Compressor};
+use crate::envelope::{flags, Envelope, EnvelopeDecoder, TooLarge};
+use crate::metadata;
+use crate::protocol::{
+    connect, grpc, grpc_web, headers as h, Codec, ContentType, MethodInfo, Protocol, StreamType,
+};
+use crate::status::{Code, Status, UsageError};
 use crate::time::Instant;
+use crate::timeout;
 
 /// Server settings shared by every call (keep it in an `Arc`).
 #[derive(Clone, Debug)]
@@ -61,10 +70,92 @@ pub enum ServerEvent {
     Aborted(Status),
 }
 
+/// A request refused before the application sees it.
+enum Reject {
+    /// A plain HTTP answer: the request is not an RPC we can classify (415, 405).
+    Http(StatusCode, &'static str),
+    /// An RPC error in the request's protocol, with an optional HTTP status override for Connect.
+    Rpc(Status, Option<StatusCode>),
+}
+
 /// The server side of one RPC as a pure state machine.
+///
+/// # Driving it
+///
+/// Method groups, in the order a driver uses them:
+///
+/// * **Inputs** from the HTTP stack: [`recv_data`](Self::recv_data), [`recv_end`](Self::recv_end),
+///   [`recv_reset`](Self::recv_reset), and [`handle_timeout`](Self::handle_timeout) when the instant from
+///   [`poll_timeout`](Self::poll_timeout) has passed.
+/// * **Commands** from the application: [`send_headers`](Self::send_headers),
+///   [`send_message`](Self::send_message), [`finish`](Self::finish).
+/// * **Outputs**: [`poll_transmit`](Self::poll_transmit) (to the wire), [`poll_event`](Self::poll_event)
+///   (to the application), [`poll_timeout`](Self::poll_timeout) (to the timer).
+///
+/// After every input or command, drain `poll_transmit` and `poll_event` until both return `None`, then
+/// re-arm the timer from `poll_timeout`. The request head is consumed by [`new`](Self::new), which
+/// already decides rejections (unknown content type, unsupported compression, bad timeout) so that they
+/// are answered before any body is read.
+///
+/// ```no_run
+/// use connect_proto::{Instant, ServerCall, ServerConfig, ServerEvent, ServerTransmit};
+/// # fn method_for(_: &str) -> Option<connect_proto::MethodInfo> { None }
+/// # fn next_body_chunk() -> Option<bytes::Bytes> { None }
+/// # fn write(_: ServerTransmit) {}
+/// let config = ServerConfig::default();
+/// let (parts, ()) = http::Request::new(()).into_parts();
+/// let mut call = ServerCall::new(&config, method_for(parts.uri.path()), &parts, Instant::now());
+/// loop {
+///     while let Some(t) = call.poll_transmit() {
+///         write(t);
+///     }
+///     while let Some(event) = call.poll_event() {
+///         match event {
+///             ServerEvent::Message(payload) => {
+///                 // decode, run the handler, answer:
+///                 call.send_message(payload).unwrap();
+///                 call.finish(Ok(()), http::HeaderMap::new()).unwrap();
+///             }
+///             ServerEvent::InputClosed => {}
+///             ServerEvent::Aborted(_status) => {}
+///         }
+///     }
+///     if call.is_done() && call.poll_transmit().is_none() {
+///         break;
+///     }
+///     // wait for the body or for `call.poll_timeout()`, then feed the call:
+///     match next_body_chunk() {
+///         Some(chunk) => call.recv_data(chunk),
+///         None => call.recv_end(None),
+///     }
+///     call.handle_timeout(Instant::now());
+/// }
+/// ```
 #[derive(Debug)]
 pub struct ServerCall {
-    _p: (),
+    protocol: Option<Protocol>,
+    codec: Option<Codec>,
+    stream_type: StreamType,
+    request_headers: HeaderMap,
+    deadline: Option<Instant>,
+    recv_compression: Option<Arc<dyn Compressor>>,
+    send_compression: Option<Arc<dyn Compressor>>,
+    accept_encoding: String,
+    max_recv: usize,
+    max_send: usize,
+    compress_min: usize,
+    /// `None` for Connect unary, whose body is the bare message.
+    decoder: Option<EnvelopeDecoder>,
+    body: BodyCollector,
+    recv_open: bool,
+    messages_received: u32,
+    head_sent: bool,
+    response_headers: HeaderMap,
+    unary_response: Option<Bytes>,
+    messages_sent: u32,
+    done: bool,
+    transmits: VecDeque<ServerTransmit>,
+    events: VecDeque<ServerEvent>,
 }
 
 impl ServerCall {
@@ -78,87 +169,676 @@ impl ServerCall {
         request: &http::request::Parts,
         now: Instant,
     ) -> Self {
-        let _ = (config, method, request, now);
-        todo!("call machine")
+        let mut call = ServerCall {
+            protocol: None,
+            codec: None,
+            stream_type: method.map_or(StreamType::Unary, |m| m.stream_type),
+            request_headers: request.headers.clone(),
+            deadline: None,
+            recv_compression: None,
+            send_compression: None,
+            accept_encoding: config.compression.accept_header(),
+            max_recv: config.max_recv_message_size,
+            max_send: config.max_send_message_size,
+            compress_min: config.compress_min_bytes,
+            decoder: None,
+            body: BodyCollector::default(),
+            recv_open: true,
+            messages_received: 0,
+            head_sent: false,
+            response_headers: HeaderMap::new(),
+            unary_response: None,
+            messages_sent: 0,
+            done: false,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        match call.start(config, method, request, now) {
+            Ok(()) => {}
+            Err(Reject::Http(status, why)) => {
+                let mut head = http::Response::new(());
+                *head.status_mut() = status;
+                if status == StatusCode::METHOD_NOT_ALLOWED {
+                    head.headers_mut()
+                        .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+                }
+                call.transmits.push_back(ServerTransmit::Head(head));
+                call.transmits.push_back(ServerTransmit::End);
+                let code = Code::from_http_status(status.as_u16());
+                call.abort(Status::new(code, why));
+            }
+            Err(Reject::Rpc(status, http_status)) => {
+                call.emit_finish(Err(&status), &HeaderMap::new(), http_status);
+                call.abort(status);
+            }
+        }
+        call
+    }
+
+    fn start(
+        &mut self,
+        config: &ServerConfig,
+        method: Option<MethodInfo>,
+        request: &http::request::Parts,
+        now: Instant,
+    ) -> Result<(), Reject> {
+        if request.method == Method::GET {
+            return self.start_get(config, method, request, now);
+        }
+        let ct = header_str(&request.headers, header::CONTENT_TYPE.as_str())
+            .and_then(ContentType::parse);
+        let Some(ct) = ct else {
+            return Err(Reject::Http(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported content type",
+            ));
+        };
+        if request.method != Method::POST {
+            return Err(Reject::Http(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "RPCs must use POST",
+            ));
+        }
+        self.protocol = Some(ct.protocol);
+        let Some(codec) = ct.codec else {
+            return Err(Reject::Http(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported codec",
+            ));
+        };
+        if ct.grpc_web_text {
+            return Err(Reject::Http(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "application/grpc-web-text is not supported; use application/grpc-web+proto",
+            ));
+        }
+        self.codec = Some(codec);
+        let Some(method) = method else {
+            let status = Status::unimplemented(format!("no such method: {}", request.uri.path()));
+            return Err(Reject::Rpc(status, Some(StatusCode::NOT_FOUND)));
+        };
+        if ct.protocol == Protocol::Connect {
+            if ct.connect_streaming != (method.stream_type != StreamType::Unary) {
+                return Err(Reject::Http(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "content type does not match the method's stream type",
+                ));
+            }
+            match request.headers.get(h::CONNECT_PROTOCOL_VERSION) {
+                Some(v) if v != "1" => {
+                    let status = Status::invalid_argument(format!(
+                        "connect-protocol-version must be \"1\", got {:?}",
+                        String::from_utf8_lossy(v.as_bytes())
+                    ));
+                    return Err(Reject::Rpc(status, None));
+                }
+                None if config.require_connect_protocol_version => {
+                    let status = Status::invalid_argument(
+                        "missing required header: connect-protocol-version: 1",
+                    );
+                    return Err(Reject::Rpc(status, None));
+                }
+                _ => {}
+            }
+        }
+        self.read_timeout(&request.headers, ct.protocol, now)?;
+
+        let connect_unary =
+            ct.protocol == Protocol::Connect && method.stream_type == StreamType::Unary;
+        let (encoding, accept) = match ct.protocol {
+            Protocol::Connect if connect_unary => (
+                header::CONTENT_ENCODING.as_str(),
+                header::ACCEPT_ENCODING.as_str(),
+            ),
+            Protocol::Connect => (h::CONNECT_CONTENT_ENCODING, h::CONNECT_ACCEPT_ENCODING),
+            Protocol::Grpc | Protocol::GrpcWeb => (h::GRPC_ENCODING, h::GRPC_ACCEPT_ENCODING),
+        };
+        self.recv_compression =
+            request_compression(config, header_str(&request.headers, encoding))?;
+        self.send_compression = match header_str(&request.headers, accept) {
+            Some(list) => config.compression.negotiate(Some(list)).cloned(),
+            // Without an accept list, the request's own encoding is acceptable (PROTOCOL-TRAPS 10).
+            None => self.recv_compression.clone(),
+        };
+        if !connect_unary {
+            self.decoder = Some(EnvelopeDecoder::new(self.max_recv));
+        }
+        Ok(())
+    }
+
+    fn start_get(
+        &mut self,
+        config: &ServerConfig,
+        method: Option<MethodInfo>,
+        request: &http::request::Parts,
+        now: Instant,
+    ) -> Result<(), Reject> {
+        self.protocol = Some(Protocol::Connect);
+        let Some(method) = method else {
+            let status = Status::unimplemented(format!("no such method: {}", request.uri.path()));
+            return Err(Reject::Rpc(status, Some(StatusCode::NOT_FOUND)));
+        };
+        if method.stream_type != StreamType::Unary || !method.no_side_effects {
+            return Err(Reject::Http(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "GET is only allowed for unary methods without side effects",
+            ));
+        }
+        let query = request.uri.query().unwrap_or("");
+        let get = connect::decode_get_query(query, config.require_connect_protocol_version)
+            .map_err(|status| Reject::Rpc(status, None))?;
+        let Some(codec) = Codec::from_name(&get.encoding) else {
+            return Err(Reject::Http(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported codec",
+            ));
+        };
+        self.codec = Some(codec);
+        // Timeouts stay in headers for GET (PROTOCOL-TRAPS 8).
+        self.read_timeout(&request.headers, Protocol::Connect, now)?;
+        self.recv_compression = request_compression(config, get.compression.as_deref())?;
+        self.send_compression = match header_str(&request.headers, header::ACCEPT_ENCODING.as_str())
+        {
+            Some(list) => config.compression.negotiate(Some(list)).cloned(),
+            None => None,
+        };
+        if get.message.len() > self.max_recv {
+            let why = format!(
+                "request message of {} bytes exceeds the limit of {}",
+                get.message.len(),
+                self.max_recv
+            );
+            return Err(Reject::Rpc(Status::resource_exhausted(why), None));
+        }
+        let message = match &self.recv_compression {
+            Some(c) => {
+                decompress(c, &get.message, self.max_recv).map_err(|s| Reject::Rpc(s, None))?
+            }
+            None => get.message,
+        };
+        self.recv_open = false;
+        self.messages_received = 1;
+        self.events.push_back(ServerEvent::Message(message));
+        self.events.push_back(ServerEvent::InputClosed);
+        Ok(())
+    }
+
+    fn read_timeout(
+        &mut self,
+        headers: &HeaderMap,
+        protocol: Protocol,
+        now: Instant,
+    ) -> Result<(), Reject> {
+        let (name, parse): (&str, fn(&[u8]) -> Result<_, _>) = match protocol {
+            Protocol::Connect => (h::CONNECT_TIMEOUT_MS, timeout::parse_connect_timeout),
+            Protocol::Grpc | Protocol::GrpcWeb => (h::GRPC_TIMEOUT, timeout::parse_grpc_timeout),
+        };
+        let Some(value) = headers.get(name) else {
+            return Ok(());
+        };
+        match parse(value.as_bytes()) {
+            // A deadline too far to represent is no deadline.
+            Ok(d) => self.deadline = now.checked_add(d),
+            Err(e) => {
+                return Err(Reject::Rpc(
+                    Status::invalid_argument(format!("{name}: {e}")),
+                    None,
+                ))
+            }
+        }
+        if self.deadline.is_some_and(|d| d <= now) {
+            return Err(Reject::Rpc(
+                Status::deadline_exceeded("the request's timeout had already expired"),
+                None,
+            ));
+        }
+        Ok(())
     }
 
     /// The protocol of the request, once classified.
     pub fn protocol(&self) -> Option<Protocol> {
-        todo!()
+        self.protocol
     }
 
     /// The codec of the request.
     pub fn codec(&self) -> Option<Codec> {
-        todo!()
+        self.codec
     }
 
-    /// The request headers the application may read (custom metadata).
+    /// The request headers, all of them (the protocol's own included).
     pub fn request_headers(&self) -> &HeaderMap {
-        todo!()
+        &self.request_headers
     }
 
     /// The call's deadline, from the request's timeout header.
     pub fn deadline(&self) -> Option<Instant> {
-        todo!()
+        self.deadline
+    }
+
+    /// Whether the call is over: finished by the application or aborted. Outputs may still be pending.
+    pub fn is_done(&self) -> bool {
+        self.done
     }
 
     /// Input: a chunk of the request body.
     pub fn recv_data(&mut self, data: Bytes) {
-        let _ = data;
-        todo!()
+        if self.done || !self.recv_open {
+            return;
+        }
+        if let Err(status) = self.recv_data_inner(data) {
+            self.fail(status);
+        }
     }
 
-    /// Input: the request body ended, with HTTP trailers if there were any.
+    fn recv_data_inner(&mut self, data: Bytes) -> Result<(), Status> {
+        let Some(decoder) = self.decoder.as_mut() else {
+            if !self.body.push(data, self.max_recv) {
+                return Err(Status::resource_exhausted(format!(
+                    "request message exceeds the limit of {} bytes",
+                    self.max_recv
+                )));
+            }
+            return Ok(());
+        };
+        decoder.push(data);
+        loop {
+            let decoder = self.decoder.as_mut().expect("checked above");
+            match decoder.decode() {
+                Ok(Some(envelope)) => self.recv_envelope(envelope)?,
+                Ok(None) => return Ok(()),
+                Err(TooLarge { len, max }) => {
+                    return Err(Status::resource_exhausted(format!(
+                        "request message of {len} bytes exceeds the limit of {max}"
+                    )))
+                }
+            }
+        }
+    }
+
+    fn recv_envelope(&mut self, envelope: Envelope) -> Result<(), Status> {
+        if envelope.flags & !flags::COMPRESSED != 0 {
+            return Err(Status::internal(format!(
+                "protocol error: invalid envelope flags {:#04x} in a request",
+                envelope.flags
+            )));
+        }
+        let payload = if envelope.flags & flags::COMPRESSED != 0 {
+            let Some(c) = &self.recv_compression else {
+                return Err(Status::internal(
+                    "protocol error: compressed message but the request declared no compression",
+                ));
+            };
+            decompress(c, &envelope.data, self.max_recv)?
+        } else {
+            envelope.data
+        };
+        self.messages_received += 1;
+        if !self.stream_type.client_streams() && self.messages_received > 1 {
+            return Err(Status::unimplemented(
+                "unary request has more than one message",
+            ));
+        }
+        self.events.push_back(ServerEvent::Message(payload));
+        Ok(())
+    }
+
+    /// Input: the request body ended, with HTTP trailers if there were any (they carry no meaning in any
+    /// of the protocols and are ignored).
     pub fn recv_end(&mut self, trailers: Option<HeaderMap>) {
         let _ = trailers;
-        todo!()
+        if self.done || !self.recv_open {
+            return;
+        }
+        self.recv_open = false;
+        if let Err(status) = self.recv_end_inner() {
+            self.fail(status);
+        }
     }
 
-    /// Input: the client reset the stream or the connection went away.
+    fn recv_end_inner(&mut self) -> Result<(), Status> {
+        match &self.decoder {
+            Some(decoder) => {
+                if decoder.buffered_len() > 0 {
+                    return Err(Status::invalid_argument(format!(
+                        "request body ended inside an envelope ({} bytes left over)",
+                        decoder.buffered_len()
+                    )));
+                }
+                if !self.stream_type.client_streams() && self.messages_received == 0 {
+                    return Err(Status::unimplemented("unary request has no message"));
+                }
+            }
+            None => {
+                let body = self.body.take();
+                let message = match &self.recv_compression {
+                    Some(c) => decompress(c, &body, self.max_recv)?,
+                    None => body,
+                };
+                self.messages_received = 1;
+                self.events.push_back(ServerEvent::Message(message));
+            }
+        }
+        self.events.push_back(ServerEvent::InputClosed);
+        Ok(())
+    }
+
+    /// Input: the client reset the stream or the connection went away. Nothing more is sent.
     pub fn recv_reset(&mut self) {
-        todo!()
+        self.transmits.clear();
+        if !self.done {
+            self.abort(Status::canceled("the client reset the stream"));
+        }
     }
 
     /// Input: the time is now `now`. Spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        if !self.done && self.deadline.is_some_and(|d| d <= now) {
+            self.fail(Status::deadline_exceeded("the call's deadline expired"));
+        }
     }
 
-    /// Command: response headers (custom metadata). Optional; must come before the first message.
+    /// Command: response headers (custom metadata; names the protocol owns are dropped). Optional; must
+    /// come before the first message. Ignored once the call is done.
     pub fn send_headers(&mut self, headers: HeaderMap) -> Result<(), UsageError> {
-        let _ = headers;
-        todo!()
+        if self.done {
+            return Ok(());
+        }
+        if self.head_sent || self.messages_sent > 0 {
+            return Err(UsageError(
+                "response headers must come before the first message",
+            ));
+        }
+        let protocol = self.protocol.unwrap_or(Protocol::Connect);
+        metadata::merge_application(protocol, &headers, &mut self.response_headers);
+        if !self.connect_unary() {
+            self.send_head();
+        }
+        Ok(())
     }
 
-    /// Command: one response message payload (serialized; the call compresses and frames it).
+    /// Command: one response message payload (serialized; the call compresses and frames it). A payload
+    /// over the send limit fails the call with `resource_exhausted`. Ignored once the call is done (it
+    /// may have been aborted concurrently).
     pub fn send_message(&mut self, payload: Bytes) -> Result<(), UsageError> {
-        let _ = payload;
-        todo!()
+        if self.done {
+            return Ok(());
+        }
+        if !self.stream_type.server_streams() && self.messages_sent > 0 {
+            return Err(UsageError("a unary response has exactly one message"));
+        }
+        if payload.len() > self.max_send {
+            let why = format!(
+                "response message of {} bytes exceeds the limit of {}",
+                payload.len(),
+                self.max_send
+            );
+            self.fail(Status::resource_exhausted(why));
+            return Ok(());
+        }
+        self.messages_sent += 1;
+        if self.connect_unary() {
+            self.unary_response = Some(payload);
+            return Ok(());
+        }
+        self.send_head();
+        match compress(self.send_compression.as_ref(), self.compress_min, payload) {
+            Ok((data, compressed)) => {
+                push_envelope(
+                    &mut self.transmits,
+                    ServerTransmit::Data,
+                    message_flag(compressed),
+                    data,
+                );
+            }
+            Err(status) => self.fail(status),
+        }
+        Ok(())
     }
 
-    /// Command: the call's outcome and trailers. Nothing may be sent after it.
+    /// Command: the call's outcome and trailers (custom metadata). Nothing may be sent after it. Ignored
+    /// once the call is done. Finishing a unary call with `Ok` but no message is a usage error; the call
+    /// then fails with `internal`.
     pub fn finish(
         &mut self,
         result: Result<(), Status>,
         trailers: HeaderMap,
     ) -> Result<(), UsageError> {
-        let _ = (result, trailers);
-        todo!()
+        if self.done {
+            return Ok(());
+        }
+        if result.is_ok() && !self.stream_type.server_streams() && self.messages_sent == 0 {
+            self.fail(Status::internal(
+                "the handler finished a unary call without a response message",
+            ));
+            return Err(UsageError(
+                "a unary call finished with Ok but no response message",
+            ));
+        }
+        let protocol = self.protocol.unwrap_or(Protocol::Connect);
+        let mut app_trailers = HeaderMap::new();
+        metadata::merge_application(protocol, &trailers, &mut app_trailers);
+        self.emit_finish(result.as_ref().map(|_| ()), &app_trailers, None);
+        self.done = true;
+        Ok(())
     }
 
     /// Output: the next thing to put on the wire.
     pub fn poll_transmit(&mut self) -> Option<ServerTransmit> {
-        todo!()
+        self.transmits.pop_front()
     }
 
     /// Output: the next event for the application.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        todo!()
+        self.events.pop_front()
     }
 
     /// Output: when `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        if self.done {
+            None
+        } else {
+            self.deadline
+        }
+    }
+
+    fn connect_unary(&self) -> bool {
+        self.protocol == Some(Protocol::Connect) && self.stream_type == StreamType::Unary
+    }
+
+    /// Ends the call with an error the server detected, answering the client in protocol form.
+    fn fail(&mut self, status: Status) {
+        if self.done {
+            return;
+        }
+        self.emit_finish(Err(&status), &HeaderMap::new(), None);
+        self.abort(status);
+    }
+
+    fn abort(&mut self, status: Status) {
+        self.done = true;
+        self.recv_open = false;
+        self.events.push_back(ServerEvent::Aborted(status));
+    }
+
+    fn content_type(&self) -> &'static str {
+        let protocol = self.protocol.unwrap_or(Protocol::Connect);
+        let streaming = self.stream_type != StreamType::Unary;
+        ContentType::format(protocol, streaming, self.codec.unwrap_or(Codec::Proto))
+    }
+
+    /// The head of a streaming response (Connect streams, gRPC, gRPC-Web), sent once.
+    fn send_head(&mut self) {
+        if self.head_sent {
+            return;
+        }
+        self.head_sent = true;
+        let mut head = http::Response::new(());
+        let headers = head.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type()),
+        );
+        let (encoding, accept) = match self.protocol {
+            Some(Protocol::Connect) => (h::CONNECT_CONTENT_ENCODING, h::CONNECT_ACCEPT_ENCODING),
+            _ => (h::GRPC_ENCODING, h::GRPC_ACCEPT_ENCODING),
+        };
+        if let Some(c) = &self.send_compression {
+            headers.insert(encoding, HeaderValue::from_static(c.name()));
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.accept_encoding) {
+            if !v.is_empty() {
+                headers.insert(accept, v);
+            }
+        }
+        append_all(headers, std::mem::take(&mut self.response_headers));
+        self.transmits.push_back(ServerTransmit::Head(head));
+    }
+
+    /// Queues the end of the response in the protocol's form.
+    fn emit_finish(
+        &mut self,
+        result: Result<(), &Status>,
+        trailers: &HeaderMap,
+        http_status: Option<StatusCode>,
+    ) {
+        match self.protocol {
+            None | Some(Protocol::Connect) if self.connect_unary() || self.protocol.is_none() => {
+                self.emit_connect_unary(result, trailers, http_status)
+            }
+            None | Some(Protocol::Connect) => {
+                self.send_head();
+                let end = connect::encode_end_stream(result.err(), trailers);
+                let (data, compressed) = compress(
+                    self.send_compression.as_ref(),
+                    self.compress_min,
+                    end.clone(),
+                )
+                .unwrap_or((end, false));
+                let flag = flags::END_STREAM | message_flag(compressed);
+                push_envelope(&mut self.transmits, ServerTransmit::Data, flag, data);
+                self.transmits.push_back(ServerTransmit::End);
+            }
+            Some(Protocol::Grpc) => {
+                let mut block = trailers.clone();
+                grpc::write_status(result, &mut block);
+                if self.head_sent {
+                    self.transmits.push_back(ServerTransmit::Trailers(block));
+                } else {
+                    self.emit_trailers_only(block);
+                }
+            }
+            Some(Protocol::GrpcWeb) => {
+                let mut block = trailers.clone();
+                grpc::write_status(result, &mut block);
+                if self.head_sent {
+                    let payload = grpc_web::encode_trailers(&block);
+                    push_envelope(
+                        &mut self.transmits,
+                        ServerTransmit::Data,
+                        flags::TRAILERS,
+                        payload,
+                    );
+                    self.transmits.push_back(ServerTransmit::End);
+                } else {
+                    self.emit_trailers_only(block);
+                }
+            }
+        }
+    }
+
+    /// gRPC and gRPC-Web without any message: one head carrying the status (PROTOCOL-TRAPS 13, 21).
+    fn emit_trailers_only(&mut self, block: HeaderMap) {
+        self.send_head();
+        if let Some(ServerTransmit::Head(head)) = self.transmits.back_mut() {
+            append_all(head.headers_mut(), block);
+        }
+        self.transmits.push_back(ServerTransmit::End);
+    }
+
+    fn emit_connect_unary(
+        &mut self,
+        result: Result<(), &Status>,
+        trailers: &HeaderMap,
+        http_status: Option<StatusCode>,
+    ) {
+        let mut head = http::Response::new(());
+        let mut headers = std::mem::take(&mut self.response_headers);
+        connect::trailers_to_headers(trailers, &mut headers);
+        let body = match result {
+            Ok(()) => {
+                let message = self.unary_response.take().unwrap_or_default();
+                let (body, compressed) =
+                    match compress(self.send_compression.as_ref(), self.compress_min, message) {
+                        Ok(v) => v,
+                        Err(status) => {
+                            return self.emit_connect_unary(Err(&status), trailers, None)
+                        }
+                    };
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(self.content_type()),
+                );
+                if compressed {
+                    if let Some(c) = &self.send_compression {
+                        headers
+                            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(c.name()));
+                    }
+                }
+                body
+            }
+            Err(status) => {
+                // Errors are always JSON, whatever the request's codec (PROTOCOL-TRAPS 1).
+                *head.status_mut() = http_status.unwrap_or_else(|| status.code().http_status());
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                connect::encode_error(status)
+            }
+        };
+        *head.headers_mut() = headers;
+        self.head_sent = true;
+        self.transmits.push_back(ServerTransmit::Head(head));
+        if !body.is_empty() {
+            self.transmits.push_back(ServerTransmit::Data(body));
+        }
+        self.transmits.push_back(ServerTransmit::End);
+    }
+}
+
+/// The request's compression from its encoding header: `unimplemented` naming what we support when we
+/// do not speak it (PROTOCOL-TRAPS 10).
+fn request_compression(
+    config: &ServerConfig,
+    name: Option<&str>,
+) -> Result<Option<Arc<dyn Compressor>>, Reject> {
+    match name.map(str::trim) {
+        None | Some("") | Some("identity") => Ok(None),
+        Some(name) => match config.compression.get(name) {
+            Some(c) => Ok(Some(c.clone())),
+            None => {
+                let supported = config.compression.accept_header();
+                let supported = if supported.is_empty() {
+                    "identity".to_owned()
+                } else {
+                    format!("{supported},identity")
+                };
+                let why = format!("unsupported compression {name:?}; supported: {supported}");
+                Err(Reject::Rpc(Status::unimplemented(why), None))
+            }
+        },
+    }
+}
+
+/// Appends every entry of `from` to `to`, keeping duplicates.
+fn append_all(to: &mut HeaderMap, from: HeaderMap) {
+    let mut last = None;
+    for (name, value) in from {
+        if let Some(name) = name {
+            last = Some(name);
+        }
+        if let Some(name) = &last {
+            to.append(name.clone(), value);
+        }
     }
 }
