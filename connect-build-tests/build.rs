@@ -1,1 +1,11 @@
-fn main() {}
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    connect_build::Config::new()
+        .files(&[
+            "proto/acme/greet/v1/greet.proto",
+            "proto/acme/store/v1/store.proto",
+        ])
+        .includes(&["proto"])
+        .out_module("proto")
+        .compile()?;
+    Ok(())
+}

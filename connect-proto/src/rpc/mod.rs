@@ -33,3 +33,6 @@ pub use handler::{
 pub use message::{decode_request, decode_response, encode, RequestView};
 pub use router::{ResponseBody, Router, ServeFuture};
 pub use runtime::{BoxFuture, BoxStream, MaybeSend, Runtime};
+
+/// The stream trait of the typed layer (re-exported so generated code needs no extra dependency).
+pub use futures_core::Stream;

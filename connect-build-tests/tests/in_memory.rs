@@ -1,0 +1,404 @@
+//! End-to-end through generated code without sockets: a generated client over an in-memory transport
+//! that hands each `http::Request` to the router's server entry point, bodies streamed both ways.
+//! Every RPC shape, errors with details, headers and trailers, deadlines, Connect GET — over Connect,
+//! gRPC and gRPC-Web, with proto and JSON.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use connect_build_tests::proto::acme::greet::v1::{
+    GreetRequest, GreetResponse, GreetService, GreetServiceClient, GreetServiceServer,
+};
+use connect_proto::rpc::{
+    BoxFuture, Client, Context, HandlerStream, RequestBody, RequestView, ResponseBody, Router,
+    Runtime, Streaming, Transport, TransportError,
+};
+use connect_proto::{
+    CallOptions, ClientConfig, Code, Codec, ErrorDetail, Instant, Protocol, Status,
+};
+use futures_util::StreamExt;
+use http::{HeaderName, HeaderValue};
+
+/// Real time, timers on helper threads: enough for tests, no async runtime needed.
+#[derive(Clone, Copy, Debug)]
+struct ThreadRuntime;
+
+struct Sleep {
+    deadline: Instant,
+    shared: Arc<Mutex<(bool, Option<Waker>)>>,
+    started: bool,
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let mut state = self.shared.lock().unwrap();
+        if state.0 || Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        state.1 = Some(cx.waker().clone());
+        drop(state);
+        if !self.started {
+            self.started = true;
+            let (shared, deadline) = (self.shared.clone(), self.deadline);
+            std::thread::spawn(move || {
+                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                let mut state = shared.lock().unwrap();
+                state.0 = true;
+                if let Some(w) = state.1.take() {
+                    w.wake();
+                }
+            });
+        }
+        Poll::Pending
+    }
+}
+
+impl Runtime for ThreadRuntime {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        Box::pin(Sleep {
+            deadline,
+            shared: Arc::default(),
+            started: false,
+        })
+    }
+
+    fn spawn(&self, future: BoxFuture<'static, ()>) {
+        std::thread::spawn(move || futures_executor::block_on(future));
+    }
+}
+
+/// Hands requests straight to a router.
+#[derive(Clone, Debug)]
+struct InMemory(Router);
+
+impl Transport for InMemory {
+    type ResponseBody = ResponseBody;
+    type Future = BoxFuture<'static, Result<http::Response<ResponseBody>, TransportError>>;
+
+    fn send(&self, request: http::Request<RequestBody>) -> Self::Future {
+        let serve = self.0.handle(request);
+        Box::pin(async move { Ok(serve.await) })
+    }
+}
+
+struct Greeter;
+
+impl GreetService for Greeter {
+    async fn greet(
+        &self,
+        ctx: Context,
+        request: RequestView<GreetRequest>,
+    ) -> Result<GreetResponse, Status> {
+        let name = request.reborrow().name.to_owned();
+        if name == "slow" {
+            ThreadRuntime
+                .sleep_until(Instant::now() + Duration::from_secs(5))
+                .await;
+        }
+        let echoed = ctx
+            .request_headers()
+            .get("x-echo")
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("none"));
+        ctx.set_response_header(HeaderName::from_static("x-echoed"), echoed);
+        ctx.set_response_trailer(
+            HeaderName::from_static("x-trailer"),
+            HeaderValue::from_static("done"),
+        );
+        Ok(greeting(&name))
+    }
+
+    async fn greet_idempotent(
+        &self,
+        ctx: Context,
+        request: RequestView<GreetRequest>,
+    ) -> Result<GreetResponse, Status> {
+        let method = ctx.method().path;
+        Ok(greeting(&format!(
+            "{} via {method}",
+            request.reborrow().name
+        )))
+    }
+
+    async fn greet_many(
+        &self,
+        _ctx: Context,
+        request: RequestView<GreetRequest>,
+    ) -> Result<HandlerStream<GreetResponse>, Status> {
+        let name = request.reborrow().name.to_owned();
+        let count = request.reborrow().count;
+        if count < 0 {
+            return Err(Status::invalid_argument("negative count"));
+        }
+        Ok(Box::pin(futures_util::stream::iter(
+            (0..count).map(move |i| Ok(greeting(&format!("{name} #{i}")))),
+        )))
+    }
+
+    async fn greet_all(
+        &self,
+        _ctx: Context,
+        mut requests: Streaming<GreetRequest>,
+    ) -> Result<GreetResponse, Status> {
+        let mut names = Vec::new();
+        while let Some(request) = requests.next().await {
+            names.push(request?.reborrow().name.to_owned());
+        }
+        Ok(greeting(&names.join(", ")))
+    }
+
+    async fn chat(
+        &self,
+        _ctx: Context,
+        requests: Streaming<GreetRequest>,
+    ) -> Result<HandlerStream<GreetResponse>, Status> {
+        Ok(Box::pin(requests.map(|request| {
+            request.map(|r| greeting(r.reborrow().name))
+        })))
+    }
+
+    async fn fail(
+        &self,
+        _ctx: Context,
+        request: RequestView<GreetRequest>,
+    ) -> Result<buffa_types::google::protobuf::Empty, Status> {
+        let code = Code::from_name(request.reborrow().name).unwrap_or(Code::UNKNOWN);
+        Err(
+            Status::new(code, "failed as asked").with_detail(ErrorDetail::new(
+                "acme.greet.v1.GreetRequest",
+                Bytes::from_static(b"\x10\x07"),
+            )),
+        )
+    }
+}
+
+fn greeting(name: &str) -> GreetResponse {
+    GreetResponse {
+        greeting: format!("Hello, {name}!"),
+        ..Default::default()
+    }
+}
+
+fn request(name: &str, count: i32) -> GreetRequest {
+    GreetRequest {
+        name: name.to_owned(),
+        count,
+        ..Default::default()
+    }
+}
+
+fn router() -> Router {
+    Router::new(ThreadRuntime).add(GreetServiceServer::new(Greeter))
+}
+
+fn client(protocol: Protocol, codec: Codec) -> GreetServiceClient<InMemory> {
+    client_with(ClientConfig::new(protocol, codec))
+}
+
+fn client_with(config: ClientConfig) -> GreetServiceClient<InMemory> {
+    GreetServiceClient::new(Client::new(
+        InMemory(router()),
+        "http://in-memory".parse().unwrap(),
+        config,
+        ThreadRuntime,
+    ))
+}
+
+const MATRIX: [(Protocol, Codec); 6] = [
+    (Protocol::Connect, Codec::Proto),
+    (Protocol::Connect, Codec::Json),
+    (Protocol::Grpc, Codec::Proto),
+    (Protocol::Grpc, Codec::Json),
+    (Protocol::GrpcWeb, Codec::Proto),
+    (Protocol::GrpcWeb, Codec::Json),
+];
+
+#[test]
+fn router_lists_generated_paths() {
+    let paths = router().paths();
+    assert!(paths.contains(&"/acme.greet.v1.GreetService/Greet"));
+    assert!(paths.contains(&"/acme.greet.v1.GreetService/Chat"));
+    assert_eq!(paths.len(), 6);
+}
+
+#[test]
+fn unary_with_headers_and_trailers() {
+    for (protocol, codec) in MATRIX {
+        futures_executor::block_on(async {
+            let mut options = CallOptions::default();
+            options
+                .headers
+                .insert("x-echo", HeaderValue::from_static("ping"));
+            let response = client(protocol, codec)
+                .greet_with_options(&request("Ada", 0), options)
+                .await
+                .unwrap_or_else(|e| panic!("{protocol:?}/{codec:?}: {e}"));
+            assert_eq!(response.message().greeting, "Hello, Ada!");
+            assert_eq!(response.headers()["x-echoed"], "ping", "{protocol:?}");
+            assert_eq!(response.trailers()["x-trailer"], "done", "{protocol:?}");
+        });
+    }
+}
+
+#[test]
+fn server_streaming() {
+    for (protocol, codec) in MATRIX {
+        futures_executor::block_on(async {
+            let stream = client(protocol, codec)
+                .greet_many(&request("Bo", 3))
+                .await
+                .unwrap();
+            let greetings: Vec<_> = stream.map(|r| r.unwrap().greeting).collect().await;
+            assert_eq!(
+                greetings,
+                ["Hello, Bo #0!", "Hello, Bo #1!", "Hello, Bo #2!"],
+                "{protocol:?}/{codec:?}"
+            );
+        });
+    }
+}
+
+#[test]
+fn server_streaming_error_before_first_message() {
+    for (protocol, codec) in MATRIX {
+        futures_executor::block_on(async {
+            let result = client(protocol, codec).greet_many(&request("Bo", -1)).await;
+            let status = match result {
+                Err(status) => status,
+                Ok(mut stream) => stream.next().await.unwrap().unwrap_err(),
+            };
+            assert_eq!(status.code(), Code::INVALID_ARGUMENT, "{protocol:?}");
+        });
+    }
+}
+
+#[test]
+fn client_streaming() {
+    for (protocol, codec) in MATRIX {
+        futures_executor::block_on(async {
+            let requests = futures_util::stream::iter(["a", "b", "c"].map(|n| request(n, 0)));
+            let response = client(protocol, codec).greet_all(requests).await.unwrap();
+            assert_eq!(
+                response.message().greeting,
+                "Hello, a, b, c!",
+                "{protocol:?}"
+            );
+        });
+    }
+}
+
+#[test]
+fn bidi_streaming() {
+    for (protocol, codec) in MATRIX {
+        futures_executor::block_on(async {
+            let requests = futures_util::stream::iter(["x", "y"].map(|n| request(n, 0)));
+            let stream = client(protocol, codec).chat(requests).await.unwrap();
+            let greetings: Vec<_> = stream.map(|r| r.unwrap().greeting).collect().await;
+            assert_eq!(greetings, ["Hello, x!", "Hello, y!"], "{protocol:?}");
+        });
+    }
+}
+
+#[test]
+fn errors_carry_code_message_and_details() {
+    for (protocol, codec) in MATRIX {
+        futures_executor::block_on(async {
+            let status = client(protocol, codec)
+                .fail(&request("not_found", 0))
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::NOT_FOUND, "{protocol:?}/{codec:?}");
+            assert_eq!(status.message(), "failed as asked");
+            assert_eq!(status.details().len(), 1, "{protocol:?}");
+            assert_eq!(status.details()[0].type_name, "acme.greet.v1.GreetRequest");
+            assert_eq!(&status.details()[0].value[..], b"\x10\x07");
+        });
+    }
+}
+
+#[test]
+fn deadline_exceeded() {
+    for (protocol, codec) in MATRIX {
+        futures_executor::block_on(async {
+            let options = CallOptions {
+                timeout: Some(Duration::from_millis(100)),
+                ..Default::default()
+            };
+            let started = Instant::now();
+            let status = client(protocol, codec)
+                .greet_with_options(&request("slow", 0), options)
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::DEADLINE_EXCEEDED, "{protocol:?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(4),
+                "the handler was not cut off"
+            );
+        });
+    }
+}
+
+#[test]
+fn client_default_timeout_applies_and_call_options_override_it() {
+    futures_executor::block_on(async {
+        let mut config = ClientConfig::new(Protocol::Connect, Codec::Proto);
+        config.timeout = Some(Duration::from_millis(50));
+        let client = client_with(config);
+        let status = client.greet(&request("slow", 0)).await.unwrap_err();
+        assert_eq!(status.code(), Code::DEADLINE_EXCEEDED);
+        let ok = client
+            .greet_with_options(
+                &request("quick", 0),
+                CallOptions {
+                    timeout: Some(Duration::from_secs(10)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(ok.message().greeting, "Hello, quick!");
+    });
+}
+
+#[test]
+fn connect_get_for_no_side_effect_methods() {
+    futures_executor::block_on(async {
+        let mut config = ClientConfig::new(Protocol::Connect, Codec::Proto);
+        config.use_get = true;
+        let response = client_with(config)
+            .greet_idempotent(&request("Get", 0))
+            .await
+            .unwrap();
+        assert_eq!(
+            response.message().greeting,
+            "Hello, Get via /acme.greet.v1.GreetService/GreetIdempotent!"
+        );
+    });
+}
+
+#[test]
+fn unknown_method_is_unimplemented() {
+    futures_executor::block_on(async {
+        let client = Client::new(
+            InMemory(Router::new(ThreadRuntime)),
+            "http://in-memory".parse().unwrap(),
+            ClientConfig::new(Protocol::Grpc, Codec::Proto),
+            ThreadRuntime,
+        );
+        let status = GreetServiceClient::new(client)
+            .greet(&request("nobody", 0))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::UNIMPLEMENTED);
+    });
+}
