@@ -198,7 +198,7 @@ fn request(name: &str, count: i32) -> GreetRequest {
 }
 
 fn router() -> Router {
-    Router::new(ThreadRuntime).add(GreetServiceServer::new(Greeter))
+    Router::new(ThreadRuntime).service(GreetServiceServer::new(Greeter))
 }
 
 fn client(protocol: Protocol, codec: Codec) -> GreetServiceClient<InMemory> {

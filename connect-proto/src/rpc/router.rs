@@ -67,7 +67,7 @@ impl Router {
     }
 
     /// Registers a service (a generated `…Server`). A path registered twice is served by the last one.
-    pub fn add(mut self, service: impl Service) -> Self {
+    pub fn service(mut self, service: impl Service) -> Self {
         let inner = Arc::make_mut(&mut self.inner);
         let index = inner.services.len();
         for method in service.methods() {
