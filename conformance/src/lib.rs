@@ -23,9 +23,13 @@ pub mod client;
 #[cfg(conformance_protos)]
 pub mod convert;
 #[cfg(conformance_protos)]
+pub mod runner;
+#[cfg(conformance_protos)]
 pub mod server;
 #[cfg(conformance_protos)]
 pub mod service;
+#[cfg(conformance_protos)]
+pub mod suite;
 pub mod wire;
 
 /// Whether the conformance protos were found at build time.
