@@ -652,7 +652,12 @@ impl Call<'_> {
             }
         }
         drop((tx, stream, call));
-        if outcome.error.is_some() {
+        // After a cancellation at the N-th response, the pseudocode goes on "sending" the remaining
+        // requests into the cancelled call; they count as sent.
+        let cancelled_after_responses = self
+            .after_responses()
+            .is_some_and(|n| outcome.payloads.len() >= n);
+        if outcome.error.is_some() && !cancelled_after_responses {
             outcome.unsent = total - sent;
         }
     }

@@ -36,6 +36,8 @@ pub struct Options {
     pub config: PathBuf,
     /// The known-failing patterns file.
     pub known_failing: Option<PathBuf>,
+    /// The known-flaky patterns file: such cases may pass or fail.
+    pub known_flaky: Option<PathBuf>,
     /// Only cases matching one of these patterns (empty: all).
     pub run: Vec<Pattern>,
     /// Only these protocols (empty: those of the config).
@@ -358,6 +360,7 @@ fn pad<M: Message + Default>(
     data: fn(&mut M) -> &mut Vec<u8>,
 ) -> Result<Any, String> {
     let mut message: M = unpack(any, &any.type_url)?;
+    data(&mut message).clear();
     let base = message.encode_to_vec().len();
     let mut fill = target.saturating_sub(base);
     // The length prefix of the data field grows with it: shrink until the size is exact.
@@ -645,9 +648,24 @@ pub fn compare(p: &Permutation, actual: &pb::ClientResponseResult) -> Vec<String
     );
     if expected.payloads.len() != actual.payloads.len() {
         errors.push(format!(
-            "{} response messages, want {}",
+            "{} response messages, want {}{}",
             actual.payloads.len(),
-            expected.payloads.len()
+            expected.payloads.len(),
+            match actual
+                .payloads
+                .first()
+                .and_then(|p| p.request_info.as_option())
+            {
+                Some(info) => format!(
+                    " (the first echoes {} requests of {:?} bytes)",
+                    info.requests.len(),
+                    info.requests
+                        .iter()
+                        .map(|r| r.value.len())
+                        .collect::<Vec<_>>()
+                ),
+                None => String::new(),
+            }
         ));
     } else {
         for (i, (want, got)) in expected.payloads.iter().zip(&actual.payloads).enumerate() {
@@ -755,6 +773,10 @@ pub async fn run(options: Options) -> Result<Summary, String> {
         Some(path) => load_patterns(path)?,
         None => Vec::new(),
     };
+    let flaky: Vec<Pattern> = match &options.known_flaky {
+        Some(path) => load_patterns(path)?,
+        None => Vec::new(),
+    };
     let mut permutations = expand(&config, &suites, &options.protocols);
     if !options.run.is_empty() {
         permutations.retain(|p| options.run.iter().any(|pat| pat.matches(&p.name)));
@@ -798,6 +820,41 @@ pub async fn run(options: Options) -> Result<Summary, String> {
     }
 
     let transports = Transports::default();
+    // One call per pooled connection before the cases run concurrently: hyper-util's pool fails
+    // requests waiting for a connection whose first request was dropped (`CheckoutNoLongerWanted`),
+    // and cancellation cases drop requests early. See the README.
+    let mut warmed = std::collections::BTreeSet::new();
+    for p in &permutations {
+        let (_, server) = &servers[&p.server];
+        let key = (
+            p.server,
+            p.request.http_version.to_i32(),
+            p.request.protocol.to_i32(),
+        );
+        if !warmed.insert(key) {
+            continue;
+        }
+        let mut request = pb::ClientCompatRequest {
+            test_name: "warm-up".to_owned(),
+            http_version: p.request.http_version,
+            protocol: p.request.protocol,
+            codec: pb::Codec::CODEC_PROTO.into(),
+            compression: pb::Compression::COMPRESSION_IDENTITY.into(),
+            host: server.host.clone(),
+            port: server.port,
+            server_tls_cert: server.pem_cert.clone(),
+            stream_type: pb::StreamType::STREAM_TYPE_UNARY.into(),
+            request_messages: vec![pack(
+                &pb::UnaryRequest::default(),
+                pb::UnaryRequest::TYPE_URL,
+            )],
+            ..Default::default()
+        };
+        if p.server.client_certs {
+            request.client_tls_creds = MessageField::some(creds.client.clone());
+        }
+        let _ = client::run(&transports, request).await;
+    }
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.parallel.max(1)));
     let mut tasks = Vec::new();
     for mut p in permutations {
@@ -840,6 +897,11 @@ pub async fn run(options: Options) -> Result<Summary, String> {
     let mut summary = Summary::default();
     for (name, errors) in results {
         let is_known = known.iter().any(|k| k.matches(&name));
+        if !errors.is_empty() && flaky.iter().any(|k| k.matches(&name)) {
+            summary.passed += 1;
+            println!("FLAKY (allowed): {name}: {}", errors.join("; "));
+            continue;
+        }
         match (errors.is_empty(), is_known) {
             (true, false) => {
                 summary.passed += 1;

@@ -2,7 +2,8 @@
 //! protocol, codec, compression, HTTP version and TLS setting. Ends with "N passed, M failed".
 //!
 //! Options: `--config FILE` (default `conformance/config/all.yaml`), `--known-failing FILE`
-//! (default `conformance/known-failing.txt`), `--protocol connect|grpc|grpc-web` (repeatable),
+//! (default `conformance/known-failing.txt`), `--known-flaky FILE` (default
+//! `conformance/known-flaky.txt`), `--protocol connect|grpc|grpc-web` (repeatable),
 //! `--run PATTERN` (repeatable), `--parallel N`, `--timeout SECONDS`, `-v`.
 
 #[cfg(conformance_protos)]
@@ -28,6 +29,7 @@ fn main() -> std::process::ExitCode {
         suites_dir,
         config: crate_dir.join("config/all.yaml"),
         known_failing: Some(crate_dir.join("known-failing.txt")),
+        known_flaky: Some(crate_dir.join("known-flaky.txt")),
         run: Vec::new(),
         protocols: Vec::new(),
         parallel: 32,
@@ -40,6 +42,7 @@ fn main() -> std::process::ExitCode {
         match arg.as_str() {
             "--config" => options.config = value().into(),
             "--known-failing" => options.known_failing = Some(value().into()),
+            "--known-flaky" => options.known_flaky = Some(value().into()),
             "--run" => options.run.push(Pattern::new(&value())),
             "--parallel" => options.parallel = value().parse().unwrap_or(32),
             "--timeout" => {
