@@ -169,9 +169,17 @@ impl GreetService for Greeter {
 
     async fn fail(
         &self,
-        _ctx: Context,
+        ctx: Context,
         request: RequestView<GreetRequest>,
     ) -> Result<buffa_types::google::protobuf::Empty, Status> {
+        ctx.set_response_header(
+            http::HeaderName::from_static("x-fail-header"),
+            http::HeaderValue::from_static("h"),
+        );
+        ctx.set_response_trailer(
+            http::HeaderName::from_static("x-fail-trailer"),
+            http::HeaderValue::from_static("t"),
+        );
         let code = Code::from_name(request.reborrow().name).unwrap_or(Code::UNKNOWN);
         Err(
             Status::new(code, "failed as asked").with_detail(ErrorDetail::new(
@@ -322,6 +330,8 @@ fn errors_carry_code_message_and_details() {
             assert_eq!(status.details().len(), 1, "{protocol:?}");
             assert_eq!(status.details()[0].type_name, "acme.greet.v1.GreetRequest");
             assert_eq!(&status.details()[0].value[..], b"\x10\x07");
+            assert_eq!(status.metadata()["x-fail-header"], "h", "{protocol:?}");
+            assert_eq!(status.metadata()["x-fail-trailer"], "t", "{protocol:?}");
         });
     }
 }

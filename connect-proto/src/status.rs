@@ -155,46 +155,63 @@ impl ErrorDetail {
 /// when the peer violated the protocol; it is never a panic and never mixed up with API misuse
 /// ([`UsageError`]).
 #[derive(Clone, PartialEq)]
-pub struct Status {
+pub struct Status(Box<StatusInner>);
+
+/// Boxed so that `Result<T, Status>` stays one pointer wide on the hot paths.
+#[derive(Clone, PartialEq)]
+struct StatusInner {
     code: Code,
     message: String,
     details: Vec<ErrorDetail>,
+    metadata: http::HeaderMap,
 }
 
 impl Status {
     /// An error with a code and a message.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Status {
+        Status(Box::new(StatusInner {
             code,
             message: message.into(),
             details: Vec::new(),
-        }
+            metadata: http::HeaderMap::new(),
+        }))
     }
 
     /// Adds a detail.
     pub fn with_detail(mut self, detail: ErrorDetail) -> Self {
-        self.details.push(detail);
+        self.0.details.push(detail);
         self
     }
 
     /// The code.
     pub fn code(&self) -> Code {
-        self.code
+        self.0.code
     }
 
     /// The message (may be empty).
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The details, in order.
     pub fn details(&self) -> &[ErrorDetail] {
-        &self.details
+        &self.0.details
+    }
+
+    /// Metadata that came with the error: for an error a client received, the response headers followed
+    /// by the trailers. Never written to the wire by the call machines (trailers travel separately).
+    pub fn metadata(&self) -> &http::HeaderMap {
+        &self.0.metadata
+    }
+
+    /// Mutable access to the metadata.
+    pub fn metadata_mut(&mut self) -> &mut http::HeaderMap {
+        &mut self.0.metadata
     }
 
     /// Mutable access to the details.
     pub fn details_mut(&mut self) -> &mut Vec<ErrorDetail> {
-        &mut self.details
+        &mut self.0.details
     }
 
     /// `canceled`
@@ -234,9 +251,13 @@ impl Status {
 impl fmt::Debug for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Status");
-        d.field("code", &self.code).field("message", &self.message);
-        if !self.details.is_empty() {
-            d.field("details", &self.details);
+        d.field("code", &self.0.code)
+            .field("message", &self.0.message);
+        if !self.0.details.is_empty() {
+            d.field("details", &self.0.details);
+        }
+        if !self.0.metadata.is_empty() {
+            d.field("metadata", &self.0.metadata);
         }
         d.finish()
     }
@@ -244,10 +265,10 @@ impl fmt::Debug for Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.message.is_empty() {
-            write!(f, "{}", self.code)
+        if self.0.message.is_empty() {
+            write!(f, "{}", self.0.code)
         } else {
-            write!(f, "{}: {}", self.code, self.message)
+            write!(f, "{}: {}", self.0.code, self.0.message)
         }
     }
 }

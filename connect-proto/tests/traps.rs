@@ -920,3 +920,58 @@ fn events_stop_after_the_final_status() {
     call.cancel();
     assert!(call.poll_event().is_none());
 }
+
+#[test]
+fn message_limit_applies_to_the_uncompressed_size() {
+    let limit = 4096;
+    let config = connect_proto::ServerConfig {
+        max_recv_message_size: limit,
+        ..server_config()
+    };
+    let run_with = |flags: u8, payload: &[u8], encoding: &str| {
+        let parts = request(
+            "POST",
+            UNARY.path,
+            &[
+                ("content-type", "application/grpc"),
+                ("grpc-encoding", encoding),
+            ],
+        );
+        let mut call = ServerCall::new(&config, Some(UNARY), &parts, Instant::now());
+        call.recv_data(envelope(flags, payload));
+        call.recv_end(None);
+        let mut events = Vec::new();
+        while let Some(e) = call.poll_event() {
+            events.push(e);
+        }
+        events
+    };
+    // Incompressible bytes: gzip makes them larger than the limit on the wire, yet they fit uncompressed.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..limit)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    let squeezed = gzip(&noise);
+    assert!(squeezed.len() > limit);
+    assert_eq!(
+        run_with(1, &squeezed, "gzip")[0],
+        ServerEvent::Message(Bytes::from(noise.clone()))
+    );
+    assert!(matches!(
+        &run_with(0, &noise, "identity")[0],
+        ServerEvent::Message(_)
+    ));
+    let mut over = noise.clone();
+    over.push(0);
+    assert!(
+        matches!(&run_with(0, &over, "identity")[0], ServerEvent::Aborted(s) if s.code() == Code::RESOURCE_EXHAUSTED)
+    );
+    assert!(
+        matches!(&run_with(1, &gzip(&over), "gzip")[0], ServerEvent::Aborted(s) if s.code() == Code::RESOURCE_EXHAUSTED)
+    );
+}

@@ -7,7 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 
-use super::{compress, decompress, header_str, message_flag, push_envelope, BodyCollector};
+use super::{
+    check_raw_size, compress, decompress, header_str, message_flag, push_envelope, wire_limit,
+    BodyCollector,
+};
 use crate::compression::{CompressionRegistry, Compressor};
 use crate::envelope::{flags, Envelope, EnvelopeDecoder, TooLarge};
 use crate::metadata;
@@ -226,7 +229,7 @@ impl ClientCall {
             recv: Recv::AwaitingHead,
             http_status: StatusCode::OK,
             recv_compression: None,
-            decoder: EnvelopeDecoder::new(max_recv),
+            decoder: EnvelopeDecoder::new(wire_limit(max_recv)),
             body: BodyCollector::default(),
             messages_received: 0,
             head_status: None,
@@ -538,7 +541,7 @@ impl ClientCall {
             return Err(Status::internal("response body before the response head"));
         }
         if self.connect_unary() {
-            if !self.body.push(data, self.max_recv) {
+            if !self.body.push(data, wire_limit(self.max_recv)) {
                 let why = format!(
                     "response message exceeds the limit of {} bytes",
                     self.max_recv
@@ -593,6 +596,7 @@ impl ClientCall {
             };
             decompress(c, &envelope.data, self.max_recv)?
         } else {
+            check_raw_size(envelope.data.len(), self.max_recv, "response")?;
             envelope.data
         };
         if end_flag != 0 && envelope.flags & end_flag != 0 {
@@ -685,6 +689,7 @@ impl ClientCall {
                 None => body,
             };
             if self.http_status == StatusCode::OK {
+                check_raw_size(body.len(), self.max_recv, "response")?;
                 self.messages_received = 1;
                 self.events.push_back(ClientEvent::Message(body));
                 return Ok((Ok(()), trailers_unary));

@@ -15,6 +15,23 @@ use crate::compression::{Compressor, DecompressError};
 use crate::envelope::{self, flags};
 use crate::status::Status;
 
+/// The largest body or envelope accepted off the wire for a message limit of `max`. Limits apply to
+/// the uncompressed message, and a compressor may expand incompressible data slightly, so a compressed
+/// message just under the limit must still fit; raw messages are checked against `max` exactly.
+fn wire_limit(max: usize) -> usize {
+    max.saturating_add(max / 128 + 64)
+}
+
+/// `resource_exhausted` for a raw message over the limit.
+fn check_raw_size(len: usize, max: usize, what: &str) -> Result<(), Status> {
+    if len > max {
+        return Err(Status::resource_exhausted(format!(
+            "{what} message of {len} bytes exceeds the limit of {max}"
+        )));
+    }
+    Ok(())
+}
+
 /// Compresses `payload` when an algorithm is in use and the payload is at least `min` bytes.
 /// Returns the bytes to send and whether they are compressed.
 fn compress(

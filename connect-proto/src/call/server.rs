@@ -6,7 +6,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 
-use super::{compress, decompress, header_str, message_flag, push_envelope, BodyCollector};
+use super::{
+    check_raw_size, compress, decompress, header_str, message_flag, push_envelope, wire_limit,
+    BodyCollector,
+};
 use crate::compression::{CompressionRegistry, Compressor};
 use crate::envelope::{flags, Envelope, EnvelopeDecoder, TooLarge};
 use crate::metadata;
@@ -301,7 +304,7 @@ impl ServerCall {
             None => self.recv_compression.clone(),
         };
         if !connect_unary {
-            self.decoder = Some(EnvelopeDecoder::new(self.max_recv));
+            self.decoder = Some(EnvelopeDecoder::new(wire_limit(self.max_recv)));
         }
         Ok(())
     }
@@ -342,7 +345,7 @@ impl ServerCall {
             Some(list) => config.compression.negotiate(Some(list)).cloned(),
             None => None,
         };
-        if get.message.len() > self.max_recv {
+        if get.message.len() > wire_limit(self.max_recv) {
             let why = format!(
                 "request message of {} bytes exceeds the limit of {}",
                 get.message.len(),
@@ -354,7 +357,11 @@ impl ServerCall {
             Some(c) => {
                 decompress(c, &get.message, self.max_recv).map_err(|s| Reject::Rpc(s, None))?
             }
-            None => get.message,
+            None => {
+                check_raw_size(get.message.len(), self.max_recv, "request")
+                    .map_err(|s| Reject::Rpc(s, None))?;
+                get.message
+            }
         };
         self.recv_open = false;
         self.messages_received = 1;
@@ -432,7 +439,7 @@ impl ServerCall {
 
     fn recv_data_inner(&mut self, data: Bytes) -> Result<(), Status> {
         let Some(decoder) = self.decoder.as_mut() else {
-            if !self.body.push(data, self.max_recv) {
+            if !self.body.push(data, wire_limit(self.max_recv)) {
                 return Err(Status::resource_exhausted(format!(
                     "request message exceeds the limit of {} bytes",
                     self.max_recv
@@ -470,6 +477,7 @@ impl ServerCall {
             };
             decompress(c, &envelope.data, self.max_recv)?
         } else {
+            check_raw_size(envelope.data.len(), self.max_recv, "request")?;
             envelope.data
         };
         self.messages_received += 1;
@@ -512,7 +520,10 @@ impl ServerCall {
                 let body = self.body.take();
                 let message = match &self.recv_compression {
                     Some(c) => decompress(c, &body, self.max_recv)?,
-                    None => body,
+                    None => {
+                        check_raw_size(body.len(), self.max_recv, "request")?;
+                        body
+                    }
                 };
                 self.messages_received = 1;
                 self.events.push_back(ServerEvent::Message(message));

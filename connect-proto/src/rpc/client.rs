@@ -519,7 +519,14 @@ where
             HeaderMap::new(),
         )
     });
-    result?;
+    if let Err(mut status) = result {
+        let metadata = status.metadata_mut();
+        let headers = driver.headers.take().unwrap_or_default();
+        for (name, value) in headers.iter().chain(trailers.iter()) {
+            metadata.append(name.clone(), value.clone());
+        }
+        return Err(status);
+    }
     let payload = driver.messages.pop_front().ok_or_else(|| {
         Status::unimplemented("the response ended without a message, but the method returns one")
     })?;
