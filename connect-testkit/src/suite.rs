@@ -125,6 +125,19 @@ impl TestServer {
             stop().await;
         }
     }
+
+    /// Shuts down gracefully, panicking if that takes longer than `limit` (a connection or a call
+    /// left hanging).
+    pub async fn stop_within(self, runtime: &dyn Runtime, limit: Duration) {
+        let base = self.base.clone();
+        bounded(
+            runtime,
+            limit,
+            format!("stopping the server at {base}"),
+            self.stop(),
+        )
+        .await;
+    }
 }
 
 /// Runs `future`, panicking with `what` if it takes longer than `limit`.
@@ -191,6 +204,11 @@ impl<A: Adapter> Suite<A> {
             runtime,
             tags: AtomicUsize::new(0),
         }
+    }
+
+    /// The lifetimes of tagged handlers of this suite's routers.
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
     }
 
     /// The router of the test service with `config`.
@@ -284,7 +302,7 @@ impl<A: Adapter> Suite<A> {
                 }
             }
             if let Ok(server) = Arc::try_unwrap(server) {
-                server.stop().await;
+                server.stop_within(&*self.runtime, CALL_LIMIT).await;
             }
         }
     }
@@ -459,7 +477,13 @@ impl<A: Adapter> Suite<A> {
                 assert_eq!(message.index, i, "{case}");
             }
             let status = s.call(case, stream.next()).await.unwrap().unwrap_err();
-            check(case, "server stream", &status, Code::RESOURCE_EXHAUSTED, "ss");
+            check(
+                case,
+                "server stream",
+                &status,
+                Code::RESOURCE_EXHAUSTED,
+                "ss",
+            );
             assert!(s.call(case, stream.next()).await.is_none(), "{case}");
             let trailers = stream.trailers().expect("trailers after an error");
             assert_eq!(header(trailers, "x-trailer"), "ss", "{case}");
@@ -568,9 +592,8 @@ impl<A: Adapter> Suite<A> {
             };
             let call = client.unary(&slow);
             let gave_up = s.sleep(Duration::from_millis(200));
-            let call = std::pin::pin!(call);
-            let gave_up = std::pin::pin!(gave_up);
-            match futures_util::future::select(call, gave_up).await {
+            // Both futures are owned by `select`, so the call is dropped when it returns.
+            match futures_util::future::select(Box::pin(call), Box::pin(gave_up)).await {
                 futures_util::future::Either::Left((result, _)) => {
                     panic!("{case}: the slow call finished: {result:?}")
                 }
@@ -605,9 +628,8 @@ impl<A: Adapter> Suite<A> {
             .unwrap();
             let call = client.client_stream(rx);
             let gave_up = s.sleep(Duration::from_millis(200));
-            let call = std::pin::pin!(call);
-            let gave_up = std::pin::pin!(gave_up);
-            match futures_util::future::select(call, gave_up).await {
+            // Both futures are owned by `select`, so the call is dropped when it returns.
+            match futures_util::future::select(Box::pin(call), Box::pin(gave_up)).await {
                 futures_util::future::Either::Left((result, _)) => {
                     panic!("{case}: the open client stream finished: {result:?}")
                 }
@@ -757,7 +779,7 @@ impl<A: Adapter> Suite<A> {
                 let status = self.call(case, client.unary(&echo("?"))).await.unwrap_err();
                 assert_eq!(status.code(), Code::UNIMPLEMENTED, "{case}: {status}");
             }
-            server.stop().await;
+            server.stop_within(&*self.runtime, CALL_LIMIT).await;
         }
     }
 
@@ -803,8 +825,8 @@ impl<A: Adapter> Suite<A> {
                     .await;
                 let unary = unary.unwrap_or_else(|e| panic!("{case}: in-flight unary lost: {e}"));
                 assert_eq!(unary.message().text, "in flight", "{case}");
-                let streamed: Vec<_> =
-                    streamed.unwrap_or_else(|e: Status| panic!("{case}: in-flight stream lost: {e}"));
+                let streamed: Vec<_> = streamed
+                    .unwrap_or_else(|e: Status| panic!("{case}: in-flight stream lost: {e}"));
                 assert_eq!(streamed.len(), 4, "{case}");
 
                 let after = EchoServiceClient::new(Client::new(
