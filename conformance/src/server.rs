@@ -1,0 +1,79 @@
+//! Starting the server under test from a `ServerCompatRequest`.
+
+use std::io;
+
+use connect_proto::rpc::Router;
+use connect_proto::ServerConfig;
+use connect_tokio::{Server, ServerHandle, TokioRuntime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::proto::connectrpc::conformance::v1 as pb;
+use crate::service::Conformance;
+
+/// The router of the conformance service with the request's receive limit.
+pub fn router(message_receive_limit: u32) -> Router {
+    let mut config = ServerConfig {
+        compress_min_bytes: 0,
+        ..ServerConfig::default()
+    };
+    if message_receive_limit > 0 {
+        config.max_recv_message_size = message_receive_limit as usize;
+    }
+    Router::new(TokioRuntime)
+        .config(config)
+        .service(pb::ConformanceServiceServer::new(Conformance))
+}
+
+/// Parses PEM certificates.
+pub fn certs(pem: &[u8]) -> io::Result<Vec<CertificateDer<'static>>> {
+    rustls_pemfile::certs(&mut &pem[..]).collect()
+}
+
+/// Parses a PEM private key.
+pub fn key(pem: &[u8]) -> io::Result<PrivateKeyDer<'static>> {
+    rustls_pemfile::private_key(&mut &pem[..])?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no private key in PEM"))
+}
+
+fn tls_error(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("TLS configuration: {e}"))
+}
+
+/// Starts the server on 127.0.0.1 (an ephemeral port) as `request` asks; must run inside tokio.
+///
+/// HTTP/1.1 and h2c are served on the same port, so every requested HTTP version is served.
+pub async fn start(
+    request: &pb::ServerCompatRequest,
+) -> io::Result<(ServerHandle, pb::ServerCompatResponse)> {
+    let mut server = Server::new(router(request.message_receive_limit));
+    let mut pem_cert = Vec::new();
+    if request.use_tls {
+        let creds = request
+            .server_creds
+            .as_option()
+            .ok_or_else(|| tls_error("use_tls without server_creds"))?;
+        let chain = certs(&creds.cert)?;
+        let key = key(&creds.key)?;
+        let config = if request.client_tls_cert.is_empty() {
+            connect_tokio::tls::server_config(chain, key).map_err(tls_error)?
+        } else {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certs(&request.client_tls_cert)? {
+                roots.add(cert).map_err(tls_error)?;
+            }
+            connect_tokio::tls::server_config_with_client_auth(chain, key, roots, true)
+                .map_err(tls_error)?
+        };
+        server = server.tls(config);
+        pem_cert = creds.cert.clone();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let handle = server.spawn(listener)?;
+    let response = pb::ServerCompatResponse {
+        host: "127.0.0.1".to_owned(),
+        port: handle.local_addr().port().into(),
+        pem_cert,
+        ..Default::default()
+    };
+    Ok((handle, response))
+}
