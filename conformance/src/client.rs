@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::convert::{append_headers, headers_to_proto, status_to_error, unpack};
 use crate::proto::connectrpc::conformance::v1 as pb;
 use pb::__buffa::oneof::client_compat_request::cancel::CancelTiming;
+use pb::conformance_service_methods as methods;
 use pb::__buffa::oneof::client_compat_response::Result as CompatResult;
 
 /// The service every conformance request targets.
@@ -190,7 +191,7 @@ pub async fn run_with<T: Transport>(
             let c = client.clone();
             call.unary(
                 &mut outcome,
-                move |o| async move { c.unary_with_options(&message, o).await },
+                move |o| async move { c.inner().unary_outcome(methods::UNARY, &message, o).await },
                 |r: &pb::UnaryResponse| r.payload.as_option().cloned(),
             )
             .await;
@@ -201,7 +202,11 @@ pub async fn run_with<T: Transport>(
             let c = client.clone();
             call.unary(
                 &mut outcome,
-                move |o| async move { c.idempotent_unary_with_options(&message, o).await },
+                move |o| async move {
+                    c.inner()
+                        .unary_outcome(methods::IDEMPOTENT_UNARY, &message, o)
+                        .await
+                },
                 |r: &pb::IdempotentUnaryResponse| r.payload.as_option().cloned(),
             )
             .await;
@@ -212,7 +217,11 @@ pub async fn run_with<T: Transport>(
             let c = client.clone();
             call.unary(
                 &mut outcome,
-                move |o| async move { c.unimplemented_with_options(&message, o).await },
+                move |o| async move {
+                    c.inner()
+                        .unary_outcome(methods::UNIMPLEMENTED, &message, o)
+                        .await
+                },
                 |_: &pb::UnimplementedResponse| None,
             )
             .await;
@@ -273,8 +282,8 @@ impl Outcome {
         }
     }
 
-    /// An error of a unary-style call: its metadata (headers and trailers merged by the client) is
-    /// reported as trailers.
+    /// An error that ended a stream before its headers: its metadata (the trailers) is reported as
+    /// trailers.
     fn fail_unary(&mut self, status: Status) {
         self.trailers = status.metadata().clone();
         self.fail(status);
@@ -341,18 +350,17 @@ impl Call<'_> {
     async fn unary<R, F, Fut>(&self, outcome: &mut Outcome, invoke: F, payload: PayloadOf<R>)
     where
         F: FnOnce(CallOptions) -> Fut,
-        Fut: Future<Output = Result<connect_proto::rpc::Response<R>, Status>>,
+        Fut: Future<Output = connect_proto::rpc::Outcome<R>>,
     {
         let work = async {
-            match invoke(self.options.clone()).await {
-                Ok(response) => {
-                    outcome.headers = response.headers().clone();
-                    outcome.trailers = response.trailers().clone();
-                    outcome
-                        .payloads
-                        .extend(Some(payload(response.message()).unwrap_or_default()));
-                }
-                Err(status) => outcome.fail_unary(status),
+            let result = invoke(self.options.clone()).await;
+            outcome.headers = result.headers;
+            outcome.trailers = result.trailers;
+            match result.result {
+                Ok(message) => outcome
+                    .payloads
+                    .extend(Some(payload(&message).unwrap_or_default())),
+                Err(status) => outcome.fail(status),
             }
         };
         let cancelled = match self.after_close_send() {
@@ -429,23 +437,21 @@ impl Call<'_> {
         let sent = Arc::new(Mutex::new(0));
         let (requests, closed) = self.request_stream(messages, sent.clone());
         let work = async {
-            match client
-                .client_stream_with_options(requests, self.options.clone())
-                .await
-            {
-                Ok(response) => {
-                    outcome.headers = response.headers().clone();
-                    outcome.trailers = response.trailers().clone();
-                    outcome.payloads.push(
-                        response
-                            .message()
-                            .payload
-                            .as_option()
-                            .cloned()
-                            .unwrap_or_default(),
-                    );
-                }
-                Err(status) => outcome.fail_unary(status),
+            let result = client
+                .inner()
+                .client_streaming_outcome::<_, pb::ClientStreamResponse, _>(
+                    methods::CLIENT_STREAM,
+                    requests,
+                    self.options.clone(),
+                )
+                .await;
+            outcome.headers = result.headers;
+            outcome.trailers = result.trailers;
+            match result.result {
+                Ok(response) => outcome
+                    .payloads
+                    .push(response.payload.as_option().cloned().unwrap_or_default()),
+                Err(status) => outcome.fail(status),
             }
         };
         if race(work, self.cancel_after_close(closed)).await {
