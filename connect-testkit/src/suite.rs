@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -287,7 +288,7 @@ impl<A: Adapter> Suite<A> {
         Fut: Future<Output = ()> + 'a,
     {
         for http in Http::ALL {
-            let server = Arc::new(self.server(http, config.clone()).await);
+            let server = Rc::new(self.server(http, config.clone()).await);
             for protocol in PROTOCOLS {
                 for codec in CODECS {
                     let case = Case {
@@ -301,7 +302,7 @@ impl<A: Adapter> Suite<A> {
                     check(self, TestServerRef(server.clone()), case).await;
                 }
             }
-            if let Ok(server) = Arc::try_unwrap(server) {
+            if let Ok(server) = Rc::try_unwrap(server) {
                 server.stop_within(&*self.runtime, CALL_LIMIT).await;
             }
         }
@@ -843,7 +844,7 @@ impl<A: Adapter> Suite<A> {
 }
 
 /// A shared handle on the server of the current HTTP version.
-struct TestServerRef(Arc<TestServer>);
+struct TestServerRef(Rc<TestServer>);
 
 /// Expands to one `#[test]` per check of [`Suite`], for an adapter: `e2e_tests!(make_adapter(),
 /// block_on)` where `block_on` runs a future to completion on the adapter's runtime.

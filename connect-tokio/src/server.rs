@@ -193,6 +193,7 @@ impl Server {
         stream: TcpStream,
         peer: SocketAddr,
     ) {
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut service = ConnectionService {
             router: self.router.clone(),
             peer: PeerAddr(peer),
@@ -309,7 +310,7 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
             if let Poll::Ready(response) = Pin::new(&mut serve).poll(cx) {
                 let trip = trip.clone();
                 return Poll::Ready(Ok(response.map(|body| ServerBody {
-                    kind: Kind::Rpc { body, trip },
+                    rpc: Some((body, trip)),
                 })));
             }
             // The request failed before the response head: fail the service call, so that hyper
@@ -416,24 +417,15 @@ impl Body for WatchedBody {
 
 /// The response body of [`Server`]: an RPC response, or a plain HTTP answer (`413`). Its error makes
 /// hyper reset the stream.
+#[derive(Default)]
 pub struct ServerBody {
-    kind: Kind,
-}
-
-enum Kind {
-    Rpc { body: ResponseBody, trip: Arc<Trip> },
-    Empty,
+    /// `None` for a plain answer without a body.
+    rpc: Option<(ResponseBody, Arc<Trip>)>,
 }
 
 impl ServerBody {
     fn empty() -> Self {
-        ServerBody { kind: Kind::Empty }
-    }
-}
-
-impl Default for ServerBody {
-    fn default() -> Self {
-        ServerBody::empty()
+        ServerBody { rpc: None }
     }
 }
 
@@ -451,24 +443,21 @@ impl Body for ServerBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match &mut self.kind {
-            Kind::Empty => Poll::Ready(None),
-            Kind::Rpc { body, trip } => {
-                if trip.poll(cx) {
-                    self.kind = Kind::Empty;
-                    return Poll::Ready(Some(Err(Box::new(RequestFailed))));
-                }
-                Pin::new(body)
-                    .poll_frame(cx)
-                    .map(|frame| frame.map(|f| f.map_err(|never| match never {})))
-            }
+        let Some((body, trip)) = &mut self.rpc else {
+            return Poll::Ready(None);
+        };
+        if trip.poll(cx) {
+            self.rpc = None;
+            return Poll::Ready(Some(Err(Box::new(RequestFailed))));
         }
+        Pin::new(body)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|f| f.map_err(|never| match never {})))
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Empty => true,
-            Kind::Rpc { body, .. } => body.is_end_stream(),
-        }
+        self.rpc
+            .as_ref()
+            .is_none_or(|(body, _)| body.is_end_stream())
     }
 }

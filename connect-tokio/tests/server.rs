@@ -263,3 +263,87 @@ async fn mounted_in_axum_next_to_other_routes() {
     assert_eq!(&body[..], b"ok");
     serve.abort();
 }
+
+/// Cancelled calls leave no task behind on the client: after streams are dropped mid-flight over
+/// h2c, the runtime is back to the tasks it had with one idle pooled connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_calls_leave_no_client_tasks() {
+    let suite = Suite::new(common::Tokio);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Server::new(suite.router(ServerConfig::default()))
+        .spawn(listener)
+        .unwrap();
+    let base: http::Uri = format!("http://{}", server.local_addr()).parse().unwrap();
+    let client = EchoServiceClient::new(connect_tokio::Client::new(
+        HyperTransport::http2(),
+        base,
+        ClientConfig::new(Protocol::Grpc, Codec::Proto),
+        TokioRuntime,
+    ));
+    // Warm up: the pooled connection and its task exist from here on.
+    tokio::time::timeout(LIMIT, client.unary(&echo("warm")))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+    for i in 0..10 {
+        let tag = format!("no-leak-{i}");
+        let (tx, rx) = futures_channel::mpsc::unbounded();
+        tx.unbounded_send(EchoRequest {
+            count: -1,
+            tag: tag.clone(),
+            ..echo("open")
+        })
+        .unwrap();
+        let mut stream = tokio::time::timeout(LIMIT, client.bidi(rx))
+            .await
+            .unwrap()
+            .unwrap();
+        stream.next().await.unwrap().unwrap();
+        drop(stream);
+        wait_dropped(&suite, &tag).await;
+    }
+    let settled = tokio::time::timeout(LIMIT, async {
+        while metrics.num_alive_tasks() > baseline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        settled.is_ok(),
+        "{} tasks alive after cancelling, {baseline} before",
+        metrics.num_alive_tasks()
+    );
+    server.shutdown().await;
+}
+
+/// A client that opens a connection and never finishes its request head is disconnected after the
+/// header read timeout.
+#[tokio::test]
+async fn header_read_timeout_closes_silent_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let suite = Suite::new(common::Tokio);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut limits = Limits::default();
+    limits.header_read_timeout = Some(Duration::from_millis(200));
+    let server = Server::new(suite.router(ServerConfig::default()))
+        .limits(limits)
+        .spawn(listener)
+        .unwrap();
+    let mut socket = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    socket
+        .write_all(b"POST /testkit.v1.EchoService/Unary HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    // The server answers 408 or just closes; either way the read ends.
+    tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut buf))
+        .await
+        .expect("the silent connection was closed")
+        .ok();
+    server.shutdown().await;
+}
