@@ -10,6 +10,9 @@ mod call;
 pub mod codec;
 pub mod compression;
 pub mod envelope;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metadata;
 pub mod protocol;
 mod status;
