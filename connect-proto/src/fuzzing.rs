@@ -201,6 +201,8 @@ pub fn grpc_message(data: &[u8]) {
     for text in [decoded.as_str(), &String::from_utf8_lossy(data)] {
         let encoded = grpc::encode_message(text);
         assert!(HeaderValue::from_str(&encoded).is_ok(), "{encoded:?}");
+        // Whitespace around a field value is not part of it: what is there would be lost.
+        assert_eq!(encoded.trim(), encoded, "whitespace at an end of {encoded:?}");
         assert_eq!(grpc::decode_message(encoded.as_bytes()), text);
     }
 }
@@ -1765,6 +1767,25 @@ mod tests {
             let n = write_seed_corpora(Path::new(&dir)).expect("write the seed corpora");
             println!("wrote {n} seeds to {}", Path::new(&dir).display());
         }
+    }
+
+    /// Inputs that once broke a target, kept in `fuzz/regressions/<target>/` after their fix.
+    #[test]
+    fn crash_inputs_stay_fixed() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
+        let mut replayed = 0;
+        for target in TARGETS {
+            let Ok(entries) = std::fs::read_dir(dir.join(target)) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.expect("directory entry").path();
+                println!("{target}: {}", path.display());
+                run(target, &std::fs::read(&path).expect("read a crash input"));
+                replayed += 1;
+            }
+        }
+        assert!(replayed > 0, "no crash inputs found in {}", dir.display());
     }
 
     #[test]

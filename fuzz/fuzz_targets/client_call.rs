@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|s: connect_proto::fuzzing::ClientScript| connect_proto::fuzzing::client_call(s));
