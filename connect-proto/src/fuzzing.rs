@@ -202,7 +202,11 @@ pub fn grpc_message(data: &[u8]) {
         let encoded = grpc::encode_message(text);
         assert!(HeaderValue::from_str(&encoded).is_ok(), "{encoded:?}");
         // Whitespace around a field value is not part of it: what is there would be lost.
-        assert_eq!(encoded.trim(), encoded, "whitespace at an end of {encoded:?}");
+        assert_eq!(
+            encoded.trim(),
+            encoded,
+            "whitespace at an end of {encoded:?}"
+        );
         assert_eq!(grpc::decode_message(encoded.as_bytes()), text);
     }
 }

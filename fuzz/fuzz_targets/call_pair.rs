@@ -1,2 +1,3 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|s: connect_proto::fuzzing::PairScript| connect_proto::fuzzing::call_pair(s));
+use connect_proto::fuzzing::{call_pair, PairScript};
+libfuzzer_sys::fuzz_target!(|script: PairScript| call_pair(script));

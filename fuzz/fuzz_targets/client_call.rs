@@ -1,2 +1,3 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|s: connect_proto::fuzzing::ClientScript| connect_proto::fuzzing::client_call(s));
+use connect_proto::fuzzing::{client_call, ClientScript};
+libfuzzer_sys::fuzz_target!(|script: ClientScript| client_call(script));

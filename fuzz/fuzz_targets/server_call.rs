@@ -1,2 +1,3 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|s: connect_proto::fuzzing::ServerScript| connect_proto::fuzzing::server_call(s));
+use connect_proto::fuzzing::{server_call, ServerScript};
+libfuzzer_sys::fuzz_target!(|script: ServerScript| server_call(script));
