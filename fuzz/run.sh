@@ -25,8 +25,13 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 echo "fuzz: writing seed corpora from pair exchanges"
-CONNECT_FUZZ_CORPUS_DIR="$root/fuzz/corpus" cargo test -q -p connect-proto --features fuzzing --lib \
-    fuzzing::tests >/dev/null
+if ! out="$(CONNECT_FUZZ_CORPUS_DIR="$root/fuzz/corpus" cargo test -p connect-proto --features fuzzing \
+    --lib fuzzing::tests -- --nocapture 2>&1)"; then
+    echo "$out"
+    echo "fuzz: FAILED: the seed corpora or the crash inputs in fuzz/regressions break a target"
+    exit 1
+fi
+grep -E "^wrote [0-9]+ seeds" <<<"$out" || true
 
 cd fuzz
 echo "fuzz: building the targets (release, debug assertions and overflow checks, AddressSanitizer)"
