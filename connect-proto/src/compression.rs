@@ -419,6 +419,18 @@ mod tests {
         );
     }
 
+    /// Found by the `decompress_zstd` fuzz target: a 10-byte zstd v0.6 frame made the legacy decoder,
+    /// which ignores `window_log_max`, allocate 128 MiB. Legacy support is compiled out.
+    #[cfg(feature = "zstd")]
+    #[test]
+    fn zstd_legacy_frames_are_refused() {
+        let frame = [0x26, 0xb5, 0x2f, 0xfd, 0x1f, 0xa1, 0xea, 0x01, 0x00, 0x00];
+        assert!(matches!(
+            Zstd::default().decompress(&frame, 3),
+            Err(DecompressError::Corrupt(_))
+        ));
+    }
+
     #[test]
     fn corrupt_input_is_corrupt() {
         for algorithm in algorithms() {

@@ -11,6 +11,9 @@ pub mod codec;
 pub mod compression;
 pub mod cors;
 pub mod envelope;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metadata;
 pub mod protocol;
 #[cfg(feature = "rpc")]

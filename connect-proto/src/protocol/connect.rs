@@ -103,6 +103,10 @@ fn detail_from_json(value: &Value) -> Result<ErrorDetail, String> {
         Some(_) => return Err(format!("error detail {type_name:?} has a non-string value")),
     }
     let mut detail = ErrorDetail::new(type_name.as_str(), bytes);
+    // `type.googleapis.com/` alone names no type once its prefix is stripped.
+    if detail.type_name.is_empty() {
+        return Err("error detail has no type".into());
+    }
     detail.debug = obj.get("debug").filter(|d| !d.is_null()).cloned();
     Ok(detail)
 }
@@ -397,6 +401,14 @@ mod tests {
 
     fn hv(s: &str) -> HeaderValue {
         HeaderValue::from_str(s).unwrap()
+    }
+
+    /// Seen through the `connect_error` fuzz target's round-trip check: this decoded to a detail with
+    /// an empty type, which encoded to JSON that no longer decoded.
+    #[test]
+    fn trap01_detail_type_that_is_only_the_prefix_is_invalid() {
+        let body = br#"{"code":"internal","details":[{"type":"type.googleapis.com/"}]}"#;
+        assert_eq!(decode_error(body), None);
     }
 
     #[test]

@@ -13,12 +13,16 @@ fn is_unreserved(b: u8) -> bool {
 }
 
 /// Percent-encodes `grpc-message`: bytes of the UTF-8 form outside `%x20-24 / %x26-7E` become `%XX`
-/// (upper-case hex; space stays a space) (PROTOCOL-TRAPS 15).
+/// (upper-case hex; space stays a space) (PROTOCOL-TRAPS 15). A space at either end is escaped too:
+/// HTTP strips whitespace around a field value (httparse does in gRPC-Web trailer frames), which would
+/// otherwise drop it. Any decoder decodes `%20`.
 pub fn encode_message(message: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = message.as_bytes();
     let mut out = String::with_capacity(message.len());
-    for &b in message.as_bytes() {
-        if is_unreserved(b) {
+    for (i, &b) in bytes.iter().enumerate() {
+        let edge_space = b == b' ' && (i == 0 || i + 1 == bytes.len());
+        if is_unreserved(b) && !edge_space {
             out.push(char::from(b));
         } else {
             out.push('%');
@@ -323,6 +327,20 @@ mod tests {
         assert_eq!(decode_message(b"h%C3%A9llo"), "héllo");
         assert_eq!(decode_message(b"h%c3%a9llo"), "héllo");
         assert_eq!(decode_message(b"100%25"), "100%");
+    }
+
+    /// Found by the `call_pair` fuzz target: over gRPC-Web, `"0,\"t "` arrived as `"0,\"t"`.
+    #[test]
+    fn trap15_grpc_message_spaces_at_the_ends_survive_trimming() {
+        assert_eq!(encode_message(" a b "), "%20a b%20");
+        assert_eq!(encode_message(" "), "%20");
+        assert_eq!(decode_message(b"%20a b%20"), " a b ");
+        let mut trailers = HeaderMap::new();
+        write_status(Err(&Status::new(Code::INTERNAL, "0,\"t ")), &mut trailers);
+        let block = crate::protocol::grpc_web::encode_trailers(&trailers);
+        let parsed = crate::protocol::grpc_web::decode_trailers(&block).unwrap();
+        let status = read_status(&parsed).unwrap().unwrap_err();
+        assert_eq!(status.message(), "0,\"t ");
     }
 
     #[test]
