@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::convert::{append_headers, headers_to_proto, status_to_error, unpack};
 use crate::proto::connectrpc::conformance::v1 as pb;
 use pb::__buffa::oneof::client_compat_request::cancel::CancelTiming;
-use pb::conformance_service_methods as methods;
 use pb::__buffa::oneof::client_compat_response::Result as CompatResult;
+use pb::conformance_service_methods as methods;
 
 /// The service every conformance request targets.
 pub const SERVICE: &str = "connectrpc.conformance.v1.ConformanceService";

@@ -436,3 +436,45 @@ fn unary_outcome_keeps_headers_and_trailers_apart() {
         });
     }
 }
+
+/// A request body that yields `first` and then fails, as a client that goes away mid-request.
+struct FailingBody(Option<Bytes>);
+
+impl http_body::Body for FailingBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        match self.0.take() {
+            Some(data) => Poll::Ready(Some(Ok(http_body::Frame::data(data)))),
+            None => Poll::Ready(Some(Err(std::io::Error::other("client went away")))),
+        }
+    }
+}
+
+#[test]
+fn a_request_body_that_fails_ends_the_call_instead_of_hanging() {
+    use connect_build_tests::proto::acme::greet::v1::greet_service_methods::CHAT;
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(CHAT.path)
+        .version(http::Version::HTTP_2)
+        .header("content-type", "application/grpc")
+        .body(FailingBody(Some(Bytes::from_static(b"\x00\x00\x00"))))
+        .unwrap();
+    futures_executor::block_on(async {
+        let response = router().handle(request).await;
+        let mut body = response.into_body();
+        let frame = futures_util::future::poll_fn(|cx| {
+            http_body::Body::poll_frame(Pin::new(&mut body), cx)
+        })
+        .await;
+        assert!(
+            matches!(frame, Some(Err(connect_proto::rpc::CallReset))),
+            "{frame:?}"
+        );
+    });
+}

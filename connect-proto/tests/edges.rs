@@ -498,3 +498,30 @@ fn finishing_a_unary_call_without_a_message_is_a_usage_error() {
     // Sending after finish is ignored, not a panic.
     assert!(call.send_message(Bytes::new()).is_ok());
 }
+
+#[test]
+fn trap25_grpc_over_http1_is_refused_in_the_head() {
+    let mut parts = request("POST", UNARY.path, &[("content-type", "application/grpc")]);
+    parts.version = http::Version::HTTP_11;
+    let run = serve(parts, &[envelope(0, b"x")], Some(Ok(())));
+    assert_eq!(run.head.status, StatusCode::OK);
+    assert_eq!(run.head.headers["grpc-status"], "12");
+    assert!(run.head.headers["grpc-message"]
+        .to_str()
+        .unwrap()
+        .contains("HTTP/2"));
+    // The client asks for HTTP/2 for gRPC.
+    let config = client_config(Protocol::Grpc, Codec::Proto, None);
+    let base: http::Uri = "http://h".parse().unwrap();
+    let mut call = ClientCall::new(
+        &config,
+        UNARY,
+        &base,
+        CallOptions::default(),
+        Instant::now(),
+    );
+    let Some(ClientTransmit::Head(head)) = call.poll_transmit() else {
+        panic!()
+    };
+    assert_eq!(head.version(), http::Version::HTTP_2);
+}

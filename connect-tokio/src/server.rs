@@ -452,7 +452,7 @@ impl Body for ServerBody {
         }
         Pin::new(body)
             .poll_frame(cx)
-            .map(|frame| frame.map(|f| f.map_err(|never| match never {})))
+            .map(|frame| frame.map(|f| f.map_err(|reset| Box::new(reset) as BoxError)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -272,6 +272,11 @@ impl ClientCall {
         };
         let mut head = http::Request::new(());
         *head.uri_mut() = uri;
+        if self.protocol == Protocol::Grpc {
+            // gRPC needs trailers, so HTTP/2: an HTTP stack then refuses an HTTP/1-only connection
+            // instead of sending a call that can never end properly.
+            *head.version_mut() = http::Version::HTTP_2;
+        }
         *head.method_mut() = if query.is_some() {
             Method::GET
         } else {

@@ -260,6 +260,13 @@ impl ServerCall {
             let status = Status::unimplemented(format!("no such method: {}", request.uri.path()));
             return Err(Reject::Rpc(status, Some(StatusCode::NOT_FOUND)));
         };
+        if ct.protocol == Protocol::Grpc && request.version < http::Version::HTTP_2 {
+            // Its status travels in trailers, which HTTP/1.1 stacks rarely carry: refuse clearly
+            // (trailers-only, so the status still arrives in the head) rather than answer without one.
+            let status =
+                Status::unimplemented("gRPC needs HTTP/2; over HTTP/1.1 use gRPC-Web or Connect");
+            return Err(Reject::Rpc(status, None));
+        }
         if ct.protocol == Protocol::Connect {
             if ct.connect_streaming != (method.stream_type != StreamType::Unary) {
                 return Err(Reject::Http(

@@ -31,7 +31,7 @@ pub use handler::{
     RawResponses, Service, Streaming,
 };
 pub use message::{decode_request, decode_response, encode, RequestView};
-pub use router::{ResponseBody, Router, ServeFuture};
+pub use router::{CallReset, ResponseBody, Router, ServeFuture};
 pub use runtime::{BoxFuture, BoxStream, MaybeSend, Runtime};
 
 /// The stream trait of the typed layer (re-exported so generated code needs no extra dependency).

@@ -1,7 +1,6 @@
 //! The server entry point: `http::Request` in, `http::Response` out, for all three protocols.
 
 use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -83,6 +82,11 @@ impl Router {
         self
     }
 
+    /// The server settings.
+    pub fn server_config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
     /// The method served at `path`.
     pub fn lookup(&self, path: &str) -> Option<MethodInfo> {
         self.inner.routes.get(path).map(|(m, _)| *m)
@@ -147,6 +151,7 @@ impl Router {
             headers_sent: false,
             out: VecDeque::new(),
             done: false,
+            reset: false,
         };
         for event in early_events {
             driver.on_event(event);
@@ -156,6 +161,19 @@ impl Router {
         }
     }
 }
+
+/// The response body's error: the client reset the stream or the request body failed, so the call was
+/// abandoned. An HTTP stack answers it by resetting the stream (HTTP/2) or closing the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallReset;
+
+impl fmt::Display for CallReset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the call was reset by the client")
+    }
+}
+
+impl std::error::Error for CallReset {}
 
 /// The future of [`Router::handle`]: resolves to the response once its head is known.
 #[must_use = "futures do nothing unless polled"]
@@ -188,6 +206,12 @@ impl Future for ServeFuture {
                 driver.out.push_front(other);
                 Poll::Pending
             }
+            // The client went away before a head existed: answer with a body that fails at once,
+            // which makes the HTTP stack reset the stream instead of waiting forever.
+            None if driver.reset => {
+                let driver = self.driver.take();
+                Poll::Ready(http::Response::new(ResponseBody { driver }))
+            }
             None => Poll::Pending,
         }
     }
@@ -207,12 +231,12 @@ impl fmt::Debug for ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = CallReset;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, CallReset>>> {
         let Some(driver) = self.driver.as_mut() else {
             return Poll::Ready(None);
         };
@@ -234,6 +258,10 @@ impl Body for ResponseBody {
                 None => {}
             }
             if !driver.drive(cx) {
+                if driver.reset {
+                    self.driver = None;
+                    return Poll::Ready(Some(Err(CallReset)));
+                }
                 return Poll::Pending;
             }
         }
@@ -256,6 +284,8 @@ struct ServerDriver {
     headers_sent: bool,
     out: VecDeque<ServerTransmit>,
     done: bool,
+    /// The request failed or was reset: no response will ever be produced.
+    reset: bool,
 }
 
 impl ServerDriver {
@@ -287,6 +317,7 @@ impl ServerDriver {
                         }
                         Poll::Ready(Some(Err(_))) => {
                             self.call.recv_reset();
+                            self.reset = true;
                             self.request_body = None;
                             progress = true;
                         }

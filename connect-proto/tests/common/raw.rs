@@ -19,7 +19,10 @@ pub struct ServerRun {
 }
 
 pub fn request(method: &str, uri: &str, headers: &[(&'static str, &str)]) -> http::request::Parts {
-    let mut b = http::Request::builder().method(method).uri(uri);
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .version(http::Version::HTTP_2);
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
