@@ -6,13 +6,14 @@
 //!
 //! Test hooks, all through ordinary RPCs so that a browser can use them:
 //! - `Greet` with name `slow` waits 5 s (deadlines); it echoes `x-echo` as `x-echoed`, reports the
-//!   request's `*accept-encoding` and `*content-encoding` headers in `x-seen-accept-encoding` and
+//!   request's `*accept-encoding` and other `*-encoding` headers in `x-seen-accept-encoding` and
 //!   `x-seen-encoding`, and sets the trailer `x-trailer: done`.
 //! - `Greet` with name `stats` answers `aborted=N`: how many `GreetMany` streams were dropped before
 //!   their last message (a client that aborts its fetch closes the connection, so hyper drops the
 //!   response and with it the handler's stream).
 //! - `GreetIdempotent` says whether it was called with GET or POST.
-//! - `GreetMany` sends `count` greetings, `interval` apart, the first at once.
+//! - `GreetMany` sends `count` greetings, `interval` apart, the first at once; it reports encodings
+//!   like `Greet`.
 //! - `Fail` fails with the code named by `name`, with a detail, a header and a trailer.
 
 use std::convert::Infallible;
@@ -46,6 +47,8 @@ const EXPOSED: &[&str] = &[
     "x-seen-accept-encoding",
     "x-seen-encoding",
     "x-fail-header",
+    "x-fail-trailer",
+    "x-trailer",
     "trailer-x-trailer",
     "trailer-x-fail-trailer",
 ];
@@ -146,18 +149,32 @@ fn greeting(text: String) -> GreetResponse {
     }
 }
 
-/// The values of the request headers whose names end with `suffix`, joined.
-fn seen(ctx: &Context, suffix: &str) -> HeaderValue {
+/// The request headers that `keep` selects, as `name=value;...`.
+fn seen(ctx: &Context, keep: impl Fn(&str) -> bool) -> HeaderValue {
     let Some(raw) = ctx.extensions().get::<RawRequest>() else {
         return HeaderValue::from_static("?");
     };
     let values: Vec<String> = raw
         .headers
         .iter()
-        .filter(|(name, _)| name.as_str().ends_with(suffix))
+        .filter(|(name, _)| keep(name.as_str()))
         .map(|(name, value)| format!("{name}={}", value.to_str().unwrap_or("?")))
         .collect();
     HeaderValue::from_str(&values.join(";")).unwrap_or(HeaderValue::from_static("?"))
+}
+
+/// Reports the compression the client asked for and used, in response headers.
+fn report_encodings(ctx: &Context) {
+    ctx.set_response_header(
+        HeaderName::from_static("x-seen-accept-encoding"),
+        seen(ctx, |name| name.ends_with("accept-encoding")),
+    );
+    ctx.set_response_header(
+        HeaderName::from_static("x-seen-encoding"),
+        seen(ctx, |name| {
+            name.ends_with("encoding") && !name.contains("accept")
+        }),
+    );
 }
 
 /// Counts a stream as aborted unless it was disarmed by sending its last message.
@@ -198,14 +215,7 @@ impl GreetService for Greeter {
         if let Some(echo) = ctx.request_headers().get("x-echo") {
             ctx.set_response_header(HeaderName::from_static("x-echoed"), echo.clone());
         }
-        ctx.set_response_header(
-            HeaderName::from_static("x-seen-accept-encoding"),
-            seen(&ctx, "accept-encoding"),
-        );
-        ctx.set_response_header(
-            HeaderName::from_static("x-seen-encoding"),
-            seen(&ctx, "content-encoding"),
-        );
+        report_encodings(&ctx);
         ctx.set_response_trailer(
             HeaderName::from_static("x-trailer"),
             HeaderValue::from_static("done"),
@@ -230,9 +240,10 @@ impl GreetService for Greeter {
 
     async fn greet_many(
         &self,
-        _ctx: Context,
+        ctx: Context,
         request: RequestView<GreetRequest>,
     ) -> Result<HandlerStream<GreetResponse>, Status> {
+        report_encodings(&ctx);
         let request = request.reborrow();
         let name = request.name.to_owned();
         let count = request.count;

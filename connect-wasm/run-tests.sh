@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# connect-wasm's browser tests: start the CORS test server (connect-tokio, connect-wasm-test-server)
+# on 127.0.0.1, run the wasm-bindgen tests in Node and headless Chromium with the shared
+# wasm-test.sh (Debian rustc-web, -Zbuild-std), stop the server by PID.
+#
+#     connect-wasm/run-tests.sh [node|browser|all]
+#
+# Env: CONNECT_SHARED_DIR (default ../shared beside the repo), CONNECT_WASM_TEST_PORT (8765).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+SHARED=${CONNECT_SHARED_DIR:-$(cd "$ROOT/.." && pwd)/shared}
+MODE=${1:-all}
+PORT=${CONNECT_WASM_TEST_PORT:-8765}
+
+if [ ! -f "$SHARED/tools/wasm-test.sh" ]; then
+  echo "connect-wasm: browser tests skipped: $SHARED/tools/wasm-test.sh not found (set CONNECT_SHARED_DIR)"
+  exit 0
+fi
+
+cd "$ROOT"
+cargo build -q -p connect-wasm-test-server
+SERVER_PID=
+LOCK_LINK=
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+  [ -n "$LOCK_LINK" ] && rm -f "$LOCK_LINK"
+}
+trap cleanup EXIT
+target/debug/connect-wasm-test-server "127.0.0.1:$PORT" &
+SERVER_PID=$!
+for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+
+# wasm-test.sh generates a lockfile in the crate directory when there is none; point it at the
+# workspace's instead, so the tests build with the versions the workspace pins.
+if [ ! -e "$HERE/Cargo.lock" ]; then
+  ln -s ../Cargo.lock "$HERE/Cargo.lock"
+  LOCK_LINK=$HERE/Cargo.lock
+fi
+
+export CONNECT_WASM_TEST_SERVER="http://127.0.0.1:$PORT"
+bash "$SHARED/tools/wasm-test.sh" "$HERE" "$MODE"
