@@ -114,7 +114,7 @@ async fn send(
             stream
                 .get_reader()
                 .dyn_into::<ReadableStreamDefaultReader>()
-                .map_err(|e| js_failure("getting the body reader", e))?,
+                .map_err(|e| js_failure("getting the body reader", e.into()))?,
         ),
         None => None,
     };

@@ -323,7 +323,8 @@ async fn a_deadline_in_the_middle_of_a_stream_aborts_it() {
 #[wasm_bindgen_test]
 async fn dropping_a_pending_unary_call_aborts_it() {
     let started = Instant::now();
-    let call = client(Protocol::Connect, Codec::Proto).greet(&greet("slow"));
+    let (client, slow) = (client(Protocol::Connect, Codec::Proto), greet("slow"));
+    let call = client.greet(&slow);
     let timer = sleep(Duration::from_millis(200));
     futures_util::pin_mut!(call, timer);
     match futures_util::future::select(call, timer).await {
@@ -331,7 +332,7 @@ async fn dropping_a_pending_unary_call_aborts_it() {
         futures_util::future::Either::Right(((), call)) => drop(call),
     }
     // The transport is free at once: a next call is not queued behind the aborted one.
-    let response = client(Protocol::Connect, Codec::Proto)
+    let response = client
         .greet(&greet("next"))
         .await
         .unwrap();
