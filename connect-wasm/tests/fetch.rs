@@ -332,10 +332,7 @@ async fn dropping_a_pending_unary_call_aborts_it() {
         futures_util::future::Either::Right(((), call)) => drop(call),
     }
     // The transport is free at once: a next call is not queued behind the aborted one.
-    let response = client
-        .greet(&greet("next"))
-        .await
-        .unwrap();
+    let response = client.greet(&greet("next")).await.unwrap();
     assert_eq!(response.message().greeting, "Hello, next!");
     assert!(started.elapsed() < Duration::from_secs(4));
 }
