@@ -5,13 +5,14 @@
 #
 #     connect-wasm/run-tests.sh [node|browser|all]
 #
-# Env: CONNECT_SHARED_DIR (default ../shared beside the repo), CONNECT_WASM_TEST_PORT (8765).
+# Env: CONNECT_SHARED_DIR (default ../shared beside the repo), CONNECT_WASM_TEST_PORT (default: a
+# free port; the address reaches the tests at build time through CONNECT_WASM_TEST_SERVER).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 SHARED=${CONNECT_SHARED_DIR:-$(cd "$ROOT/.." && pwd)/shared}
 MODE=${1:-all}
-PORT=${CONNECT_WASM_TEST_PORT:-8765}
+PORT=${CONNECT_WASM_TEST_PORT:-0}
 
 if [ ! -f "$SHARED/tools/wasm-test.sh" ]; then
   echo "connect-wasm: browser tests skipped: $SHARED/tools/wasm-test.sh not found (set CONNECT_SHARED_DIR)"
@@ -22,14 +23,24 @@ cd "$ROOT"
 cargo build -q -p connect-wasm-test-server
 SERVER_PID=
 LOCK_LINK=
+SERVER_LOG=$(mktemp)
 cleanup() {
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
   [ -n "$LOCK_LINK" ] && rm -f "$LOCK_LINK"
+  rm -f "$SERVER_LOG"
 }
 trap cleanup EXIT
-target/debug/connect-wasm-test-server "127.0.0.1:$PORT" &
+target/debug/connect-wasm-test-server "127.0.0.1:$PORT" > "$SERVER_LOG" &
 SERVER_PID=$!
-for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+ADDR=
+for _ in $(seq 100); do
+  ADDR=$(sed -n 's/^listening on //p' "$SERVER_LOG")
+  [ -n "$ADDR" ] && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { echo "connect-wasm: the test server did not start"; exit 1; }
+  sleep 0.1
+done
+[ -n "$ADDR" ] || { echo "connect-wasm: the test server did not start"; exit 1; }
+echo "connect-wasm: test server on $ADDR (pid $SERVER_PID)"
 
 # wasm-test.sh generates a lockfile in the crate directory when there is none; point it at the
 # workspace's instead, so the tests build with the versions the workspace pins.
@@ -38,5 +49,5 @@ if [ ! -e "$HERE/Cargo.lock" ]; then
   LOCK_LINK=$HERE/Cargo.lock
 fi
 
-export CONNECT_WASM_TEST_SERVER="http://127.0.0.1:$PORT"
+export CONNECT_WASM_TEST_SERVER="http://$ADDR"
 bash "$SHARED/tools/wasm-test.sh" "$HERE" "$MODE"

@@ -2,7 +2,8 @@
 //! `connect-build-tests` on connect-tokio, with CORS (`connect_proto::cors::Cors`) so that pages from
 //! other origins may call it.
 //!
-//!     connect-wasm-test-server [ADDR]      (default 127.0.0.1:8765; prints `listening on ADDR`)
+//!     connect-wasm-test-server [ADDR]      (default 127.0.0.1:8765; port 0: any free port;
+//!                                           prints `listening on ADDR`)
 //!
 //! Test hooks, all through ordinary RPCs so that a browser can use them:
 //! - `Greet` with name `slow` waits 5 s (deadlines); it echoes `x-echo` as `x-echoed`, reports the
@@ -18,6 +19,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,7 +63,9 @@ async fn main() -> std::io::Result<()> {
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    // Port 0 picks a free port: the line tells the test script which.
     println!("listening on {}", listener.local_addr()?);
+    std::io::stdout().flush()?;
 
     let router = connect_tokio::router().service(GreetServiceServer::new(Greeter::default()));
     let mut cors = Cors::default();
