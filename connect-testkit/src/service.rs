@@ -62,7 +62,11 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.tracker.lock().entry(self.tag.clone()).or_default().dropped = true;
+        self.tracker
+            .lock()
+            .entry(self.tag.clone())
+            .or_default()
+            .dropped = true;
     }
 }
 
@@ -108,16 +112,24 @@ impl Echo {
             ctx.set_response_header(HeaderName::from_static("x-bin-bin"), v.clone());
             ctx.set_response_trailer(HeaderName::from_static("x-tbin-bin"), v.clone());
         }
-        let deadline = if ctx.deadline().is_some() { "some" } else { "none" };
+        let deadline = if ctx.deadline().is_some() {
+            "some"
+        } else {
+            "none"
+        };
         ctx.set_response_header(
             HeaderName::from_static("x-deadline"),
             HeaderValue::from_static(deadline),
         );
-        let encoding = ["grpc-encoding", "connect-content-encoding", "content-encoding"]
-            .iter()
-            .find_map(|name| request.get(*name))
-            .cloned()
-            .unwrap_or(HeaderValue::from_static("identity"));
+        let encoding = [
+            "grpc-encoding",
+            "connect-content-encoding",
+            "content-encoding",
+        ]
+        .iter()
+        .find_map(|name| request.get(*name))
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("identity"));
         ctx.set_response_header(HeaderName::from_static("x-request-encoding"), encoding);
         let content_type = if request.contains_key("content-type") {
             "yes"
@@ -207,9 +219,8 @@ impl EchoService for Echo {
         let (count, delay, padding) = (r.count, r.delay_ms, r.response_padding);
         let runtime = self.runtime.clone();
         // State: next index; the guard lives as long as the stream.
-        let stream = futures_util::stream::unfold(
-            (0, false, guard),
-            move |(index, ended, guard)| {
+        let stream =
+            futures_util::stream::unfold((0, false, guard), move |(index, ended, guard)| {
                 let (text, fail, runtime) = (text.clone(), fail.clone(), runtime.clone());
                 async move {
                     if ended {
@@ -222,10 +233,12 @@ impl EchoService for Echo {
                         return Some((Err(requested_error(&fail, &text)), (index, true, guard)));
                     }
                     sleep(&*runtime, delay).await;
-                    Some((Ok(response(&text, index, padding)), (index + 1, false, guard)))
+                    Some((
+                        Ok(response(&text, index, padding)),
+                        (index + 1, false, guard),
+                    ))
                 }
-            },
-        );
+            });
         Ok(Box::pin(stream))
     }
 

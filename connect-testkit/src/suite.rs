@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,6 +126,19 @@ impl TestServer {
             stop().await;
         }
     }
+
+    /// Shuts down gracefully, panicking if that takes longer than `limit` (a connection or a call
+    /// left hanging).
+    pub async fn stop_within(self, runtime: &dyn Runtime, limit: Duration) {
+        let base = self.base.clone();
+        bounded(
+            runtime,
+            limit,
+            format!("stopping the server at {base}"),
+            self.stop(),
+        )
+        .await;
+    }
 }
 
 /// Runs `future`, panicking with `what` if it takes longer than `limit`.
@@ -191,6 +205,11 @@ impl<A: Adapter> Suite<A> {
             runtime,
             tags: AtomicUsize::new(0),
         }
+    }
+
+    /// The lifetimes of tagged handlers of this suite's routers.
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
     }
 
     /// The router of the test service with `config`.
@@ -269,7 +288,7 @@ impl<A: Adapter> Suite<A> {
         Fut: Future<Output = ()> + 'a,
     {
         for http in Http::ALL {
-            let server = Arc::new(self.server(http, config.clone()).await);
+            let server = Rc::new(self.server(http, config.clone()).await);
             for protocol in PROTOCOLS {
                 for codec in CODECS {
                     let case = Case {
@@ -283,8 +302,8 @@ impl<A: Adapter> Suite<A> {
                     check(self, TestServerRef(server.clone()), case).await;
                 }
             }
-            if let Ok(server) = Arc::try_unwrap(server) {
-                server.stop().await;
+            if let Ok(server) = Rc::try_unwrap(server) {
+                server.stop_within(&*self.runtime, CALL_LIMIT).await;
             }
         }
     }
@@ -459,7 +478,13 @@ impl<A: Adapter> Suite<A> {
                 assert_eq!(message.index, i, "{case}");
             }
             let status = s.call(case, stream.next()).await.unwrap().unwrap_err();
-            check(case, "server stream", &status, Code::RESOURCE_EXHAUSTED, "ss");
+            check(
+                case,
+                "server stream",
+                &status,
+                Code::RESOURCE_EXHAUSTED,
+                "ss",
+            );
             assert!(s.call(case, stream.next()).await.is_none(), "{case}");
             let trailers = stream.trailers().expect("trailers after an error");
             assert_eq!(header(trailers, "x-trailer"), "ss", "{case}");
@@ -568,9 +593,8 @@ impl<A: Adapter> Suite<A> {
             };
             let call = client.unary(&slow);
             let gave_up = s.sleep(Duration::from_millis(200));
-            let call = std::pin::pin!(call);
-            let gave_up = std::pin::pin!(gave_up);
-            match futures_util::future::select(call, gave_up).await {
+            // Both futures are owned by `select`, so the call is dropped when it returns.
+            match futures_util::future::select(Box::pin(call), Box::pin(gave_up)).await {
                 futures_util::future::Either::Left((result, _)) => {
                     panic!("{case}: the slow call finished: {result:?}")
                 }
@@ -605,9 +629,8 @@ impl<A: Adapter> Suite<A> {
             .unwrap();
             let call = client.client_stream(rx);
             let gave_up = s.sleep(Duration::from_millis(200));
-            let call = std::pin::pin!(call);
-            let gave_up = std::pin::pin!(gave_up);
-            match futures_util::future::select(call, gave_up).await {
+            // Both futures are owned by `select`, so the call is dropped when it returns.
+            match futures_util::future::select(Box::pin(call), Box::pin(gave_up)).await {
                 futures_util::future::Either::Left((result, _)) => {
                     panic!("{case}: the open client stream finished: {result:?}")
                 }
@@ -757,7 +780,7 @@ impl<A: Adapter> Suite<A> {
                 let status = self.call(case, client.unary(&echo("?"))).await.unwrap_err();
                 assert_eq!(status.code(), Code::UNIMPLEMENTED, "{case}: {status}");
             }
-            server.stop().await;
+            server.stop_within(&*self.runtime, CALL_LIMIT).await;
         }
     }
 
@@ -803,8 +826,8 @@ impl<A: Adapter> Suite<A> {
                     .await;
                 let unary = unary.unwrap_or_else(|e| panic!("{case}: in-flight unary lost: {e}"));
                 assert_eq!(unary.message().text, "in flight", "{case}");
-                let streamed: Vec<_> =
-                    streamed.unwrap_or_else(|e: Status| panic!("{case}: in-flight stream lost: {e}"));
+                let streamed: Vec<_> = streamed
+                    .unwrap_or_else(|e: Status| panic!("{case}: in-flight stream lost: {e}"));
                 assert_eq!(streamed.len(), 4, "{case}");
 
                 let after = EchoServiceClient::new(Client::new(
@@ -821,7 +844,7 @@ impl<A: Adapter> Suite<A> {
 }
 
 /// A shared handle on the server of the current HTTP version.
-struct TestServerRef(Arc<TestServer>);
+struct TestServerRef(Rc<TestServer>);
 
 /// Expands to one `#[test]` per check of [`Suite`], for an adapter: `e2e_tests!(make_adapter(),
 /// block_on)` where `block_on` runs a future to completion on the adapter's runtime.

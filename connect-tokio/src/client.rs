@@ -124,7 +124,9 @@ impl HyperTransportBuilder {
         http.set_connect_timeout(self.connect_timeout);
         #[cfg(feature = "tls")]
         let connector = {
-            let mut config = self.tls.unwrap_or_else(crate::tls::client_config_without_roots);
+            let mut config = self
+                .tls
+                .unwrap_or_else(crate::tls::client_config_without_roots);
             config.alpn_protocols.clear();
             let builder = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(config)

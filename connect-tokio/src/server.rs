@@ -1,6 +1,5 @@
 //! The hyper server: HTTP/1.1 and h2c on one port, HTTP/2 over TLS, limits, graceful shutdown.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -11,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use connect_proto::rpc::{ResponseBody, Router};
+use connect_proto::rpc::{BoxError, ResponseBody, Router};
 use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -77,7 +76,8 @@ pub struct Server {
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut s = f.debug_struct("Server");
-        s.field("router", &self.router).field("limits", &self.limits);
+        s.field("router", &self.router)
+            .field("limits", &self.limits);
         #[cfg(feature = "tls")]
         s.field("tls", &self.tls.is_some());
         s.finish()
@@ -140,7 +140,9 @@ impl Server {
             let watcher = graceful.watcher();
             let (server, builder) = (server.clone(), builder.clone());
             tokio::spawn(async move {
-                server.serve_connection(&builder, watcher, stream, peer).await;
+                server
+                    .serve_connection(&builder, watcher, stream, peer)
+                    .await;
             });
         }
         drop(listener);
@@ -191,6 +193,7 @@ impl Server {
         stream: TcpStream,
         peer: SocketAddr,
     ) {
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut service = ConnectionService {
             router: self.router.clone(),
             peer: PeerAddr(peer),
@@ -279,8 +282,8 @@ struct ConnectionService {
 
 impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
     type Response = http::Response<ServerBody>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
     fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(self.peer);
@@ -288,10 +291,7 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
         if let Some(certificates) = &self.certificates {
             request.extensions_mut().insert(certificates.clone());
         }
-        let Some(limit) = self.max_request_body else {
-            let serve = self.router.handle(request);
-            return Box::pin(async move { Ok(serve.await.map(ServerBody::rpc)) });
-        };
+        let limit = self.max_request_body.unwrap_or(u64::MAX);
         if request.body().size_hint().lower() > limit {
             let response = http::Response::builder()
                 .status(http::StatusCode::PAYLOAD_TOO_LARGE)
@@ -300,24 +300,33 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
             return Box::pin(async move { Ok(response) });
         }
         let trip = Arc::new(Trip::default());
-        let request = request.map(|body| LimitedBody {
+        let request = request.map(|body| WatchedBody {
             inner: body,
             remaining: limit,
             trip: trip.clone(),
         });
-        let serve = self.router.handle(request);
-        Box::pin(async move {
-            Ok(serve.await.map(|body| ServerBody {
-                kind: Kind::Rpc {
-                    body,
-                    trip: Some(trip),
-                },
-            }))
-        })
+        let mut serve = self.router.handle(request);
+        Box::pin(std::future::poll_fn(move |cx| {
+            if let Poll::Ready(response) = Pin::new(&mut serve).poll(cx) {
+                let trip = trip.clone();
+                return Poll::Ready(Ok(response.map(|body| ServerBody {
+                    rpc: Some((body, trip)),
+                })));
+            }
+            // The request failed before the response head: fail the service call, so that hyper
+            // resets the stream or closes the connection instead of waiting for ever.
+            if trip.poll(cx) {
+                return Poll::Ready(Err(Box::new(RequestFailed) as BoxError));
+            }
+            Poll::Pending
+        }))
     }
 }
 
-/// Set when a request body crossed its limit, so that the response fails and the stream is reset.
+/// Set when a request body failed (the client went away mid-request, or the body crossed its limit), so
+/// that the response fails too and hyper resets the stream or closes the connection: the call machine
+/// sends nothing after a reset, and a response body left waiting would keep the connection (and a
+/// graceful shutdown) open for ever.
 #[derive(Debug, Default)]
 struct Trip {
     tripped: AtomicBool,
@@ -336,8 +345,9 @@ impl Trip {
     }
 }
 
-/// A request body that fails once more than `remaining` bytes arrive.
-struct LimitedBody {
+/// A request body that reports its failure to the response, and fails once more than `remaining` bytes
+/// arrive.
+struct WatchedBody {
     inner: Incoming,
     remaining: u64,
     trip: Arc<Trip>,
@@ -355,9 +365,21 @@ impl std::fmt::Display for BodyTooLarge {
 
 impl std::error::Error for BodyTooLarge {}
 
-impl Body for LimitedBody {
+/// The response is abandoned because its request body failed.
+#[derive(Debug)]
+struct RequestFailed;
+
+impl std::fmt::Display for RequestFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body failed; the response is abandoned")
+    }
+}
+
+impl std::error::Error for RequestFailed {}
+
+impl Body for WatchedBody {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -375,7 +397,10 @@ impl Body for LimitedBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                self.trip.set();
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -392,33 +417,15 @@ impl Body for LimitedBody {
 
 /// The response body of [`Server`]: an RPC response, or a plain HTTP answer (`413`). Its error makes
 /// hyper reset the stream.
+#[derive(Default)]
 pub struct ServerBody {
-    kind: Kind,
-}
-
-enum Kind {
-    Rpc {
-        body: ResponseBody,
-        trip: Option<Arc<Trip>>,
-    },
-    Empty,
+    /// `None` for a plain answer without a body.
+    rpc: Option<(ResponseBody, Arc<Trip>)>,
 }
 
 impl ServerBody {
-    fn rpc(body: ResponseBody) -> Self {
-        ServerBody {
-            kind: Kind::Rpc { body, trip: None },
-        }
-    }
-
     fn empty() -> Self {
-        ServerBody { kind: Kind::Empty }
-    }
-}
-
-impl Default for ServerBody {
-    fn default() -> Self {
-        ServerBody::empty()
+        ServerBody { rpc: None }
     }
 }
 
@@ -430,30 +437,27 @@ impl std::fmt::Debug for ServerBody {
 
 impl Body for ServerBody {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match &mut self.kind {
-            Kind::Empty => Poll::Ready(None),
-            Kind::Rpc { body, trip } => {
-                if trip.as_ref().is_some_and(|t| t.poll(cx)) {
-                    self.kind = Kind::Empty;
-                    return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
-                }
-                Pin::new(body)
-                    .poll_frame(cx)
-                    .map(|frame| frame.map(|f| f.map_err(|never| match never {})))
-            }
+        let Some((body, trip)) = &mut self.rpc else {
+            return Poll::Ready(None);
+        };
+        if trip.poll(cx) {
+            self.rpc = None;
+            return Poll::Ready(Some(Err(Box::new(RequestFailed))));
         }
+        Pin::new(body)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|f| f.map_err(|never| match never {})))
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Empty => true,
-            Kind::Rpc { body, .. } => body.is_end_stream(),
-        }
+        self.rpc
+            .as_ref()
+            .is_none_or(|(body, _)| body.is_end_stream())
     }
 }

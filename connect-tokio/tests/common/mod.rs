@@ -14,7 +14,7 @@ use connect_tokio::{HyperTransport, PeerAddr, PeerCertificates, Server, TokioRun
 #[derive(Debug, Default)]
 pub struct Tokio;
 
-fn roots() -> RootCertStore {
+pub fn roots() -> RootCertStore {
     let mut roots = RootCertStore::empty();
     roots
         .add(CertificateDer::from(TestCerts::get().ca.clone()))

@@ -1,0 +1,349 @@
+//! tokio-specific server behaviour: a killed client, request limits, TLS client certificates, tower
+//! and axum mounting.
+
+mod common;
+
+use std::time::Duration;
+
+use connect_proto::{ClientConfig, Code, Codec, Protocol, ServerConfig};
+use connect_testkit::proto::testkit::v1::{EchoRequest, EchoServiceClient};
+use connect_testkit::Suite;
+use connect_tokio::{ConnectService, HyperTransport, Limits, Server, TokioRuntime};
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn echo(text: &str) -> EchoRequest {
+    EchoRequest {
+        text: text.to_owned(),
+        ..Default::default()
+    }
+}
+
+async fn wait_dropped(suite: &Suite<common::Tokio>, tag: &str) {
+    tokio::time::timeout(LIMIT, async {
+        while !suite.tracker().get(tag).dropped {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{tag}: handler not dropped"));
+}
+
+/// The client's whole runtime (its tasks and sockets) goes away mid-stream: the server drops the
+/// handler, over HTTP/1.1 and h2c, for a server stream and a bidi stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_client_mid_stream_drops_the_handler() {
+    let suite = Suite::new(common::Tokio);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Server::new(suite.router(ServerConfig::default()))
+        .spawn(listener)
+        .unwrap();
+    let base: http::Uri = format!("http://{}", server.local_addr()).parse().unwrap();
+    for (h2, bidi) in [(false, false), (true, false), (false, true), (true, true)] {
+        let tag = format!("killed-h2={h2}-bidi={bidi}");
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (base, request_tag) = (base.clone(), tag.clone());
+        // The client lives on its own runtime, which is shut down mid-stream: its tasks and sockets
+        // vanish without a goodbye, as when a client process dies.
+        let client_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        client_runtime.spawn(async move {
+            let transport = if h2 {
+                HyperTransport::http2()
+            } else {
+                HyperTransport::new()
+            };
+            let client = EchoServiceClient::new(connect_tokio::Client::new(
+                transport,
+                base,
+                ClientConfig::new(Protocol::Connect, Codec::Proto),
+                TokioRuntime,
+            ));
+            let request = EchoRequest {
+                count: -1,
+                delay_ms: 10,
+                tag: request_tag,
+                ..echo("endless")
+            };
+            let (tx, rx) = futures_channel::mpsc::unbounded();
+            let mut stream = if bidi {
+                tx.unbounded_send(request).unwrap();
+                client.bidi(rx).await.unwrap()
+            } else {
+                client.server_stream(&request).await.unwrap()
+            };
+            stream.next().await.unwrap().unwrap();
+            started_tx.send(()).unwrap();
+            while stream.next().await.is_some() {}
+            drop(tx);
+        });
+        tokio::time::timeout(LIMIT, started_rx)
+            .await
+            .expect("the stream started")
+            .unwrap();
+        assert!(!suite.tracker().get(&tag).dropped, "{tag}");
+        client_runtime.shutdown_background();
+        wait_dropped(&suite, &tag).await;
+    }
+    server.shutdown().await;
+}
+
+/// A request body over `max_request_body`: refused up front when its length is announced, reset when
+/// it streams past the limit; the handler is dropped either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_body_limit() {
+    let suite = Suite::new(common::Tokio);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut limits = Limits::default();
+    limits.max_request_body = Some(4096);
+    let server = Server::new(suite.router(ServerConfig::default()))
+        .limits(limits)
+        .spawn(listener)
+        .unwrap();
+    let base: http::Uri = format!("http://{}", server.local_addr()).parse().unwrap();
+    for h2 in [false, true] {
+        let transport = if h2 {
+            HyperTransport::http2()
+        } else {
+            HyperTransport::new()
+        };
+        let client = EchoServiceClient::new(connect_tokio::Client::new(
+            transport,
+            base.clone(),
+            ClientConfig::new(Protocol::Connect, Codec::Proto),
+            TokioRuntime,
+        ));
+        // Unary: Content-Length says it all.
+        let big = EchoRequest {
+            padding: vec![0; 8192],
+            ..echo("big")
+        };
+        let status = tokio::time::timeout(LIMIT, client.unary(&big))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_ne!(status.code(), Code::OK, "h2={h2}");
+        // Small calls still work.
+        let ok = tokio::time::timeout(LIMIT, client.unary(&echo("small")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ok.message().text, "small");
+        // Streaming: each message is small, together they cross the limit.
+        let tag = format!("body-limit-h2={h2}");
+        // Paced, so that the body's length is unknown when the request starts.
+        let requests = futures_util::stream::iter(0..10).then(move |i| {
+            let tag = if i == 0 { tag.clone() } else { String::new() };
+            async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                EchoRequest {
+                    padding: vec![0; 1024],
+                    tag,
+                    ..echo("chunk")
+                }
+            }
+        });
+        let result = tokio::time::timeout(LIMIT, client.client_stream(requests))
+            .await
+            .unwrap();
+        assert!(result.is_err(), "h2={h2}: a body over the limit was served");
+        wait_dropped(&suite, &format!("body-limit-h2={h2}")).await;
+    }
+    tokio::time::timeout(LIMIT, server.shutdown())
+        .await
+        .unwrap();
+}
+
+/// Over TLS, handlers see the client's certificate chain; without one, they see none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_client_certificates_reach_handlers() {
+    let suite = Suite::new(common::Tokio);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Server::new(suite.router(ServerConfig::default()))
+        .tls(common::server_tls())
+        .spawn(listener)
+        .unwrap();
+    let base: http::Uri = format!("https://localhost:{}", server.local_addr().port())
+        .parse()
+        .unwrap();
+    let mut anonymous = common::client_tls();
+    anonymous.client_auth_cert_resolver = connect_tokio::tls::client_config(common::roots(), None)
+        .unwrap()
+        .client_auth_cert_resolver;
+    for (config, expect_cert) in [(common::client_tls(), true), (anonymous, false)] {
+        let client = EchoServiceClient::new(connect_tokio::Client::new(
+            HyperTransport::builder().tls_config(config).build(),
+            base.clone(),
+            ClientConfig::new(Protocol::Grpc, Codec::Proto),
+            TokioRuntime,
+        ));
+        let response = tokio::time::timeout(LIMIT, client.unary(&echo("tls")))
+            .await
+            .unwrap()
+            .unwrap();
+        let peer = response.headers()["x-peer"].to_str().unwrap();
+        assert!(peer.starts_with("127.0.0.1:"), "{peer}");
+        assert_eq!(peer.ends_with(" cert"), expect_cert, "{peer}");
+    }
+    server.shutdown().await;
+}
+
+/// The router as a tower service: called directly with `oneshot`, any request body type.
+#[tokio::test]
+async fn router_is_a_tower_service() {
+    let suite = Suite::new(common::Tokio);
+    let service = ConnectService::new(suite.router(ServerConfig::default()));
+    let request = http::Request::post("/testkit.v1.EchoService/Unary")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            br#"{"text":"tower"}"#,
+        )))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["text"], "tower");
+}
+
+/// Mounted in an axum app next to plain routes, served by axum's own server: both answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mounted_in_axum_next_to_other_routes() {
+    let suite = Suite::new(common::Tokio);
+    let app = axum::Router::new()
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .merge(connect_tokio::axum_router(
+            &suite.router(ServerConfig::default()),
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = tokio::spawn(async move { axum::serve(listener, app).await });
+    let base: http::Uri = format!("http://{addr}").parse().unwrap();
+    for protocol in [Protocol::Connect, Protocol::GrpcWeb] {
+        let client = EchoServiceClient::new(connect_tokio::Client::new(
+            HyperTransport::new(),
+            base.clone(),
+            ClientConfig::new(protocol, Codec::Json),
+            TokioRuntime,
+        ));
+        let response = tokio::time::timeout(LIMIT, client.unary(&echo("axum")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.message().text, "axum");
+        let stream = tokio::time::timeout(
+            LIMIT,
+            client.server_stream(&EchoRequest {
+                count: 2,
+                ..echo("axum")
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(stream.count().await, 2);
+    }
+    let health = HyperTransport::new();
+    let request = http::Request::get(format!("http://{addr}/health"))
+        .body(connect_proto::rpc::RequestBody::full(bytes::Bytes::new()))
+        .unwrap();
+    let response =
+        tokio::time::timeout(LIMIT, connect_proto::rpc::Transport::send(&health, request))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
+    serve.abort();
+}
+
+/// Cancelled calls leave no task behind on the client: after streams are dropped mid-flight over
+/// h2c, the runtime is back to the tasks it had with one idle pooled connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_calls_leave_no_client_tasks() {
+    let suite = Suite::new(common::Tokio);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Server::new(suite.router(ServerConfig::default()))
+        .spawn(listener)
+        .unwrap();
+    let base: http::Uri = format!("http://{}", server.local_addr()).parse().unwrap();
+    let client = EchoServiceClient::new(connect_tokio::Client::new(
+        HyperTransport::http2(),
+        base,
+        ClientConfig::new(Protocol::Grpc, Codec::Proto),
+        TokioRuntime,
+    ));
+    // Warm up: the pooled connection and its task exist from here on.
+    tokio::time::timeout(LIMIT, client.unary(&echo("warm")))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+    for i in 0..10 {
+        let tag = format!("no-leak-{i}");
+        let (tx, rx) = futures_channel::mpsc::unbounded();
+        tx.unbounded_send(EchoRequest {
+            count: -1,
+            tag: tag.clone(),
+            ..echo("open")
+        })
+        .unwrap();
+        let mut stream = tokio::time::timeout(LIMIT, client.bidi(rx))
+            .await
+            .unwrap()
+            .unwrap();
+        stream.next().await.unwrap().unwrap();
+        drop(stream);
+        wait_dropped(&suite, &tag).await;
+    }
+    let settled = tokio::time::timeout(LIMIT, async {
+        while metrics.num_alive_tasks() > baseline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        settled.is_ok(),
+        "{} tasks alive after cancelling, {baseline} before",
+        metrics.num_alive_tasks()
+    );
+    server.shutdown().await;
+}
+
+/// A client that opens a connection and never finishes its request head is disconnected after the
+/// header read timeout.
+#[tokio::test]
+async fn header_read_timeout_closes_silent_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let suite = Suite::new(common::Tokio);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut limits = Limits::default();
+    limits.header_read_timeout = Some(Duration::from_millis(200));
+    let server = Server::new(suite.router(ServerConfig::default()))
+        .limits(limits)
+        .spawn(listener)
+        .unwrap();
+    let mut socket = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    socket
+        .write_all(b"POST /testkit.v1.EchoService/Unary HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    // The server answers 408 or just closes; either way the read ends.
+    tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut buf))
+        .await
+        .expect("the silent connection was closed")
+        .ok();
+    server.shutdown().await;
+}
