@@ -102,7 +102,9 @@ async fn server_streaming_with_trailers() {
             ["Hello, Bo #0!", "Hello, Bo #1!", "Hello, Bo #2!"],
             "{protocol:?}/{codec:?}"
         );
-        assert!(stream.trailers().is_some(), "{protocol:?}/{codec:?}");
+        // Connect: the EndStream message's metadata; gRPC-Web: the trailer frame.
+        let trailers = stream.trailers().expect("trailers after the end");
+        assert_eq!(trailers["x-trailer"], "streamed", "{protocol:?}/{codec:?}");
     }
 }
 

@@ -14,7 +14,7 @@
 //!   response and with it the handler's stream).
 //! - `GreetIdempotent` says whether it was called with GET or POST.
 //! - `GreetMany` sends `count` greetings, `interval` apart, the first at once; it reports encodings
-//!   like `Greet`.
+//!   like `Greet` and ends with the trailer `x-trailer: streamed`.
 //! - `Fail` fails with the code named by `name`, with a detail, a header and a trailer.
 
 use std::convert::Infallible;
@@ -248,6 +248,10 @@ impl GreetService for Greeter {
         request: RequestView<GreetRequest>,
     ) -> Result<HandlerStream<GreetResponse>, Status> {
         report_encodings(&ctx);
+        ctx.set_response_trailer(
+            HeaderName::from_static("x-trailer"),
+            HeaderValue::from_static("streamed"),
+        );
         let request = request.reborrow();
         let name = request.name.to_owned();
         let count = request.count;
