@@ -51,3 +51,7 @@ fi
 
 export CONNECT_WASM_TEST_SERVER="http://$ADDR"
 bash "$SHARED/tools/wasm-test.sh" "$HERE" "$MODE"
+
+# The example page's module must keep building (same toolchain and target directory: seconds).
+bash "$HERE/example/build.sh" > /dev/null
+echo "connect-wasm: example page built (connect-wasm/example/pkg)"
