@@ -50,8 +50,16 @@ if [ ! -e "$HERE/Cargo.lock" ]; then
 fi
 
 export CONNECT_WASM_TEST_SERVER="http://$ADDR"
-bash "$SHARED/tools/wasm-test.sh" "$HERE" "$MODE"
+OUT=$(mktemp)
+rc=0
+bash "$SHARED/tools/wasm-test.sh" "$HERE" "$MODE" 2>&1 | tee "$OUT" || rc=$?
+# One closing line for both runs (Node and Chromium): the sums of cargo test's result lines.
+sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$OUT" |
+  awk '{ p += $1; f += $2 } END { printf "connect-wasm: %d passed, %d failed\n", p, f }' > "$OUT.sum"
+rm -f "$OUT"
+if [ "$rc" != 0 ]; then cat "$OUT.sum"; rm -f "$OUT.sum"; exit "$rc"; fi
 
 # The example page's module must keep building (same toolchain and target directory: seconds).
 bash "$HERE/example/build.sh" > /dev/null
 echo "connect-wasm: example page built (connect-wasm/example/pkg)"
+cat "$OUT.sum"; rm -f "$OUT.sum"
