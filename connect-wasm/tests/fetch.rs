@@ -1,4 +1,4 @@
-//! The fetch transport against the real test server (`connect-wasm-test-server`, connect-tokio with
+//! The fetch transport and the browser runtime against the real test server (`connect-wasm-test-server`, connect-tokio with
 //! CORS), through the generated `GreetService` client: in Node and in headless Chromium. Started by
 //! `run-tests.sh`; the server's address comes from `CONNECT_WASM_TEST_SERVER` at build time.
 #![cfg(target_arch = "wasm32")]
@@ -254,6 +254,49 @@ async fn deadline_through_the_browser_timer() {
             "{protocol:?}: took {elapsed:?}"
         );
     }
+}
+
+/// A server that never answers: the deadline is the client's own, from the core's timer on
+/// `setTimeout`, and it aborts the fetch.
+#[wasm_bindgen_test]
+async fn deadline_without_help_from_the_server() {
+    for protocol in [Protocol::Connect, Protocol::GrpcWeb] {
+        let mut config = ClientConfig::new(protocol, Codec::Proto);
+        config.timeout = Some(Duration::from_millis(300));
+        let client = GreetServiceClient::new(connect_wasm::client(
+            format!("{SERVER}/blackhole").parse().unwrap(),
+            config,
+        ));
+        let started = Instant::now();
+        let status = client.greet(&greet("Ada")).await.unwrap_err();
+        let elapsed = started.elapsed();
+        assert_eq!(
+            status.code(),
+            Code::DEADLINE_EXCEEDED,
+            "{protocol:?}: {status}"
+        );
+        assert!(
+            elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(3),
+            "{protocol:?}: {elapsed:?}"
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+async fn runtime_sleeps_until_the_deadline_and_spawns() {
+    let started = Instant::now();
+    sleep(Duration::from_millis(120)).await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(120) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
+    let (tx, rx) = futures_channel::oneshot::channel();
+    BrowserRuntime.spawn(Box::pin(async move {
+        sleep(Duration::from_millis(10)).await;
+        let _ = tx.send(42);
+    }));
+    assert_eq!(rx.await, Ok(42));
 }
 
 async fn aborted_streams() -> usize {

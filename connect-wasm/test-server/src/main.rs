@@ -16,6 +16,8 @@
 //! - `GreetMany` sends `count` greetings, `interval` apart, the first at once; it reports encodings
 //!   like `Greet` and ends with the trailer `x-trailer: streamed`.
 //! - `Fail` fails with the code named by `name`, with a detail, a header and a trailer.
+//! - Any path under `/blackhole/` is never answered (preflights are): deadlines must then be
+//!   enforced by the client alone.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -123,6 +125,9 @@ impl tower_service::Service<http::Request<hyper::body::Incoming>> for WithCors {
                 .preflight(&parts)
                 .map(|()| Either::Right(Empty::new()));
             return Box::pin(async move { Ok(preflight) });
+        }
+        if parts.uri.path().starts_with("/blackhole/") {
+            return Box::pin(std::future::pending());
         }
         let request_headers = parts.headers.clone();
         parts.extensions.insert(RawRequest {
