@@ -1,6 +1,7 @@
-//! The fetch transport and the browser runtime against the real test server (`connect-wasm-test-server`, connect-tokio with
-//! CORS), through the generated `GreetService` client: in Node and in headless Chromium. Started by
-//! `run-tests.sh`; the server's address comes from `CONNECT_WASM_TEST_SERVER` at build time.
+//! The fetch transport and the browser runtime against the real test server
+//! (`connect-wasm-test-server`: connect-tokio with CORS), through the generated `GreetService`
+//! client, in Node and in headless Chromium. `run-tests.sh` starts the server; its address reaches
+//! the tests at build time in `CONNECT_WASM_TEST_SERVER`.
 #![cfg(target_arch = "wasm32")]
 
 use std::time::Duration;
