@@ -148,14 +148,14 @@ impl Compressor for Gzip {
 /// of two above the limit, but never below 8 MiB (what zstd's highest regular levels use when
 /// compressing a stream of unknown size) nor above 128 MiB (zstd's default cap); frames that ask for
 /// more are [`DecompressError::Corrupt`]. An empty input is an empty message (PROTOCOL-TRAPS 11).
-#[cfg(feature = "zstd")]
+#[cfg(all(feature = "zstd", not(target_arch = "wasm32")))]
 #[derive(Clone, Copy, Debug)]
 pub struct Zstd {
     /// Compression level.
     pub level: i32,
 }
 
-#[cfg(feature = "zstd")]
+#[cfg(all(feature = "zstd", not(target_arch = "wasm32")))]
 impl Default for Zstd {
     /// Level 3, zstd's default.
     fn default() -> Self {
@@ -163,7 +163,7 @@ impl Default for Zstd {
     }
 }
 
-#[cfg(feature = "zstd")]
+#[cfg(all(feature = "zstd", not(target_arch = "wasm32")))]
 impl Compressor for Zstd {
     fn name(&self) -> &'static str {
         "zstd"
@@ -196,13 +196,14 @@ pub struct CompressionRegistry {
 }
 
 impl Default for CompressionRegistry {
-    /// gzip and zstd, when their features are on.
+    /// gzip and zstd, when their features are on (zstd never on wasm32: its C library does not build
+    /// for `wasm32-unknown-unknown`).
     fn default() -> Self {
         #[allow(unused_mut)]
         let mut registry = CompressionRegistry::empty();
         #[cfg(feature = "gzip")]
         registry.register(Arc::new(Gzip::default()));
-        #[cfg(feature = "zstd")]
+        #[cfg(all(feature = "zstd", not(target_arch = "wasm32")))]
         registry.register(Arc::new(Zstd::default()));
         registry
     }
@@ -378,7 +379,7 @@ mod tests {
         ));
     }
 
-    #[cfg(feature = "zstd")]
+    #[cfg(all(feature = "zstd", not(target_arch = "wasm32")))]
     #[test]
     fn zstd_bomb_is_refused() {
         // 1 GiB of zeros, compressed while streaming so the test never holds the plain text.
@@ -395,7 +396,7 @@ mod tests {
         ));
     }
 
-    #[cfg(feature = "zstd")]
+    #[cfg(all(feature = "zstd", not(target_arch = "wasm32")))]
     #[test]
     fn zstd_window_beyond_the_cap_is_refused() {
         // A tiny frame may still demand a big window, which the decoder would have to allocate.

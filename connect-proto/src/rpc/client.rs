@@ -18,7 +18,7 @@ use super::body::{BodyChannel, BoxError, BoxedBody, RequestBody, TransportError}
 use super::message::{decode_response, encode};
 use super::runtime::{BoxFuture, BoxStream, CallTimer, MaybeSend, Runtime};
 use crate::call::{CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit};
-use crate::protocol::{Codec, MethodInfo};
+use crate::protocol::{Codec, MethodInfo, Protocol};
 use crate::status::Status;
 
 /// Request bytes buffered in the request body before the driver stops pulling request messages.
@@ -44,6 +44,15 @@ pub trait Transport: MaybeSend + Sync + 'static {
 
     /// Sends `request`; the URI is absolute (scheme, authority, path and, for Connect GET, a query).
     fn send(&self, request: http::Request<RequestBody>) -> Self::Future;
+
+    /// Whether this transport can carry a call of `method` in `protocol`. [`Client`] asks before it
+    /// builds the request, and fails the call with the returned status. A browser's `fetch`, for one,
+    /// cannot read trailers (so no gRPC) nor stream a request body while reading the response, and
+    /// refuses those calls with `unimplemented` at call time instead of hanging. Default: every call.
+    fn check_call(&self, protocol: Protocol, method: &MethodInfo) -> Result<(), Status> {
+        let _ = (protocol, method);
+        Ok(())
+    }
 }
 
 /// A unary or client-streaming result: the response message with its headers and trailers.
@@ -296,6 +305,7 @@ impl<T: Transport> Client<T> {
         mut input: BoxStream<'static, Result<Bytes, Status>>,
         options: CallOptions,
     ) -> Result<ClientDriver, Status> {
+        self.transport.check_call(self.config.protocol, &method)?;
         let options = merge_options(&self.defaults, options);
         let now = self.runtime.now();
         let mut call = ClientCall::new(&self.config, method, &self.base, options, now);
@@ -704,5 +714,69 @@ where
             }
             None => Poll::Pending,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::StreamType;
+    use crate::time::Instant;
+    use crate::Code;
+
+    #[derive(Debug)]
+    struct NoRuntime;
+
+    impl Runtime for NoRuntime {
+        fn now(&self) -> Instant {
+            Instant::now()
+        }
+        fn sleep_until(&self, _: Instant) -> BoxFuture<'static, ()> {
+            Box::pin(std::future::pending())
+        }
+        fn spawn(&self, _: BoxFuture<'static, ()>) {}
+    }
+
+    /// Carries unary calls only, and panics if asked to send anything else.
+    struct UnaryOnly;
+
+    impl Transport for UnaryOnly {
+        type ResponseBody = RequestBody;
+        type Future = BoxFuture<'static, Result<http::Response<RequestBody>, TransportError>>;
+
+        fn send(&self, request: http::Request<RequestBody>) -> Self::Future {
+            panic!("sent {}", request.uri())
+        }
+
+        fn check_call(&self, _: Protocol, method: &MethodInfo) -> Result<(), Status> {
+            match method.stream_type {
+                StreamType::Unary => Ok(()),
+                other => Err(Status::unimplemented(format!("no {other:?} here"))),
+            }
+        }
+    }
+
+    #[test]
+    fn a_call_the_transport_cannot_carry_fails_before_sending() {
+        let client = Client::new(
+            UnaryOnly,
+            "http://x".parse().unwrap(),
+            ClientConfig::new(Protocol::Connect, Codec::Proto),
+            NoRuntime,
+        );
+        let method = MethodInfo {
+            path: "/pkg.Svc/Upload",
+            stream_type: StreamType::ClientStreaming,
+            no_side_effects: false,
+        };
+        let requests = futures_util::stream::pending::<()>();
+        let result = futures_executor::block_on(client.start(
+            method,
+            Box::pin(requests.map(|()| Ok(Bytes::new()))),
+            CallOptions::default(),
+        ));
+        let status = result.err().expect("refused");
+        assert_eq!(status.code(), Code::UNIMPLEMENTED);
+        assert!(status.message().contains("ClientStreaming"), "{status}");
     }
 }

@@ -42,7 +42,11 @@ pub type BoxStream<'a, T> = Pin<Box<dyn futures_core::Stream<Item = T> + 'a>>;
 /// [`Runtime::sleep_until`]; the call state machines themselves never read a clock. Serving and calling
 /// need no spawned tasks: the futures and bodies the layer returns drive their calls when polled.
 /// [`Runtime::spawn`] exists for applications and adapters that want to run work in the background.
-pub trait Runtime: MaybeSend + Sync + std::fmt::Debug + 'static {
+///
+/// A runtime is `Send + Sync` even on wasm32 (unlike the futures it makes): it is a handle to the
+/// clock, timers and executor (zero-sized in every adapter), shared as `Arc<dyn Runtime>`, which is
+/// `Sync` only for a `Send + Sync` runtime.
+pub trait Runtime: Send + Sync + std::fmt::Debug + 'static {
     /// The current time.
     fn now(&self) -> Instant;
 
