@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Every test of the project, as the README says: unit, property, in-memory pair, end-to-end over
+# sockets, the conformance suite, fuzzing (short), the browser client, and interop with real peers.
+# Parts that need ../shared (conformance data, wasm tools, peer pins) or a nightly toolchain skip
+# with a printed reason when it is absent.
+set -euo pipefail
+cd "$(dirname "$0")"
+export CONNECT_SHARED_DIR="${CONNECT_SHARED_DIR:-$(cd .. && pwd)/shared}"
+cargo test --workspace
+# Our conformance runner over the full matrix (all three protocols); a debug build reuses the test
+# build's dependencies. Ends with "N passed, M failed" and fails on any unexpected failure.
+cargo run -p conformance --bin conformance-runner
+# Every fuzz target for a few seconds (builds with nightly; skips with a reason without it).
+bash fuzz/run.sh 12
+# connect-wasm in Node and headless Chromium against the connect-tokio test server (wasm32 toolchain
+# from Debian packages; skipped with a reason when the shared tools are absent).
+bash connect-wasm/run-tests.sh all
