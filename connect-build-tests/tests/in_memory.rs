@@ -478,3 +478,60 @@ fn a_request_body_that_fails_ends_the_call_instead_of_hanging() {
         );
     });
 }
+
+#[test]
+fn router_answers_cors_preflights_and_exposes_status_headers() {
+    let router = router().cors(connect_proto::cors::Cors::default());
+    futures_executor::block_on(async {
+        let preflight = http::Request::builder()
+            .method("OPTIONS")
+            .uri("/acme.greet.v1.GreetService/Greet")
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,connect-protocol-version",
+            )
+            .body(FailingBody(None))
+            .unwrap();
+        let response = router.handle(preflight).await;
+        assert_eq!(response.status(), http::StatusCode::NO_CONTENT);
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "https://app.example"
+        );
+
+        let call = http::Request::builder()
+            .method("POST")
+            .uri("/acme.greet.v1.GreetService/Greet")
+            .version(http::Version::HTTP_2)
+            .header("origin", "https://app.example")
+            .header("content-type", "application/grpc-web+proto")
+            .body(EndedBody)
+            .unwrap();
+        let response = router.handle(call).await;
+        let exposed = response.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap();
+        assert!(exposed.contains("grpc-status"), "{exposed}");
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "https://app.example"
+        );
+    });
+}
+
+/// An empty request body.
+struct EndedBody;
+
+impl http_body::Body for EndedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        Poll::Ready(None)
+    }
+}

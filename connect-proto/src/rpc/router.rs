@@ -15,6 +15,7 @@ use super::context::Context;
 use super::handler::{Inbox, RawRequests, RawResponses, Service};
 use super::runtime::{CallTimer, Runtime};
 use crate::call::{ServerCall, ServerConfig, ServerEvent, ServerTransmit};
+use crate::cors::Cors;
 use crate::protocol::{Codec, MethodInfo, Protocol};
 
 /// Request messages buffered for a handler before the driver stops reading the request body.
@@ -38,6 +39,7 @@ struct RouterInner {
     routes: HashMap<&'static str, (MethodInfo, usize)>,
     config: ServerConfig,
     runtime: Arc<dyn Runtime>,
+    cors: Option<Arc<Cors>>,
 }
 
 impl fmt::Debug for Router {
@@ -61,6 +63,7 @@ impl Router {
                 routes: HashMap::new(),
                 config: ServerConfig::default(),
                 runtime: Arc::new(runtime),
+                cors: None,
             }),
         }
     }
@@ -79,6 +82,13 @@ impl Router {
     /// Replaces the server settings (compression, size limits, ...).
     pub fn config(mut self, config: ServerConfig) -> Self {
         Arc::make_mut(&mut self.inner).config = config;
+        self
+    }
+
+    /// Answers CORS preflights and adds CORS headers to responses for browser clients (Connect and
+    /// gRPC-Web from `fetch`), as `cors` says.
+    pub fn cors(mut self, cors: Cors) -> Self {
+        Arc::make_mut(&mut self.inner).cors = Some(Arc::new(cors));
         self
     }
 
@@ -108,6 +118,17 @@ impl Router {
     {
         let (mut parts, body) = request.into_parts();
         let inner = &self.inner;
+        if let Some(cors) = inner.cors.as_ref().filter(|_| Cors::is_preflight(&parts)) {
+            let (head, ()) = cors.preflight(&parts).into_parts();
+            return ServeFuture {
+                driver: None,
+                ready: Some(http::Response::from_parts(
+                    head,
+                    ResponseBody { driver: None },
+                )),
+                cors: None,
+            };
+        }
         let route = inner.routes.get(parts.uri.path()).copied();
         let now = inner.runtime.now();
         let mut call = ServerCall::new(&inner.config, route.map(|(m, _)| m), &parts, now);
@@ -158,6 +179,8 @@ impl Router {
         }
         ServeFuture {
             driver: Some(driver),
+            ready: None,
+            cors: inner.cors.clone(),
         }
     }
 }
@@ -179,6 +202,9 @@ impl std::error::Error for CallReset {}
 #[must_use = "futures do nothing unless polled"]
 pub struct ServeFuture {
     driver: Option<ServerDriver>,
+    /// An answer known without running a call (a CORS preflight).
+    ready: Option<http::Response<ResponseBody>>,
+    cors: Option<Arc<Cors>>,
 }
 
 impl fmt::Debug for ServeFuture {
@@ -191,14 +217,21 @@ impl Future for ServeFuture {
     type Output = http::Response<ResponseBody>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        if let Some(ready) = self.ready.take() {
+            return Poll::Ready(ready);
+        }
+        let cors = self.cors.clone();
         let Some(driver) = self.driver.as_mut() else {
             return Poll::Pending;
         };
         driver.drive(cx);
         match driver.out.pop_front() {
             Some(ServerTransmit::Head(head)) => {
+                let (mut parts, ()) = head.into_parts();
+                if let Some(cors) = cors {
+                    cors.apply(driver.call.request_headers(), &mut parts.headers);
+                }
                 let driver = self.driver.take();
-                let (parts, ()) = head.into_parts();
                 Poll::Ready(http::Response::from_parts(parts, ResponseBody { driver }))
             }
             Some(other) => {
