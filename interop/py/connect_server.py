@@ -7,10 +7,11 @@ import asyncio
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from hypercorn.asyncio import serve
+from protobuf.wkt import Any
 from hypercorn.config import Config
 
 import common  # noqa: F401
-from common import pb
+from common import DETAIL_TYPE, pb
 from interop.v1.interop_connect import InteropServiceASGIApplication
 
 
@@ -22,9 +23,10 @@ def echo(ctx):
 
 
 def error(request):
-    return ConnectError(
-        Code(request.fail_code), request.fail_message, [pb.ErrorDetail(reason=request.text)]
-    )
+    # connect-python's details are messages of its own protobuf runtime: pass an Any built by hand.
+    detail = Any(type_url="type.googleapis.com/" + DETAIL_TYPE,
+                 value=pb.ErrorDetail(reason=request.text).SerializeToString())
+    return ConnectError(Code(request.fail_code), request.fail_message, [detail])
 
 
 async def sleep_ms(ms):
