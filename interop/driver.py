@@ -276,8 +276,13 @@ def main():
     print("pass: the check passed; FAIL: unexpected failure; xfail: known failure (reason below);")
     print("n/a: the pair cannot do it (reason below).")
     print()
+    # One line per distinct note, with the pairs it applies to.
+    grouped = {}
     for name, kind, text in notes:
-        print(f"- {name} [{kind}]: {text}")
+        grouped.setdefault((kind, text), []).append(name)
+    for (kind, text), names in grouped.items():
+        where = names[0] if len(names) == 1 else f"{len(names)} pairs ({'; '.join(names)})"
+        print(f"- [{kind}] {text}: {where}")
     print()
     suffix = f" ({expected} known failures)" if expected else ""
     print(f"{passed} passed, {failed} failed{suffix}")

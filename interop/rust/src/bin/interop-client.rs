@@ -134,7 +134,10 @@ async fn bidi(c: &Svc) -> Check {
     }
     drop(tx);
     if let Some(extra) = stream.next().await {
-        return Err(format!("unexpected item after close: {:?}", extra.map(|m| m.text)));
+        return Err(format!(
+            "unexpected item after close: {:?}",
+            extra.map(|m| m.text)
+        ));
     }
     Ok("3 ping-pongs, full duplex".into())
 }
@@ -207,9 +210,10 @@ async fn metadata(c: &Svc) -> Check {
         .unary_with_options(&req("m"), echo_options("unary-value"))
         .await
         .map_err(|s| show(&s))?;
-    expect(header(r.headers(), "x-echo-header") == Some("unary-value"), || {
-        format!("unary headers {:?}", r.headers())
-    })?;
+    expect(
+        header(r.headers(), "x-echo-header") == Some("unary-value"),
+        || format!("unary headers {:?}", r.headers()),
+    )?;
     expect(
         header(r.trailers(), "x-echo-trailer") == Some("unary-value"),
         || format!("unary trailers {:?}", r.trailers()),
@@ -249,7 +253,10 @@ async fn deadline(c: &Svc) -> Check {
     match result {
         Ok(_) => Err("call succeeded".into()),
         Err(s) if s.code() == Code::DEADLINE_EXCEEDED && elapsed < Duration::from_millis(2000) => {
-            Ok(format!("deadline_exceeded after {} ms", elapsed.as_millis()))
+            Ok(format!(
+                "deadline_exceeded after {} ms",
+                elapsed.as_millis()
+            ))
         }
         Err(s) => Err(format!("{} after {} ms", show(&s), elapsed.as_millis())),
     }

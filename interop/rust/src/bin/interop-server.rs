@@ -27,7 +27,9 @@ fn main() {
     }
     let result = match runtime.as_str() {
         "tokio" => serve_tokio(port),
-        "smol" => Err("not yet: connect-smol has not landed (branch smol); run --runtime tokio".into()),
+        "smol" => {
+            Err("not yet: connect-smol has not landed (branch smol); run --runtime tokio".into())
+        }
         _ => usage(),
     };
     if let Err(e) = result {
