@@ -15,3 +15,6 @@ bash fuzz/run.sh 12
 # connect-wasm in Node and headless Chromium against the connect-tokio test server (wasm32 toolchain
 # from Debian packages; skipped with a reason when the shared tools are absent).
 bash connect-wasm/run-tests.sh all
+# Interop with real third-party peers (connect-node, grpc-js, grpcio, connect-python): our server and
+# client against theirs; installs the pinned peers (cached) and ends with "N passed, M failed".
+bash interop/run.sh

@@ -347,3 +347,88 @@ async fn header_read_timeout_closes_silent_connections() {
         .ok();
     server.shutdown().await;
 }
+
+async fn echo_server() -> (connect_tokio::ServerHandle, std::net::SocketAddr) {
+    let suite = Suite::new(common::Tokio);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Server::new(suite.router(ServerConfig::default()))
+        .spawn(listener)
+        .unwrap();
+    let addr = server.local_addr();
+    (server, addr)
+}
+
+/// A gRPC error before any message is a trailers-only response: one HEADERS frame with END_STREAM
+/// (PROTOCOL-TRAPS 13). Found by interop: grpcio and grpc-js fail the call ("Data frame with
+/// END_STREAM flag received", "Call ended without gRPC status") when an empty DATA frame ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_trailers_only_response_ends_with_its_headers() {
+    let (server, addr) = echo_server().await;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!("http://{addr}/testkit.v1.EchoService/NoSuchMethod"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut body) = h2.send_request(request, false).unwrap();
+    // An unknown method: `unimplemented` before any message (the test service's own errors come
+    // after its response headers, so they are not trailers-only).
+    let message = b"\x0a\x01a";
+    let mut envelope = vec![0, 0, 0, 0, message.len() as u8];
+    envelope.extend_from_slice(message);
+    body.send_data(envelope.into(), true).unwrap();
+    let response = tokio::time::timeout(LIMIT, response)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.headers()["grpc-status"], "12");
+    assert!(
+        response.body().is_end_stream(),
+        "the trailers-only HEADERS frame must carry END_STREAM"
+    );
+    server.shutdown().await;
+}
+
+/// HTTP/1.1: a server stream is answered before the client's end of body arrives; the server reads
+/// that end before finishing the response, so the connection stays reusable. Found by interop:
+/// connect-node's pooled HTTP/1.1 connections failed their next call with EPIPE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_connection_is_reused_after_an_early_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (server, addr) = echo_server().await;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // EchoRequest { text: "a", count: 1 } in one Connect envelope, chunked, end of body late.
+    let message = b"\x0a\x01a\x10\x01";
+    let mut envelope = vec![0, 0, 0, 0, message.len() as u8];
+    envelope.extend_from_slice(message);
+    for round in 0..2 {
+        let mut request = format!(
+            "POST /testkit.v1.EchoService/ServerStream HTTP/1.1\r\nhost: x\r\n\
+             content-type: application/connect+proto\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
+            envelope.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&envelope);
+        request.extend_from_slice(b"\r\n");
+        tcp.write_all(&request).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tcp.write_all(b"0\r\n\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: connection closed: {e}"));
+        let mut response = Vec::new();
+        tokio::time::timeout(LIMIT, async {
+            let mut buf = [0u8; 4096];
+            while !response.ends_with(b"0\r\n\r\n") {
+                let n = tcp.read(&mut buf).await.unwrap();
+                assert!(n > 0, "round {round}: connection closed");
+                response.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await
+        .unwrap();
+        assert!(response.starts_with(b"HTTP/1.1 200"), "round {round}");
+    }
+    server.shutdown().await;
+}

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
@@ -17,6 +18,7 @@ use super::runtime::{CallTimer, Runtime};
 use crate::call::{ServerCall, ServerConfig, ServerEvent, ServerTransmit};
 use crate::cors::Cors;
 use crate::protocol::{Codec, MethodInfo, Protocol};
+use crate::time::Instant;
 
 /// Request messages buffered for a handler before the driver stops reading the request body.
 const INBOX_HIGH_WATER: usize = 4;
@@ -173,6 +175,10 @@ impl Router {
             out: VecDeque::new(),
             done: false,
             reset: false,
+            drain: parts.version < http::Version::HTTP_2,
+            drain_deadline: None,
+            drain_timer: CallTimer::default(),
+            drained: 0,
         };
         for event in early_events {
             driver.on_event(event);
@@ -279,13 +285,16 @@ impl Body for ResponseBody {
                 Some(ServerTransmit::Data(data)) => {
                     return Poll::Ready(Some(Ok(Frame::data(data))))
                 }
-                Some(ServerTransmit::Trailers(trailers)) => {
+                Some(last @ (ServerTransmit::Trailers(_) | ServerTransmit::End)) => {
+                    if driver.must_drain() && driver.poll_drain(cx).is_pending() {
+                        driver.out.push_front(last);
+                        return Poll::Pending;
+                    }
                     self.driver = None;
-                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-                }
-                Some(ServerTransmit::End) => {
-                    self.driver = None;
-                    return Poll::Ready(None);
+                    return Poll::Ready(match last {
+                        ServerTransmit::Trailers(trailers) => Some(Ok(Frame::trailers(trailers))),
+                        _ => None,
+                    });
                 }
                 Some(ServerTransmit::Head(_)) => continue,
                 None => {}
@@ -300,8 +309,19 @@ impl Body for ResponseBody {
         }
     }
 
+    /// True once nothing is left to send, and also right after the head of a trailers-only
+    /// response (the head carries the status and only the end follows): the HTTP stack then ends the
+    /// stream with the head itself. gRPC requires that (one HEADERS frame with END_STREAM); grpcio and
+    /// grpc-js fail a call whose trailers-only HEADERS are followed by an empty DATA frame.
     fn is_end_stream(&self) -> bool {
-        self.driver.is_none()
+        match &self.driver {
+            None => true,
+            Some(d) => {
+                d.out.len() == 1
+                    && matches!(d.out.front(), Some(ServerTransmit::End))
+                    && !d.must_drain()
+            }
+        }
     }
 }
 
@@ -319,9 +339,58 @@ struct ServerDriver {
     done: bool,
     /// The request failed or was reset: no response will ever be produced.
     reset: bool,
+    /// HTTP/1: read the rest of the request body before the response ends (see `poll_drain`).
+    drain: bool,
+    drain_deadline: Option<Instant>,
+    drain_timer: CallTimer,
+    drained: usize,
 }
 
+/// At most this much of an unread HTTP/1 request body is read (and dropped) after the call is over.
+const DRAIN_LIMIT: usize = 256 * 1024;
+/// For at most this long.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
 impl ServerDriver {
+    /// Whether the rest of the request body should be read before the response ends.
+    fn must_drain(&self) -> bool {
+        self.drain && self.request_body.is_some() && !self.reset
+    }
+
+    /// HTTP/1: reads what is left of the request body once the call is over (a server stream
+    /// answered before the client's end of body arrived, an error before all requests were read).
+    /// An HTTP/1 server that stops reading a request body closes the connection after the response,
+    /// and a client that pools it (connect-node, many others) fails its next request on it with
+    /// EPIPE or ECONNRESET. Go's net/http drains the same way. Bounded by `DRAIN_LIMIT` and
+    /// `DRAIN_TIME`; past either the body is dropped and the connection closes as before.
+    fn poll_drain(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let deadline = *self
+            .drain_deadline
+            .get_or_insert_with(|| self.runtime.now() + DRAIN_TIME);
+        while let Some(body) = self.request_body.as_mut() {
+            match body.as_mut().poll_bytes(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    self.drained += frame.data_ref().map_or(0, Bytes::len);
+                    if self.drained > DRAIN_LIMIT {
+                        self.request_body = None;
+                    }
+                }
+                Poll::Ready(_) => self.request_body = None,
+                Poll::Pending => {
+                    if self
+                        .drain_timer
+                        .poll(&*self.runtime, Some(deadline), cx)
+                        .is_none()
+                    {
+                        return Poll::Pending;
+                    }
+                    self.request_body = None;
+                }
+            }
+        }
+        Poll::Ready(())
+    }
+
     /// Makes all the progress possible without waiting; returns whether output is ready.
     fn drive(&mut self, cx: &mut TaskContext<'_>) -> bool {
         loop {
