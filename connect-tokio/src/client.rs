@@ -1,0 +1,228 @@
+//! The client transport: hyper's pooled client under the typed layer's [`Transport`] trait.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use connect_proto::rpc::{RequestBody, Transport, TransportError};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+#[cfg(feature = "tls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "tls"))]
+type Connector = HttpConnector;
+
+/// A pooled HTTP client for the typed layer's `Client`: HTTP/1.1 or HTTP/2 with prior knowledge (h2c)
+/// over plain TCP, HTTP/2 or HTTP/1.1 over TLS by ALPN (feature `tls`). Cheap to clone; clones share
+/// the connection pool.
+///
+/// Request bodies stream while the response is read, so bidi calls are full duplex over HTTP/2 (and
+/// half duplex over HTTP/1.1). Dropping a call's future or response stream aborts its request body and
+/// drops the response body: hyper then resets the HTTP/2 stream (`RST_STREAM`) or closes the HTTP/1.1
+/// connection, and no task is left behind.
+#[derive(Clone, Debug)]
+pub struct HyperTransport {
+    client: HyperClient<Connector, RequestBody>,
+}
+
+impl Default for HyperTransport {
+    fn default() -> Self {
+        HyperTransport::new()
+    }
+}
+
+impl HyperTransport {
+    /// A transport with default settings: HTTP/1.1 over plain TCP.
+    pub fn new() -> Self {
+        HyperTransport::builder().build()
+    }
+
+    /// A transport that speaks HTTP/2 with prior knowledge (h2c) over plain TCP, and HTTP/2 over TLS.
+    pub fn http2() -> Self {
+        HyperTransport::builder().http2_only(true).build()
+    }
+
+    /// Settings for a transport.
+    pub fn builder() -> HyperTransportBuilder {
+        HyperTransportBuilder::default()
+    }
+}
+
+/// Builds a [`HyperTransport`].
+#[derive(Debug)]
+pub struct HyperTransportBuilder {
+    http2_only: bool,
+    connect_timeout: Option<Duration>,
+    pool_idle_timeout: Option<Duration>,
+    keepalive_interval: Option<Duration>,
+    keepalive_timeout: Duration,
+    #[cfg(feature = "tls")]
+    tls: Option<rustls::ClientConfig>,
+}
+
+impl Default for HyperTransportBuilder {
+    fn default() -> Self {
+        HyperTransportBuilder {
+            http2_only: false,
+            connect_timeout: Some(Duration::from_secs(10)),
+            pool_idle_timeout: Some(Duration::from_secs(90)),
+            keepalive_interval: None,
+            keepalive_timeout: Duration::from_secs(20),
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+}
+
+impl HyperTransportBuilder {
+    /// Speak only HTTP/2: with prior knowledge (h2c) over plain TCP. Required for gRPC and for
+    /// full-duplex bidi streams over plain TCP.
+    pub fn http2_only(mut self, enabled: bool) -> Self {
+        self.http2_only = enabled;
+        self
+    }
+
+    /// How long connecting may take; `None`: no limit.
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long an idle pooled connection is kept; `None`: for ever.
+    pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// HTTP/2 keep-alive pings: the interval between pings and how long to wait for an answer.
+    pub fn keepalive(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
+        self.keepalive_interval = interval;
+        self.keepalive_timeout = timeout;
+        self
+    }
+
+    /// TLS settings for `https` URIs (trust roots, client certificate). The ALPN list is set by the
+    /// transport. Without it, `https` connections trust no certificate.
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: rustls::ClientConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// The transport.
+    pub fn build(self) -> HyperTransport {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(self.connect_timeout);
+        #[cfg(feature = "tls")]
+        let connector = {
+            let mut config = self.tls.unwrap_or_else(crate::tls::client_config_without_roots);
+            config.alpn_protocols.clear();
+            let builder = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(config)
+                .https_or_http();
+            if self.http2_only {
+                builder.enable_http2().wrap_connector(http)
+            } else {
+                builder.enable_all_versions().wrap_connector(http)
+            }
+        };
+        #[cfg(not(feature = "tls"))]
+        let connector = http;
+        let mut builder = HyperClient::builder(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(self.pool_idle_timeout)
+            .http2_only(self.http2_only)
+            .http2_keep_alive_interval(self.keepalive_interval)
+            .http2_keep_alive_timeout(self.keepalive_timeout);
+        HyperTransport {
+            client: builder.build(connector),
+        }
+    }
+}
+
+impl Transport for HyperTransport {
+    type ResponseBody = ClientBody;
+    type Future = ResponseFuture;
+
+    fn send(&self, request: http::Request<RequestBody>) -> ResponseFuture {
+        ResponseFuture {
+            inner: self.client.request(request),
+        }
+    }
+}
+
+/// The future of [`HyperTransport::send`].
+#[must_use = "futures do nothing unless polled"]
+pub struct ResponseFuture {
+    inner: hyper_util::client::legacy::ResponseFuture,
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<http::Response<ClientBody>, TransportError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.inner).poll(cx).map(|result| {
+            result
+                .map(|response| response.map(|inner| ClientBody { inner }))
+                .map_err(transport_error)
+        })
+    }
+}
+
+/// A response body from hyper whose errors carry the HTTP/2 reset code, so that the call machine maps
+/// `RST_STREAM` codes to status codes.
+#[derive(Debug)]
+pub struct ClientBody {
+    inner: Incoming,
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = TransportError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, TransportError>>> {
+        Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|result| result.map_err(transport_error)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A hyper error as a [`TransportError`]: a reset when an HTTP/2 reason is found in its sources.
+fn transport_error<E: StdError + Send + Sync + 'static>(error: E) -> TransportError {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(&error);
+    while let Some(e) = source {
+        if let Some(reason) = e.downcast_ref::<h2::Error>().and_then(h2::Error::reason) {
+            return TransportError::reset(reason.into(), error);
+        }
+        source = e.source();
+    }
+    TransportError::connection(error)
+}

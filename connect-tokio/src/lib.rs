@@ -1,0 +1,53 @@
+//! hyper + tokio adapter for [`connect_proto`]: serve a [`Router`] over HTTP/1.1, h2c and HTTP/2 over
+//! TLS, call servers with a pooled [`HyperTransport`], and mount routers in tower or axum stacks.
+//!
+//! The adapter only moves bytes and time: protocol logic lives in `connect-proto`, whose typed layer
+//! drives each call from the request and response bodies that hyper polls. So a call whose client goes
+//! away (HTTP/2 `RST_STREAM`, a closed connection) is dropped with its handler, and a deadline is
+//! enforced for as long as hyper drives the response.
+//!
+//! ```no_run
+//! # async fn demo(router: connect_proto::rpc::Router) -> std::io::Result<()> {
+//! use connect_tokio::{Server, TokioRuntime};
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let server = Server::new(router).spawn(listener)?;
+//! println!("serving on {}", server.local_addr());
+//! server.shutdown().await; // finishes in-flight calls
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "axum")]
+mod axum_routes;
+mod client;
+mod peer;
+mod runtime;
+mod server;
+mod service;
+#[cfg(feature = "tls")]
+pub mod tls;
+
+#[cfg(feature = "axum")]
+pub use axum_routes::axum_router;
+pub use client::{ClientBody, HyperTransport, HyperTransportBuilder, ResponseFuture};
+pub use peer::PeerAddr;
+#[cfg(feature = "tls")]
+pub use peer::PeerCertificates;
+pub use runtime::TokioRuntime;
+pub use server::{Limits, Server, ServerBody, ServerHandle};
+pub use service::{ConnectService, ConnectServiceFuture};
+
+pub use connect_proto::rpc::{Client, Router};
+
+/// A router whose calls use tokio's clock and timers.
+pub fn router() -> Router {
+    Router::new(TokioRuntime)
+}
+
+/// A typed-layer client of the server at `base` over a default [`HyperTransport`] (HTTP/1.1, or
+/// HTTP/2 when TLS negotiates it). Wrap it in a generated client: `FooServiceClient::new(client(...))`.
+pub fn client(base: http::Uri, config: connect_proto::ClientConfig) -> Client<HyperTransport> {
+    Client::new(HyperTransport::new(), base, config, TokioRuntime)
+}
