@@ -18,5 +18,7 @@ pub mod connectrpc_gen {
     include!(concat!(env!("OUT_DIR"), "/connectrpc/mod.rs"));
 }
 
+pub mod load;
+pub mod report;
 pub mod servers;
 pub mod workload;

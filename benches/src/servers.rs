@@ -120,7 +120,11 @@ pub fn serve(
                 let router = std::sync::Arc::new(connectrpc_impl::Bench)
                     .register(connectrpc::Router::new());
                 let server = connectrpc::Server::from_listener(listener)
-                    .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+                    .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+                    // connectrpc turns on hyper's adaptive window by default; with it, concurrent
+                    // client streams on one connection end in a closed connection (broken pipe).
+                    // Off, it runs on the same h2 window settings as every other server here.
+                    .with_http2_adaptive_window(false);
                 ready(addr);
                 server
                     .serve_with_graceful_shutdown(router, stop)
