@@ -167,17 +167,17 @@ impl Prepared {
 /// An open h2c connection.
 type Conn = hyper::client::conn::http2::SendRequest<ReqBody>;
 
-async fn connect(addr: SocketAddr) -> std::io::Result<Conn> {
+async fn connect(addr: SocketAddr) -> std::io::Result<(Conn, tokio::task::JoinHandle<()>)> {
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .handshake(TokioIo::new(tcp))
         .await
         .map_err(std::io::Error::other)?;
-    tokio::spawn(async move {
+    let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok(send)
+    Ok((send, driver))
 }
 
 fn describe(e: &dyn std::error::Error) -> String {
@@ -224,8 +224,11 @@ async fn call(conn: &mut Conn, prepared: &Prepared, keep_body: bool) -> Result<A
 
 /// Makes one call and returns the complete answer (for validation before a measurement).
 pub async fn call_once(addr: SocketAddr, spec: &CallSpec) -> Result<Answer, String> {
-    let mut conn = connect(addr).await.map_err(|e| e.to_string())?;
-    call(&mut conn, &Prepared::new(addr, spec), true).await
+    let (mut conn, driver) = connect(addr).await.map_err(|e| e.to_string())?;
+    let answer = call(&mut conn, &Prepared::new(addr, spec), true).await;
+    drop(conn);
+    let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
+    answer
 }
 
 /// How a load run is shaped.
@@ -280,8 +283,11 @@ pub async fn run(
 ) -> Result<LoadResult, String> {
     let prepared = Arc::new(Prepared::new(addr, spec));
     let mut conns = Vec::new();
+    let mut drivers = Vec::new();
     for _ in 0..shape.connections.max(1) {
-        conns.push(connect(addr).await.map_err(|e| e.to_string())?);
+        let (conn, driver) = connect(addr).await.map_err(|e| e.to_string())?;
+        conns.push(conn);
+        drivers.push(driver);
     }
     let start = Instant::now();
     let window_start = start + shape.warmup;
@@ -350,5 +356,10 @@ pub async fn run(
         result.latencies_us.extend(latencies);
     }
     result.latencies_us.sort_unstable();
+    // Close the connections so that the next run starts from a quiet server.
+    drop(conns);
+    for driver in drivers {
+        let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
+    }
     Ok(result)
 }

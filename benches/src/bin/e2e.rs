@@ -111,7 +111,8 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        drop(self.child.stdin.take());
+        // Graceful shutdown may wait for idle connections; the run is over, so stop it outright.
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
