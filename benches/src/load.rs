@@ -127,7 +127,10 @@ impl Prepared {
             (Protocol::Connect, false) => "application/proto",
             (Protocol::Connect, true) => "application/connect+proto",
         };
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type),
+        );
         match spec.protocol {
             Protocol::Grpc => {
                 headers.insert("te", HeaderValue::from_static("trailers"));
@@ -152,8 +155,11 @@ impl Prepared {
         let body: ReqBody = if self.frames.len() == 1 {
             Full::new(self.frames[0].clone()).boxed()
         } else {
-            let frames: Vec<Result<Frame<Bytes>, Infallible>> =
-                self.frames.iter().map(|f| Ok(Frame::data(f.clone()))).collect();
+            let frames: Vec<Result<Frame<Bytes>, Infallible>> = self
+                .frames
+                .iter()
+                .map(|f| Ok(Frame::data(f.clone())))
+                .collect();
             StreamBody::new(futures_util::stream::iter(frames)).boxed()
         };
         let mut request = http::Request::new(body);
@@ -314,7 +320,10 @@ pub async fn run(
                         "status {}, {} body bytes (expected {expected_len}), grpc-status {:?}",
                         a.status,
                         a.body_len,
-                        a.trailers.as_ref().and_then(|t| t.get("grpc-status")).or(a.headers.get("grpc-status"))
+                        a.trailers
+                            .as_ref()
+                            .and_then(|t| t.get("grpc-status"))
+                            .or(a.headers.get("grpc-status"))
                     )),
                     Err(e) => Some(e),
                 };

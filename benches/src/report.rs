@@ -151,13 +151,10 @@ fn table(
         for (a, b) in &pairs {
             let va = idx.get(&(*sc, *a)).and_then(|r| value(r));
             let vb = idx.get(&(*sc, *b)).and_then(|r| value(r));
-            let r = va.zip(vb).filter(|(a, b)| *a > 0.0 && *b > 0.0).map(|(a, b)| {
-                if higher_is_better {
-                    a / b
-                } else {
-                    b / a
-                }
-            });
+            let r = va
+                .zip(vb)
+                .filter(|(a, b)| *a > 0.0 && *b > 0.0)
+                .map(|(a, b)| if higher_is_better { a / b } else { b / a });
             let _ = write!(out, " {} |", ratio_cell(r));
         }
         let _ = writeln!(out);
@@ -165,7 +162,12 @@ fn table(
 }
 
 /// The ratio of `ours` over `other` for a scenario's throughput.
-fn throughput_ratio(idx: &Table<'_>, scenario: &str, ours: ServerKind, other: ServerKind) -> Option<f64> {
+fn throughput_ratio(
+    idx: &Table<'_>,
+    scenario: &str,
+    ours: ServerKind,
+    other: ServerKind,
+) -> Option<f64> {
     let a = idx.get(&(scenario, ours))?.calls_per_s;
     let b = idx.get(&(scenario, other))?.calls_per_s;
     (a > 0.0 && b > 0.0).then(|| a / b)
@@ -238,13 +240,22 @@ pub fn markdown(info: &RunInfo, records: &[Record]) -> String {
     }
     let latency = scenarios_in(records, |r| r.group == "latency");
     if !latency.is_empty() {
-        let _ = writeln!(out, "\n## Latency at concurrency 1 (µs, p50 / p99, lower is better; ratios on p50)\n");
+        let _ = writeln!(
+            out,
+            "\n## Latency at concurrency 1 (µs, p50 / p99, lower is better; ratios on p50)\n"
+        );
         table(
             &mut out,
             records,
             &latency,
             |r| r.p50_us,
-            |r| format!("{:.0} / {:.0}", r.p50_us.unwrap_or(0.0), r.p99_us.unwrap_or(0.0)),
+            |r| {
+                format!(
+                    "{:.0} / {:.0}",
+                    r.p50_us.unwrap_or(0.0),
+                    r.p99_us.unwrap_or(0.0)
+                )
+            },
             false,
         );
         let _ = writeln!(out, "\n### p99 ratios\n");
@@ -303,11 +314,16 @@ const COLORS: [(&str, ServerKind); 5] = [
 ];
 
 fn color(s: ServerKind) -> &'static str {
-    COLORS.iter().find(|(_, k)| *k == s).map_or("#000", |(c, _)| c)
+    COLORS
+        .iter()
+        .find(|(_, k)| *k == s)
+        .map_or("#000", |(c, _)| c)
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A horizontal grouped bar chart: one group per scenario, one bar per server, labelled values.
@@ -326,7 +342,11 @@ pub fn bar_chart(
     let width = label_w + plot_w + 90.0;
     let max = scenarios
         .iter()
-        .flat_map(|sc| servers.iter().filter_map(|s| idx.get(&(*sc, *s)).and_then(|r| value(r))))
+        .flat_map(|sc| {
+            servers
+                .iter()
+                .filter_map(|s| idx.get(&(*sc, *s)).and_then(|r| value(r)))
+        })
         .fold(0.0f64, f64::max)
         .max(1e-9);
     let mut svg = String::new();
@@ -390,9 +410,13 @@ pub fn charts(records: &[Record]) -> Vec<(&'static str, String)> {
     if !echo.is_empty() {
         charts.push((
             "echo.svg",
-            bar_chart("Echo (64-byte string), unary", "calls/s, higher is better", records, &echo, |r| {
-                Some(r.calls_per_s)
-            }),
+            bar_chart(
+                "Echo (64-byte string), unary",
+                "calls/s, higher is better",
+                records,
+                &echo,
+                |r| Some(r.calls_per_s),
+            ),
         ));
     }
     let ingest = scenarios_in(records, |r| r.group == "ingest");
@@ -412,9 +436,13 @@ pub fn charts(records: &[Record]) -> Vec<(&'static str, String)> {
     if !streams.is_empty() {
         charts.push((
             "streams.svg",
-            bar_chart("Streaming", "messages/s, higher is better", records, &streams, |r| {
-                Some(r.messages_per_s)
-            }),
+            bar_chart(
+                "Streaming",
+                "messages/s, higher is better",
+                records,
+                &streams,
+                |r| Some(r.messages_per_s),
+            ),
         ));
     }
     let latency = scenarios_in(records, |r| r.group == "latency");
@@ -433,9 +461,13 @@ pub fn charts(records: &[Record]) -> Vec<(&'static str, String)> {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         charts.push((
             "latency.svg",
-            bar_chart("Latency at concurrency 1", "µs, lower is better", &lat, &names, |r| {
-                Some(r.calls_per_s)
-            }),
+            bar_chart(
+                "Latency at concurrency 1",
+                "µs, lower is better",
+                &lat,
+                &names,
+                |r| Some(r.calls_per_s),
+            ),
         ));
     }
     charts

@@ -106,8 +106,8 @@ pub fn serve(
                 let service = crate::tonic_gen::bench_service_server::BenchServiceServer::new(
                     tonic_impl::Bench,
                 );
-                let incoming = tonic::transport::server::TcpIncoming::from(listener)
-                    .with_nodelay(Some(true));
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
                 ready(addr);
                 tonic::transport::Server::builder()
                     .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
@@ -117,8 +117,8 @@ pub fn serve(
             }
             ServerKind::Connectrpc => {
                 use crate::connectrpc_gen::bench::v1::BenchServiceExt;
-                let router = std::sync::Arc::new(connectrpc_impl::Bench)
-                    .register(connectrpc::Router::new());
+                let router =
+                    std::sync::Arc::new(connectrpc_impl::Bench).register(connectrpc::Router::new());
                 let server = connectrpc::Server::from_listener(listener)
                     .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS)
                     // connectrpc turns on hyper's adaptive window by default; with it, concurrent
@@ -231,7 +231,9 @@ mod tonic_impl {
     use tonic::{Request, Response, Status, Streaming};
 
     use crate::tonic_gen::bench_service_server::BenchService;
-    use crate::tonic_gen::{EchoRequest, EchoResponse, IngestRequest, IngestResponse, StreamRequest};
+    use crate::tonic_gen::{
+        EchoRequest, EchoResponse, IngestRequest, IngestResponse, StreamRequest,
+    };
     use crate::workload::mix_record;
 
     pub(super) struct Bench;
@@ -268,7 +270,8 @@ mod tonic_impl {
             }))
         }
 
-        type ServerStreamStream = futures_util::stream::BoxStream<'static, Result<EchoResponse, Status>>;
+        type ServerStreamStream =
+            futures_util::stream::BoxStream<'static, Result<EchoResponse, Status>>;
 
         async fn server_stream(
             &self,
@@ -459,7 +462,9 @@ mod floor {
             "ServerStream" => {
                 let count = messages
                     .first()
-                    .and_then(|m| <crate::tonic_gen::StreamRequest as prost::Message>::decode(m.clone()).ok())
+                    .and_then(|m| {
+                        <crate::tonic_gen::StreamRequest as prost::Message>::decode(m.clone()).ok()
+                    })
                     .map_or(0, |r| r.count.max(0) as usize);
                 let one = crate::workload::encode(&crate::ours::bench::v1::EchoResponse {
                     message: ECHO_MESSAGE.to_owned(),
@@ -469,11 +474,13 @@ mod floor {
             }
             "ClientStream" => {
                 let checksum = messages.iter().map(|m| m.len() as u64 - 2).sum();
-                vec![crate::workload::encode(&crate::ours::bench::v1::IngestResponse {
-                    accepted: messages.len() as u64,
-                    checksum,
-                    ..Default::default()
-                })]
+                vec![crate::workload::encode(
+                    &crate::ours::bench::v1::IngestResponse {
+                        accepted: messages.len() as u64,
+                        checksum,
+                        ..Default::default()
+                    },
+                )]
             }
             _ => Vec::new(),
         };
@@ -482,15 +489,19 @@ mod floor {
             response = response.header(http::header::CONTENT_TYPE, ct);
         }
         let body: FloorBody = if grpc {
-            let mut frames: Vec<Result<Frame<Bytes>, Infallible>> =
-                responses.into_iter().map(|m| Ok(Frame::data(frame(0, &m)))).collect();
+            let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = responses
+                .into_iter()
+                .map(|m| Ok(Frame::data(frame(0, &m))))
+                .collect();
             let mut trailers = http::HeaderMap::new();
             trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
             frames.push(Ok(Frame::trailers(trailers)));
             BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
         } else if enveloped {
-            let mut frames: Vec<Result<Frame<Bytes>, Infallible>> =
-                responses.into_iter().map(|m| Ok(Frame::data(frame(0, &m)))).collect();
+            let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = responses
+                .into_iter()
+                .map(|m| Ok(Frame::data(frame(0, &m))))
+                .collect();
             frames.push(Ok(Frame::data(frame(2, b"{}"))));
             BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
         } else {

@@ -3,7 +3,9 @@
 
 use bytes::Bytes;
 
-use crate::ours::bench::v1::{EchoRequest, IngestRequest, IngestResponse, LogRecord, StreamRequest};
+use crate::ours::bench::v1::{
+    EchoRequest, IngestRequest, IngestResponse, LogRecord, StreamRequest,
+};
 
 /// The echo payload: a 64-byte string.
 pub const ECHO_MESSAGE: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -15,7 +17,8 @@ pub const LOG_RECORDS: usize = 50;
 /// reads every field without turning the benchmark into a hashing benchmark.
 pub fn mix_str(acc: u64, s: &str) -> u64 {
     let b = s.as_bytes();
-    let edge = u64::from(b.first().copied().unwrap_or(0)) << 8 | u64::from(b.last().copied().unwrap_or(0));
+    let edge =
+        u64::from(b.first().copied().unwrap_or(0)) << 8 | u64::from(b.last().copied().unwrap_or(0));
     acc.wrapping_mul(31).wrapping_add(b.len() as u64 ^ edge)
 }
 

@@ -149,7 +149,14 @@ fn scenarios() -> Vec<Scenario> {
     }
     for protocol in [Protocol::Grpc, Protocol::Connect] {
         for c in [64, 256] {
-            out.push(unary("ingest", "Ingest", protocol, &ingest, c, Check::Ingest));
+            out.push(unary(
+                "ingest",
+                "Ingest",
+                protocol,
+                &ingest,
+                c,
+                Check::Ingest,
+            ));
         }
     }
     for protocol in [Protocol::Grpc, Protocol::Connect] {
@@ -193,7 +200,14 @@ fn scenarios() -> Vec<Scenario> {
     out
 }
 
-fn unary(group: &'static str, method: &'static str, protocol: Protocol, body: &Bytes, c: usize, check: Check) -> Scenario {
+fn unary(
+    group: &'static str,
+    method: &'static str,
+    protocol: Protocol,
+    body: &Bytes,
+    c: usize,
+    check: Check,
+) -> Scenario {
     Scenario {
         id: format!("{group} {} c={c}", protocol.name()),
         group,
@@ -227,7 +241,11 @@ fn validate(scenario: &Scenario, answer: &load::Answer) -> Result<usize, String>
                 other => return Err(format!("bad Connect end of stream: {other:?}")),
             }
         }
-        frames.into_iter().filter(|(f, _)| *f == 0).map(|(_, m)| m).collect()
+        frames
+            .into_iter()
+            .filter(|(f, _)| *f == 0)
+            .map(|(_, m)| m)
+            .collect()
     } else {
         vec![answer.body.clone()]
     };
@@ -241,8 +259,9 @@ fn validate(scenario: &Scenario, answer: &load::Answer) -> Result<usize, String>
             }
         }
         Check::Ingest => {
-            let m = tonic_gen::IngestResponse::decode(messages.first().cloned().unwrap_or_default())
-                .map_err(decode_err)?;
+            let m =
+                tonic_gen::IngestResponse::decode(messages.first().cloned().unwrap_or_default())
+                    .map_err(decode_err)?;
             let want = workload::ingest_response(&workload::ingest_request());
             if m.accepted != want.accepted || m.checksum != want.checksum {
                 return Err(format!("wrong ingest answer {m:?}, want {want:?}"));
@@ -258,8 +277,9 @@ fn validate(scenario: &Scenario, answer: &load::Answer) -> Result<usize, String>
             }
         }
         Check::ClientStream(n) => {
-            let m = tonic_gen::IngestResponse::decode(messages.first().cloned().unwrap_or_default())
-                .map_err(decode_err)?;
+            let m =
+                tonic_gen::IngestResponse::decode(messages.first().cloned().unwrap_or_default())
+                    .map_err(decode_err)?;
             if m.accepted != n as u64 || m.checksum != (n * workload::ECHO_MESSAGE.len()) as u64 {
                 return Err(format!("wrong client-stream answer {m:?}"));
             }
@@ -312,9 +332,12 @@ fn run(args: &[String]) -> Result<(), Error> {
         "benches/results/quick"
     }));
     let only = flag_value(args, "--only");
-    let concurrency: Option<usize> = flag_value(args, "--concurrency").map(str::parse).transpose()?;
+    let concurrency: Option<usize> = flag_value(args, "--concurrency")
+        .map(str::parse)
+        .transpose()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pin = !args.iter().any(|a| a == "--no-pin") && cores >= 2 && shell("taskset", &["-V"]).is_some();
+    let pin =
+        !args.iter().any(|a| a == "--no-pin") && cores >= 2 && shell("taskset", &["-V"]).is_some();
     let wanted: Vec<ServerKind> = match flag_value(args, "--servers") {
         Some(list) => list
             .split(',')
@@ -338,7 +361,11 @@ fn run(args: &[String]) -> Result<(), Error> {
             unavailable.push((kind.name().to_owned(), why.to_owned()));
             continue;
         }
-        procs.push(ServerProcess::spawn(kind, server_threads, pin.then_some(1))?);
+        procs.push(ServerProcess::spawn(
+            kind,
+            server_threads,
+            pin.then_some(1),
+        )?);
     }
     let load_at_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let info = RunInfo {
@@ -360,7 +387,9 @@ fn run(args: &[String]) -> Result<(), Error> {
     };
 
     let runtime = if client_threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(client_threads)
@@ -389,7 +418,11 @@ fn run(args: &[String]) -> Result<(), Error> {
         let mut results: Vec<Vec<LoadResult>> = targets.iter().map(|_| Vec::new()).collect();
         let shape = LoadShape {
             concurrency: concurrency.unwrap_or(scenario.concurrency),
-            connections: if scenario.concurrency == 1 { 1 } else { connections },
+            connections: if scenario.concurrency == 1 {
+                1
+            } else {
+                connections
+            },
             warmup,
             measure,
         };
@@ -399,9 +432,10 @@ fn run(args: &[String]) -> Result<(), Error> {
                 let i = (k + round) % targets.len();
                 let p = targets[i];
                 let Some(len) = expected[i] else { continue };
-                let result = runtime.block_on(load::run(p.addr, &scenario.spec, &shape, len, || {
-                    p.cpu_time(ticks_per_s)
-                }));
+                let result =
+                    runtime.block_on(load::run(p.addr, &scenario.spec, &shape, len, || {
+                        p.cpu_time(ticks_per_s)
+                    }));
                 match result {
                     Ok(r) => {
                         eprintln!(
@@ -411,7 +445,11 @@ fn run(args: &[String]) -> Result<(), Error> {
                             r.calls as f64 / r.window.as_secs_f64(),
                             r.percentile(50.0).unwrap_or(0.0),
                             r.percentile(99.0).unwrap_or(0.0),
-                            if r.errors > 0 { format!("  {} errors", r.errors) } else { String::new() }
+                            if r.errors > 0 {
+                                format!("  {} errors", r.errors)
+                            } else {
+                                String::new()
+                            }
                         );
                         results[i].push(r);
                     }
@@ -424,7 +462,11 @@ fn run(args: &[String]) -> Result<(), Error> {
             if rs.is_empty() {
                 continue;
             }
-            let calls_per_s = median(rs.iter().map(|r| r.calls as f64 / r.window.as_secs_f64()).collect());
+            let calls_per_s = median(
+                rs.iter()
+                    .map(|r| r.calls as f64 / r.window.as_secs_f64())
+                    .collect(),
+            );
             let cpu_per_call = median(
                 rs.iter()
                     .filter_map(|r| {
