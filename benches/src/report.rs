@@ -65,7 +65,7 @@ fn servers_in(records: &[Record]) -> Vec<ServerKind> {
     servers
 }
 
-fn scenarios_in<'a>(records: &'a [Record], pred: impl Fn(&Record) -> bool) -> Vec<&'a str> {
+fn scenarios_in(records: &[Record], pred: impl Fn(&Record) -> bool) -> Vec<&str> {
     let mut seen = Vec::new();
     for r in records.iter().filter(|r| pred(r)) {
         if !seen.contains(&r.scenario.as_str()) {
