@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
 
 use super::body::{BoxError, BoxedBody};
@@ -17,11 +17,18 @@ use super::handler::{Inbox, RawRequests, RawResponses, Service};
 use super::runtime::{CallTimer, Runtime};
 use crate::call::{ServerCall, ServerConfig, ServerEvent, ServerTransmit};
 use crate::cors::Cors;
+use crate::envelope;
 use crate::protocol::{Codec, MethodInfo, Protocol};
 use crate::time::Instant;
 
 /// Request messages buffered for a handler before the driver stops reading the request body.
 const INBOX_HIGH_WATER: usize = 4;
+
+/// Response bytes the driver takes from a streaming handler, while it has them ready, before handing
+/// them to the HTTP stack as one body frame: a stream of small messages then costs one HTTP/2 DATA
+/// frame per 16 KiB instead of one per message. Chunks the envelope encoder left uncopied (payloads
+/// over [`envelope::COPY_THRESHOLD`]) are passed on as they are.
+const COALESCE_BYTES: usize = 16 * 1024;
 
 /// Serves registered [`Service`]s: looks a request's path up, runs the call's state machine and the
 /// handler, and streams the response. Connect, gRPC and gRPC-Web are all served on the same paths.
@@ -173,6 +180,7 @@ impl Router {
             ctx,
             headers_sent: false,
             out: VecDeque::new(),
+            out_bytes: 0,
             done: false,
             reset: false,
             drain: parts.version < http::Version::HTTP_2,
@@ -280,10 +288,19 @@ impl Body for ResponseBody {
             return Poll::Ready(None);
         };
         loop {
+            if matches!(driver.out.front(), Some(ServerTransmit::Data(_)))
+                && driver.out_bytes < COALESCE_BYTES
+                && !driver.done
+            {
+                // Let the handler add what it has ready, so that small messages share a frame.
+                driver.drive(cx);
+            }
             match driver.out.pop_front() {
                 Some(ServerTransmit::Data(data)) if data.is_empty() => continue,
                 Some(ServerTransmit::Data(data)) => {
-                    return Poll::Ready(Some(Ok(Frame::data(data))))
+                    driver.out_bytes -= data.len();
+                    let data = driver.coalesce(data);
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Some(last @ (ServerTransmit::Trailers(_) | ServerTransmit::End)) => {
                     if driver.must_drain() && driver.poll_drain(cx).is_pending() {
@@ -336,6 +353,8 @@ struct ServerDriver {
     ctx: Option<Context>,
     headers_sent: bool,
     out: VecDeque<ServerTransmit>,
+    /// Bytes of the `Data` items in `out`.
+    out_bytes: usize,
     done: bool,
     /// The request failed or was reset: no response will ever be produced.
     reset: bool,
@@ -438,7 +457,7 @@ impl ServerDriver {
                 progress = true;
             }
 
-            if self.out.is_empty() && !self.done {
+            if self.out_bytes < COALESCE_BYTES && !self.done {
                 if let Some(responses) = self.responses.as_mut() {
                     if let Poll::Ready(item) = responses.as_mut().poll_next(cx) {
                         self.on_response(item);
@@ -458,9 +477,13 @@ impl ServerDriver {
             }
 
             while let Some(transmit) = self.call.poll_transmit() {
-                if matches!(transmit, ServerTransmit::End | ServerTransmit::Trailers(_)) {
-                    self.done = true;
-                    self.responses = None;
+                match &transmit {
+                    ServerTransmit::End | ServerTransmit::Trailers(_) => {
+                        self.done = true;
+                        self.responses = None;
+                    }
+                    ServerTransmit::Data(data) => self.out_bytes += data.len(),
+                    ServerTransmit::Head(_) => {}
                 }
                 self.out.push_back(transmit);
                 progress = true;
@@ -470,6 +493,36 @@ impl ServerDriver {
                 return !self.out.is_empty();
             }
         }
+    }
+
+    /// `first` joined with the small `Data` chunks queued behind it, up to [`COALESCE_BYTES`].
+    fn coalesce(&mut self, first: Bytes) -> Bytes {
+        let small = |len: usize| len <= envelope::COPY_THRESHOLD;
+        if !small(first.len()) {
+            return first;
+        }
+        let (mut total, mut count) = (first.len(), 0);
+        for transmit in &self.out {
+            match transmit {
+                ServerTransmit::Data(d) if small(d.len()) && total + d.len() <= COALESCE_BYTES => {
+                    total += d.len();
+                    count += 1;
+                }
+                _ => break,
+            }
+        }
+        if count == 0 {
+            return first;
+        }
+        let mut buf = BytesMut::with_capacity(total);
+        buf.extend_from_slice(&first);
+        for _ in 0..count {
+            if let Some(ServerTransmit::Data(d)) = self.out.pop_front() {
+                self.out_bytes -= d.len();
+                buf.extend_from_slice(&d);
+            }
+        }
+        buf.freeze()
     }
 
     fn on_event(&mut self, event: ServerEvent) {
