@@ -1,15 +1,12 @@
 //! The client transport: hyper's pooled client under the typed layer's [`Transport`] trait.
 
-use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use connect_hyper::{transport_error, ClientBody};
 use connect_proto::rpc::{RequestBody, Transport, TransportError};
-use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -126,7 +123,7 @@ impl HyperTransportBuilder {
         let connector = {
             let mut config = self
                 .tls
-                .unwrap_or_else(crate::tls::client_config_without_roots);
+                .unwrap_or_else(connect_hyper::tls::client_config_without_roots);
             config.alpn_protocols.clear();
             let builder = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(config)
@@ -182,49 +179,8 @@ impl Future for ResponseFuture {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.inner).poll(cx).map(|result| {
             result
-                .map(|response| response.map(|inner| ClientBody { inner }))
+                .map(|response| response.map(ClientBody::new))
                 .map_err(transport_error)
         })
     }
-}
-
-/// A response body from hyper whose errors carry the HTTP/2 reset code, so that the call machine maps
-/// `RST_STREAM` codes to status codes.
-#[derive(Debug)]
-pub struct ClientBody {
-    inner: Incoming,
-}
-
-impl Body for ClientBody {
-    type Data = Bytes;
-    type Error = TransportError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, TransportError>>> {
-        Pin::new(&mut self.inner)
-            .poll_frame(cx)
-            .map(|frame| frame.map(|result| result.map_err(transport_error)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A hyper error as a [`TransportError`]: a reset when an HTTP/2 reason is found in its sources.
-fn transport_error<E: StdError + Send + Sync + 'static>(error: E) -> TransportError {
-    let mut source: Option<&(dyn StdError + 'static)> = Some(&error);
-    while let Some(e) = source {
-        if let Some(reason) = e.downcast_ref::<h2::Error>().and_then(h2::Error::reason) {
-            return TransportError::reset(reason.into(), error);
-        }
-        source = e.source();
-    }
-    TransportError::connection(error)
 }

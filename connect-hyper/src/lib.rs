@@ -1,0 +1,38 @@
+//! The hyper glue that every hyper-based adapter of [`connect_proto`] shares, whatever its runtime:
+//! the per-connection service that hands requests to a [`Router`](connect_proto::rpc::Router) under a
+//! request-body limit, the server and client bodies, the peer's identity for handlers, [`Limits`],
+//! rustls configurations, a runtime-free graceful shutdown and [`serve_connection`].
+//!
+//! An adapter (connect-tokio, connect-smol) adds only what its runtime decides: the IO types, the
+//! executor and timer behind `hyper::rt`, the accept loop and the connection pool of its client.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client_body;
+mod conn;
+mod graceful;
+mod limits;
+mod peer;
+mod service;
+#[cfg(feature = "tls")]
+pub mod tls;
+
+pub use client_body::{transport_error, ClientBody};
+pub use conn::{http_builder, serve_connection};
+pub use graceful::{GracefulShutdown, Watcher};
+pub use limits::Limits;
+pub use peer::PeerAddr;
+#[cfg(feature = "tls")]
+pub use peer::PeerCertificates;
+pub use service::{ConnectionService, ServerBody};
+
+/// Accept errors that concern one connection only: the accept loop goes on at once. Others (out of
+/// file descriptors and the like) call for a pause before the next accept.
+pub fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
