@@ -5,51 +5,13 @@
 use std::sync::Arc;
 
 use connect_proto::rpc::{BoxFuture, Router, Runtime};
-use connect_testkit::{Adapter, Http, PeerDescriber, TestCerts, TestServer};
-use connect_tokio::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use connect_tokio::tls::rustls::RootCertStore;
-use connect_tokio::{HyperTransport, PeerAddr, PeerCertificates, Server, TokioRuntime};
+pub use connect_testkit::hyper::{client_tls, roots, server_tls};
+use connect_testkit::{Adapter, Http, PeerDescriber, TestServer};
+use connect_tokio::{HyperTransport, Server, TokioRuntime};
 
 /// Serves with [`Server`], calls with [`HyperTransport`].
 #[derive(Debug, Default)]
 pub struct Tokio;
-
-pub fn roots() -> RootCertStore {
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(TestCerts::get().ca.clone()))
-        .expect("test CA");
-    roots
-}
-
-fn key(der: &[u8]) -> PrivateKeyDer<'static> {
-    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der.to_vec()))
-}
-
-/// The server TLS configuration: test server certificate, optional client certificates.
-pub fn server_tls() -> connect_tokio::tls::rustls::ServerConfig {
-    let certs = TestCerts::get();
-    connect_tokio::tls::server_config_with_client_auth(
-        vec![CertificateDer::from(certs.server_cert.clone())],
-        key(&certs.server_key),
-        roots(),
-        false,
-    )
-    .expect("server TLS config")
-}
-
-/// The client TLS configuration: trusts the test CA, presents the test client certificate.
-pub fn client_tls() -> connect_tokio::tls::rustls::ClientConfig {
-    let certs = TestCerts::get();
-    connect_tokio::tls::client_config(
-        roots(),
-        Some((
-            vec![CertificateDer::from(certs.client_cert.clone())],
-            key(&certs.client_key),
-        )),
-    )
-    .expect("client TLS config")
-}
 
 impl Adapter for Tokio {
     type Transport = HyperTransport;
@@ -88,14 +50,7 @@ impl Adapter for Tokio {
     }
 
     fn peer_describer(&self) -> Option<PeerDescriber> {
-        Some(Arc::new(|extensions: &http::Extensions| {
-            let PeerAddr(addr) = extensions.get::<PeerAddr>()?;
-            let cert = match extensions.get::<PeerCertificates>() {
-                Some(PeerCertificates(chain)) if !chain.is_empty() => " cert",
-                _ => "",
-            };
-            Some(format!("{addr}{cert}"))
-        }))
+        Some(connect_testkit::hyper::peer_describer())
     }
 }
 

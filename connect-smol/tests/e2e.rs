@@ -1,0 +1,7 @@
+//! The shared end-to-end matrix (connect-testkit) over real sockets on smol: every protocol × stream
+//! type × HTTP version (HTTP/1.1, h2c, HTTP/2 over TLS) × codec, with errors, details, metadata,
+//! trailers, deadlines, cancellation, compression, Connect GET, limits and graceful shutdown.
+
+mod common;
+
+connect_testkit::e2e_tests!(common::Smol, smol::block_on);
