@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use connect_proto::rpc::{BoxFuture, Router, Runtime};
 use connect_smol::{Server, SmolRuntime, SmolTransport};
-pub use connect_testkit::hyper::{client_tls, roots, server_tls};
+pub use connect_testkit::hyper::{client_tls, server_tls};
 use connect_testkit::{Adapter, Http, PeerDescriber, TestServer};
 
 /// Serves with [`Server`], calls with [`SmolTransport`].
