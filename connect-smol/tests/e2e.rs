@@ -5,3 +5,5 @@
 mod common;
 
 connect_testkit::e2e_tests!(common::Smol, smol::block_on);
+// Request-body limit, client certificates over TLS, header read timeout.
+connect_testkit::hyper_tests!(common::Smol, smol::block_on);

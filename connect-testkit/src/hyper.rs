@@ -2,13 +2,20 @@
 //! configurations from the [`TestCerts`](crate::TestCerts) and a [`PeerDescriber`] of
 //! connect-hyper's peer types.
 
+use std::io::{Read, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
 use connect_hyper::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use connect_hyper::tls::rustls::{ClientConfig, RootCertStore, ServerConfig};
-use connect_hyper::{PeerAddr, PeerCertificates};
+use connect_hyper::{Limits, PeerAddr, PeerCertificates};
+use connect_proto::rpc::{BoxFuture, Client, Router};
+use connect_proto::{Code, Codec, Protocol};
+use futures_util::StreamExt;
 
-use crate::{PeerDescriber, TestCerts};
+use crate::proto::testkit::v1::{EchoRequest, EchoServiceClient};
+use crate::suite::{echo, CALL_LIMIT};
+use crate::{Adapter, Http, PeerDescriber, Suite, TestCerts, TestServer};
 
 /// Trusts the test CA.
 pub fn roots() -> RootCertStore {
@@ -58,4 +65,159 @@ pub fn peer_describer() -> PeerDescriber {
         };
         Some(format!("{addr}{cert}"))
     })
+}
+
+/// What the hyper-level checks need beyond [`Adapter`]: a server with [`Limits`], and a client
+/// transport with a given TLS configuration.
+pub trait HyperAdapter: Adapter {
+    /// Like [`Adapter::serve`], with `limits`.
+    fn serve_with_limits(
+        &self,
+        router: Router,
+        http: Http,
+        limits: Limits,
+    ) -> BoxFuture<'static, TestServer>;
+
+    /// A transport for `https` URIs with `config` (HTTP/2 or HTTP/1.1 by ALPN).
+    fn transport_with_tls(&self, config: ClientConfig) -> Self::Transport;
+}
+
+fn client<A: HyperAdapter>(
+    suite: &Suite<A>,
+    transport: A::Transport,
+    base: &http::Uri,
+    protocol: Protocol,
+) -> EchoServiceClient<A::Transport> {
+    EchoServiceClient::new(Client::new(
+        transport,
+        base.clone(),
+        connect_proto::ClientConfig::new(protocol, Codec::Proto),
+        suite.runtime.clone(),
+    ))
+}
+
+impl<A: HyperAdapter> Suite<A> {
+    /// A request body over [`Limits::max_request_body`]: refused up front when its length is
+    /// announced, reset when it streams past the limit; the handler is dropped either way. Small calls
+    /// still work. Over HTTP/1.1 and h2c.
+    pub async fn request_body_limit(&self) {
+        let mut limits = Limits::default();
+        limits.max_request_body = Some(4096);
+        for http in [Http::Http1, Http::H2c] {
+            let router = self.router(connect_proto::ServerConfig::default());
+            let serve = self.adapter.serve_with_limits(router, http, limits.clone());
+            let server = self.call("starting a server", serve).await;
+            let client = client(
+                self,
+                self.adapter.transport(http),
+                server.base(),
+                Protocol::Connect,
+            );
+            // Unary: Content-Length says it all.
+            let big = EchoRequest {
+                padding: vec![0; 8192],
+                ..echo("big")
+            };
+            let status = self
+                .call(format!("{http:?}"), client.unary(&big))
+                .await
+                .unwrap_err();
+            assert_ne!(status.code(), Code::OK, "{http:?}");
+            let ok = self
+                .call(format!("{http:?}"), client.unary(&echo("small")))
+                .await
+                .unwrap();
+            assert_eq!(ok.message().text, "small");
+            // Streaming: each message is small, together they cross the limit. Paced, so that the
+            // body's length is unknown when the request starts.
+            let tag = format!("body-limit-{http:?}");
+            let (runtime, first) = (self.runtime.clone(), tag.clone());
+            let requests = futures_util::stream::iter(0..10).then(move |i| {
+                let tag = if i == 0 { first.clone() } else { String::new() };
+                let pause = runtime.sleep_until(runtime.now() + Duration::from_millis(5));
+                async move {
+                    pause.await;
+                    EchoRequest {
+                        padding: vec![0; 1024],
+                        tag,
+                        ..echo("chunk")
+                    }
+                }
+            });
+            let result = self
+                .call(format!("{http:?}"), client.client_stream(requests))
+                .await;
+            assert!(
+                result.is_err(),
+                "{http:?}: a body over the limit was served"
+            );
+            self.assert_dropped(&tag).await;
+            server.stop_within(&*self.runtime, CALL_LIMIT).await;
+        }
+    }
+
+    /// Over TLS, handlers see the client's certificate chain; without one, they see none.
+    pub async fn tls_client_certificates_reach_handlers(&self) {
+        let router = self.router(connect_proto::ServerConfig::default());
+        let serve = self.adapter.serve(router, Http::H2Tls);
+        let server = self.call("starting a server", serve).await;
+        let mut anonymous = client_tls();
+        anonymous.client_auth_cert_resolver = connect_hyper::tls::client_config(roots(), None)
+            .expect("client TLS config")
+            .client_auth_cert_resolver;
+        for (config, expect_cert) in [(client_tls(), true), (anonymous, false)] {
+            let transport = self.adapter.transport_with_tls(config);
+            let client = client(self, transport, server.base(), Protocol::Grpc);
+            let response = self.call("a TLS call", client.unary(&echo("tls"))).await;
+            let response = response.expect("a TLS call");
+            let peer = response.headers()["x-peer"].to_str().unwrap_or_default();
+            assert!(peer.starts_with("127.0.0.1:"), "{peer}");
+            assert_eq!(peer.ends_with(" cert"), expect_cert, "{peer}");
+        }
+        server.stop_within(&*self.runtime, CALL_LIMIT).await;
+    }
+
+    /// A client that opens a connection and never finishes its request head is disconnected after
+    /// [`Limits::header_read_timeout`]. The silent client is a blocking socket on its own thread, so
+    /// that the check needs no runtime's IO.
+    pub async fn header_read_timeout_closes_silent_connections(&self) {
+        let mut limits = Limits::default();
+        limits.header_read_timeout = Some(Duration::from_millis(200));
+        let router = self.router(connect_proto::ServerConfig::default());
+        let serve = self.adapter.serve_with_limits(router, Http::Http1, limits);
+        let server = self.call("starting a server", serve).await;
+        let authority = server
+            .base()
+            .authority()
+            .expect("base authority")
+            .to_string();
+        let (closed_tx, closed) = futures_channel::oneshot::channel();
+        std::thread::spawn(move || {
+            let read = || -> std::io::Result<()> {
+                let mut socket = std::net::TcpStream::connect(&authority)?;
+                socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+                socket.write_all(b"POST /testkit.v1.EchoService/Unary HTTP/1.1\r\nhost: x\r\n")?;
+                // The server answers 408 or just closes; either way the read ends.
+                let mut answer = Vec::new();
+                socket.read_to_end(&mut answer).map(drop)
+            };
+            let _ = closed_tx.send(read());
+        });
+        let closed = self.call("the silent connection", closed).await;
+        closed
+            .expect("the reading thread answers")
+            .expect("the silent connection was closed within 5 s");
+        server.stop_within(&*self.runtime, CALL_LIMIT).await;
+    }
+}
+
+/// Expands to one `#[test]` per hyper-level check of [`Suite`] over an adapter that implements
+/// [`HyperAdapter`], like [`e2e_tests!`](crate::e2e_tests).
+#[macro_export]
+macro_rules! hyper_tests {
+    ($adapter:expr, $block_on:path) => {
+        $crate::e2e_tests!(@each $adapter, $block_on;
+            request_body_limit, tls_client_certificates_reach_handlers,
+            header_read_timeout_closes_silent_connections);
+    };
 }

@@ -5,9 +5,11 @@
 use std::sync::Arc;
 
 use connect_proto::rpc::{BoxFuture, Router, Runtime};
-pub use connect_testkit::hyper::{client_tls, roots, server_tls};
+use connect_testkit::hyper::HyperAdapter;
+pub use connect_testkit::hyper::{client_tls, server_tls};
 use connect_testkit::{Adapter, Http, PeerDescriber, TestServer};
-use connect_tokio::{HyperTransport, Server, TokioRuntime};
+use connect_tokio::tls::rustls::ClientConfig;
+use connect_tokio::{HyperTransport, Limits, Server, TokioRuntime};
 
 /// Serves with [`Server`], calls with [`HyperTransport`].
 #[derive(Debug, Default)]
@@ -21,11 +23,34 @@ impl Adapter for Tokio {
     }
 
     fn serve(&self, router: Router, http: Http) -> BoxFuture<'static, TestServer> {
+        self.serve_with_limits(router, http, Limits::default())
+    }
+
+    fn transport(&self, http: Http) -> HyperTransport {
+        match http {
+            Http::Http1 => HyperTransport::new(),
+            Http::H2c => HyperTransport::http2(),
+            Http::H2Tls => HyperTransport::builder().tls_config(client_tls()).build(),
+        }
+    }
+
+    fn peer_describer(&self) -> Option<PeerDescriber> {
+        Some(connect_testkit::hyper::peer_describer())
+    }
+}
+
+impl HyperAdapter for Tokio {
+    fn serve_with_limits(
+        &self,
+        router: Router,
+        http: Http,
+        limits: Limits,
+    ) -> BoxFuture<'static, TestServer> {
         Box::pin(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind 127.0.0.1:0");
-            let mut server = Server::new(router);
+            let mut server = Server::new(router).limits(limits);
             let scheme = match http {
                 Http::H2Tls => {
                     server = server.tls(server_tls());
@@ -41,16 +66,8 @@ impl Adapter for Tokio {
         })
     }
 
-    fn transport(&self, http: Http) -> HyperTransport {
-        match http {
-            Http::Http1 => HyperTransport::new(),
-            Http::H2c => HyperTransport::http2(),
-            Http::H2Tls => HyperTransport::builder().tls_config(client_tls()).build(),
-        }
-    }
-
-    fn peer_describer(&self) -> Option<PeerDescriber> {
-        Some(connect_testkit::hyper::peer_describer())
+    fn transport_with_tls(&self, config: ClientConfig) -> HyperTransport {
+        HyperTransport::builder().tls_config(config).build()
     }
 }
 
