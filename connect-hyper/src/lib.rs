@@ -4,10 +4,11 @@
 //! rustls configurations, a runtime-free graceful shutdown and [`serve_connection`].
 //!
 //! An adapter (connect-tokio, connect-smol) adds only what its runtime decides: the IO types, the
-//! executor and timer behind `hyper::rt`, the accept loop and the connection pool of its client.
+//! executor and timer behind `hyper::rt`, the listener and the connection pool of its client.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod accept;
 mod client_body;
 mod conn;
 mod graceful;
@@ -17,6 +18,7 @@ mod service;
 #[cfg(feature = "tls")]
 pub mod tls;
 
+pub use accept::{accept_loop, within};
 pub use client_body::{transport_error, ClientBody};
 pub use conn::{http_builder, serve_connection};
 pub use graceful::{GracefulShutdown, Watcher};
@@ -25,14 +27,3 @@ pub use peer::PeerAddr;
 #[cfg(feature = "tls")]
 pub use peer::PeerCertificates;
 pub use service::{ConnectionService, ServerBody};
-
-/// Accept errors that concern one connection only: the accept loop goes on at once. Others (out of
-/// file descriptors and the like) call for a pause before the next accept.
-pub fn is_connection_error(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::ConnectionRefused
-            | std::io::ErrorKind::ConnectionAborted
-            | std::io::ErrorKind::ConnectionReset
-    )
-}

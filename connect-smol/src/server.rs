@@ -5,16 +5,13 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use connect_hyper::{
-    is_connection_error, serve_connection, ConnectionService, GracefulShutdown, Limits, PeerAddr,
-    Watcher,
+    accept_loop, serve_connection, within, ConnectionService, Limits, PeerAddr, Watcher,
 };
 use connect_proto::rpc::Router;
 use futures_channel::oneshot;
 use hyper_util::server::conn::auto;
-use smol::future::FutureExt as _;
 use smol::net::{TcpListener, TcpStream};
 use smol::{Task, Timer};
 use smol_hyper::rt::{FuturesIo, SmolTimer};
@@ -80,28 +77,15 @@ impl Server {
         signal: impl Future<Output = ()> + Send,
     ) -> io::Result<()> {
         let builder = Arc::new(self.http_builder());
+        let shutdown_timeout = self.limits.shutdown_timeout;
         let server = Arc::new(self);
-        let graceful = GracefulShutdown::new();
-        let mut signal = std::pin::pin!(signal);
-        loop {
-            let accepted = async { Some(listener.accept().await) }
-                .or(async {
-                    (&mut signal).await;
-                    None
-                })
-                .await;
-            let (stream, peer) = match accepted {
-                None => break,
-                Some(Ok(accepted)) => accepted,
-                Some(Err(e)) if is_connection_error(&e) => continue,
-                Some(Err(_)) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    Timer::after(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        let listener = Arc::new(listener);
+        let accept = move || {
+            let listener = listener.clone();
+            async move { listener.accept().await }
+        };
+        let serve = |stream: TcpStream, peer, watcher| {
             let _ = stream.set_nodelay(true);
-            let watcher = graceful.watcher();
             let (server, builder) = (server.clone(), builder.clone());
             smol::spawn(async move {
                 server
@@ -109,21 +93,11 @@ impl Server {
                     .await;
             })
             .detach();
-        }
-        drop(listener);
-        let shutdown = async {
-            graceful.shutdown().await;
         };
-        match server.limits.shutdown_timeout {
-            Some(limit) => {
-                shutdown
-                    .or(async {
-                        Timer::after(limit).await;
-                    })
-                    .await
-            }
-            None => shutdown.await,
-        }
+        let sleep = |duration| async move {
+            Timer::after(duration).await;
+        };
+        accept_loop(accept, signal, sleep, serve, shutdown_timeout).await;
         Ok(())
     }
 
@@ -160,19 +134,12 @@ impl Server {
         );
         #[cfg(feature = "tls")]
         if let Some(acceptor) = &self.tls {
-            let handshake = async { acceptor.accept(stream).await.ok() };
-            let tls = match self.limits.header_read_timeout {
-                Some(limit) => {
-                    handshake
-                        .or(async {
-                            Timer::after(limit).await;
-                            None
-                        })
-                        .await
-                }
-                None => handshake.await,
+            let timeout = self.limits.header_read_timeout.map(|limit| async move {
+                Timer::after(limit).await;
+            });
+            let Some(Ok(tls)) = within(acceptor.accept(stream), timeout).await else {
+                return;
             };
-            let Some(tls) = tls else { return };
             let certificates = crate::PeerCertificates::of(tls.get_ref().1);
             let service = service.with_certificates(certificates);
             serve_connection(builder, FuturesIo::new(tls), service, watcher).await;

@@ -4,11 +4,9 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use connect_hyper::{
-    is_connection_error, serve_connection, ConnectionService, GracefulShutdown, Limits, PeerAddr,
-    Watcher,
+    accept_loop, serve_connection, within, ConnectionService, Limits, PeerAddr, Watcher,
 };
 use connect_proto::rpc::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -75,38 +73,23 @@ impl Server {
         signal: impl Future<Output = ()> + Send,
     ) -> io::Result<()> {
         let builder = Arc::new(self.http_builder());
+        let shutdown_timeout = self.limits.shutdown_timeout;
         let server = Arc::new(self);
-        let graceful = GracefulShutdown::new();
-        let mut signal = std::pin::pin!(signal);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) if is_connection_error(&e) => continue,
-                    Err(_) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut signal => break,
-            };
+        let listener = Arc::new(listener);
+        let accept = move || {
+            let listener = listener.clone();
+            async move { listener.accept().await }
+        };
+        let serve = |stream: TcpStream, peer, watcher| {
             let _ = stream.set_nodelay(true);
-            let watcher = graceful.watcher();
             let (server, builder) = (server.clone(), builder.clone());
             tokio::spawn(async move {
                 server
                     .serve_connection(&builder, watcher, stream, peer)
                     .await;
             });
-        }
-        drop(listener);
-        match server.limits.shutdown_timeout {
-            Some(limit) => {
-                let _ = tokio::time::timeout(limit, graceful.shutdown()).await;
-            }
-            None => graceful.shutdown().await,
-        }
+        };
+        accept_loop(accept, signal, tokio::time::sleep, serve, shutdown_timeout).await;
         Ok(())
     }
 
@@ -142,15 +125,10 @@ impl Server {
         );
         #[cfg(feature = "tls")]
         if let Some(acceptor) = &self.tls {
-            let handshake = acceptor.accept(stream);
-            let tls = match self.limits.header_read_timeout {
-                Some(limit) => match tokio::time::timeout(limit, handshake).await {
-                    Ok(tls) => tls,
-                    Err(_) => return,
-                },
-                None => handshake.await,
+            let timeout = self.limits.header_read_timeout.map(tokio::time::sleep);
+            let Some(Ok(tls)) = within(acceptor.accept(stream), timeout).await else {
+                return;
             };
-            let Ok(tls) = tls else { return };
             let certificates = crate::PeerCertificates::of(tls.get_ref().1);
             let service = service.with_certificates(certificates);
             serve_connection(builder, TokioIo::new(tls), service, watcher).await;
