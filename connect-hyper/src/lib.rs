@@ -17,6 +17,7 @@ mod peer;
 mod service;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod transport;
 
 pub use accept::{accept_loop, within};
 pub use client_body::{transport_error, ClientBody};
@@ -27,3 +28,4 @@ pub use peer::PeerAddr;
 #[cfg(feature = "tls")]
 pub use peer::PeerCertificates;
 pub use service::{ConnectionService, ServerBody};
+pub use transport::{TransportBuilder, TransportSettings};

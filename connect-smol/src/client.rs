@@ -8,13 +8,12 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use connect_hyper::{transport_error, ClientBody};
+use connect_hyper::{transport_error, within, ClientBody, TransportBuilder, TransportSettings};
 use connect_proto::rpc::{RequestBody, Transport, TransportError};
 use http::uri::{Authority, Scheme};
 use hyper::client::conn::{http1, http2, TrySendError};
-use smol::future::FutureExt as _;
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::net::TcpStream;
 use smol::Timer;
@@ -58,86 +57,16 @@ impl SmolTransport {
     }
 }
 
-/// Builds a [`SmolTransport`].
-#[derive(Debug)]
-pub struct SmolTransportBuilder {
-    http2_only: bool,
-    connect_timeout: Option<Duration>,
-    pool_idle_timeout: Option<Duration>,
-    keepalive_interval: Option<Duration>,
-    keepalive_timeout: Duration,
-    #[cfg(feature = "tls")]
-    tls: Option<rustls::ClientConfig>,
-}
+/// Builds a [`SmolTransport`]: `SmolTransport::builder().http2_only(true).build()`.
+pub type SmolTransportBuilder = TransportBuilder<SmolTransport>;
 
-impl Default for SmolTransportBuilder {
-    fn default() -> Self {
-        SmolTransportBuilder {
-            http2_only: false,
-            connect_timeout: Some(Duration::from_secs(10)),
-            pool_idle_timeout: Some(Duration::from_secs(90)),
-            keepalive_interval: None,
-            keepalive_timeout: Duration::from_secs(20),
-            #[cfg(feature = "tls")]
-            tls: None,
-        }
-    }
-}
-
-impl SmolTransportBuilder {
-    /// Speak only HTTP/2: with prior knowledge (h2c) over plain TCP. Required for gRPC and for
-    /// full-duplex bidi streams over plain TCP.
-    pub fn http2_only(mut self, enabled: bool) -> Self {
-        self.http2_only = enabled;
-        self
-    }
-
-    /// How long connecting (and the TLS handshake) may take; `None`: no limit.
-    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How long an idle pooled HTTP/1.1 connection is kept; `None`: for ever.
-    pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.pool_idle_timeout = timeout;
-        self
-    }
-
-    /// HTTP/2 keep-alive pings: the interval between pings and how long to wait for an answer.
-    pub fn keepalive(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
-        self.keepalive_interval = interval;
-        self.keepalive_timeout = timeout;
-        self
-    }
-
-    /// TLS settings for `https` URIs (trust roots, client certificate). The ALPN list is set by the
-    /// transport. Without it, `https` connections trust no certificate.
-    #[cfg(feature = "tls")]
-    pub fn tls_config(mut self, config: rustls::ClientConfig) -> Self {
-        self.tls = Some(config);
-        self
-    }
-
-    /// The transport.
-    pub fn build(self) -> SmolTransport {
-        #[cfg(feature = "tls")]
-        let tls = {
-            let config = self
-                .tls
-                .unwrap_or_else(connect_hyper::tls::client_config_without_roots);
-            let config = connect_hyper::tls::with_client_alpn(config, self.http2_only);
-            futures_rustls::TlsConnector::from(Arc::new(config))
-        };
+impl From<TransportSettings> for SmolTransport {
+    fn from(settings: TransportSettings) -> Self {
         SmolTransport {
             inner: Arc::new(Inner {
-                http2_only: self.http2_only,
-                connect_timeout: self.connect_timeout,
-                pool_idle_timeout: self.pool_idle_timeout,
-                keepalive_interval: self.keepalive_interval,
-                keepalive_timeout: self.keepalive_timeout,
                 #[cfg(feature = "tls")]
-                tls,
+                tls: futures_rustls::TlsConnector::from(Arc::new(settings.tls_config())),
+                settings,
                 pool: Mutex::default(),
             }),
         }
@@ -181,11 +110,7 @@ impl Future for ResponseFuture {
 type Origin = (Scheme, Authority);
 
 struct Inner {
-    http2_only: bool,
-    connect_timeout: Option<Duration>,
-    pool_idle_timeout: Option<Duration>,
-    keepalive_interval: Option<Duration>,
-    keepalive_timeout: Duration,
+    settings: TransportSettings,
     #[cfg(feature = "tls")]
     tls: futures_rustls::TlsConnector,
     pool: Mutex<HashMap<Origin, Idle>>,
@@ -194,9 +119,7 @@ struct Inner {
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SmolTransport")
-            .field("http2_only", &self.http2_only)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -305,7 +228,8 @@ impl Inner {
         }
         let now = Instant::now();
         let fresh = |since: &Instant| {
-            self.pool_idle_timeout
+            self.settings
+                .pool_idle_timeout
                 .is_none_or(|limit| now.duration_since(*since) < limit)
         };
         idle.http1
@@ -346,8 +270,7 @@ impl Inner {
         let port = authority.port_u16().unwrap_or(default_port);
         let tcp = self
             .within_connect_timeout(TcpStream::connect((host, port)))
-            .await
-            .map_err(TransportError::connection)?;
+            .await?;
         let _ = tcp.set_nodelay(true);
         if *scheme == Scheme::HTTPS {
             #[cfg(feature = "tls")]
@@ -356,8 +279,7 @@ impl Inner {
                     .map_err(TransportError::connection)?;
                 let tls = self
                     .within_connect_timeout(self.tls.connect(name, tcp))
-                    .await
-                    .map_err(TransportError::connection)?;
+                    .await?;
                 let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                 return self.handshake(origin, tls, http2).await;
             }
@@ -367,7 +289,7 @@ impl Inner {
                 "https needs the `tls` feature of connect-smol",
             )));
         }
-        self.handshake(origin, tcp, self.http2_only).await
+        self.handshake(origin, tcp, self.settings.http2_only).await
     }
 
     async fn handshake<I>(
@@ -383,8 +305,8 @@ impl Inner {
         if http2 {
             let (sender, conn) = http2::Builder::new(SmolExecutor)
                 .timer(SmolTimer::new())
-                .keep_alive_interval(self.keepalive_interval)
-                .keep_alive_timeout(self.keepalive_timeout)
+                .keep_alive_interval(self.settings.keepalive_interval)
+                .keep_alive_timeout(self.settings.keepalive_timeout)
                 .handshake(io)
                 .await
                 .map_err(transport_error)?;
@@ -406,21 +328,23 @@ impl Inner {
         .detach();
         Ok(Sender::Http1(sender))
     }
+}
 
+impl Inner {
+    /// `connect`'s stream, unless [`TransportSettings::connect_timeout`] passes first.
     async fn within_connect_timeout<T>(
         &self,
         connect: impl Future<Output = io::Result<T>>,
-    ) -> io::Result<T> {
-        match self.connect_timeout {
-            Some(limit) => {
-                connect
-                    .or(async {
-                        Timer::after(limit).await;
-                        Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
-                    })
-                    .await
-            }
-            None => connect.await,
+    ) -> Result<T, TransportError> {
+        let timeout = self.settings.connect_timeout.map(|limit| async move {
+            Timer::after(limit).await;
+        });
+        match within(connect, timeout).await {
+            Some(connected) => connected.map_err(TransportError::connection),
+            None => Err(TransportError::connection(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connect timed out",
+            ))),
         }
     }
 }

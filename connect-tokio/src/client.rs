@@ -3,9 +3,8 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use connect_hyper::{transport_error, ClientBody};
+use connect_hyper::{transport_error, ClientBody, TransportBuilder, TransportSettings};
 use connect_proto::rpc::{RequestBody, Transport, TransportError};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
@@ -52,83 +51,24 @@ impl HyperTransport {
     }
 }
 
-/// Builds a [`HyperTransport`].
-#[derive(Debug)]
-pub struct HyperTransportBuilder {
-    http2_only: bool,
-    connect_timeout: Option<Duration>,
-    pool_idle_timeout: Option<Duration>,
-    keepalive_interval: Option<Duration>,
-    keepalive_timeout: Duration,
-    #[cfg(feature = "tls")]
-    tls: Option<rustls::ClientConfig>,
-}
+/// Builds a [`HyperTransport`]: `HyperTransport::builder().http2_only(true).build()`.
+pub type HyperTransportBuilder = TransportBuilder<HyperTransport>;
 
-impl Default for HyperTransportBuilder {
-    fn default() -> Self {
-        HyperTransportBuilder {
-            http2_only: false,
-            connect_timeout: Some(Duration::from_secs(10)),
-            pool_idle_timeout: Some(Duration::from_secs(90)),
-            keepalive_interval: None,
-            keepalive_timeout: Duration::from_secs(20),
-            #[cfg(feature = "tls")]
-            tls: None,
-        }
-    }
-}
-
-impl HyperTransportBuilder {
-    /// Speak only HTTP/2: with prior knowledge (h2c) over plain TCP. Required for gRPC and for
-    /// full-duplex bidi streams over plain TCP.
-    pub fn http2_only(mut self, enabled: bool) -> Self {
-        self.http2_only = enabled;
-        self
-    }
-
-    /// How long connecting may take; `None`: no limit.
-    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How long an idle pooled connection is kept; `None`: for ever.
-    pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.pool_idle_timeout = timeout;
-        self
-    }
-
-    /// HTTP/2 keep-alive pings: the interval between pings and how long to wait for an answer.
-    pub fn keepalive(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
-        self.keepalive_interval = interval;
-        self.keepalive_timeout = timeout;
-        self
-    }
-
-    /// TLS settings for `https` URIs (trust roots, client certificate). The ALPN list is set by the
-    /// transport. Without it, `https` connections trust no certificate.
-    #[cfg(feature = "tls")]
-    pub fn tls_config(mut self, config: rustls::ClientConfig) -> Self {
-        self.tls = Some(config);
-        self
-    }
-
-    /// The transport.
-    pub fn build(self) -> HyperTransport {
+impl From<TransportSettings> for HyperTransport {
+    fn from(settings: TransportSettings) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(self.connect_timeout);
+        http.set_connect_timeout(settings.connect_timeout);
         #[cfg(feature = "tls")]
         let connector = {
-            let mut config = self
-                .tls
-                .unwrap_or_else(connect_hyper::tls::client_config_without_roots);
+            let mut config = settings.tls_config();
+            // hyper-rustls sets the ALPN list itself.
             config.alpn_protocols.clear();
             let builder = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(config)
                 .https_or_http();
-            if self.http2_only {
+            if settings.http2_only {
                 builder.enable_http2().wrap_connector(http)
             } else {
                 builder.enable_all_versions().wrap_connector(http)
@@ -140,10 +80,10 @@ impl HyperTransportBuilder {
         builder
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(self.pool_idle_timeout)
-            .http2_only(self.http2_only)
-            .http2_keep_alive_interval(self.keepalive_interval)
-            .http2_keep_alive_timeout(self.keepalive_timeout);
+            .pool_idle_timeout(settings.pool_idle_timeout)
+            .http2_only(settings.http2_only)
+            .http2_keep_alive_interval(settings.keepalive_interval)
+            .http2_keep_alive_timeout(settings.keepalive_timeout);
         HyperTransport {
             client: builder.build(connector),
         }
