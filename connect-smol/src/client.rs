@@ -8,7 +8,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use connect_hyper::{transport_error, within, ClientBody, TransportBuilder, TransportSettings};
 use connect_proto::rpc::{RequestBody, Transport, TransportError};
@@ -131,6 +131,9 @@ struct Idle {
     http2: Option<http2::SendRequest<RequestBody>>,
     /// HTTP/1.1 connections with no call in flight, and since when.
     http1: Vec<(http1::SendRequest<RequestBody>, Instant)>,
+    /// Held while connecting where the connection may be HTTP/2, so that calls starting together
+    /// share one connection instead of each opening its own.
+    connecting: Arc<smol::lock::Mutex<()>>,
 }
 
 /// A request that failed, and the request itself when hyper hands it back unsent.
@@ -169,7 +172,7 @@ impl Inner {
                 Err(Failed { error, .. }) => return Err(transport_error(error)),
             }
         }
-        let sender = self.connect(&origin).await?;
+        let sender = self.connect_or_share(&origin).await?;
         self.send_on(&origin, sender, request)
             .await
             .map_err(|failed| transport_error(failed.error))
@@ -218,27 +221,62 @@ impl Inner {
 
     /// An idle connection to `origin`, if one is still open.
     fn checkout(&self, origin: &Origin) -> Option<Sender> {
+        if let Some(shared) = self.checkout_http2(origin) {
+            return Some(shared);
+        }
+        self.evict_idle(origin);
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let (sender, _) = pool.get_mut(origin)?.http1.pop()?;
+        Some(Sender::Http1(sender))
+    }
+
+    /// A new connection, or the HTTP/2 connection another call opened meanwhile.
+    async fn connect_or_share(&self, origin: &Origin) -> Result<Sender, TransportError> {
+        let maybe_http2 = self.settings.http2_only || origin.0 == Scheme::HTTPS;
+        if !maybe_http2 {
+            return self.connect(origin).await;
+        }
+        let connecting = {
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.entry(origin.clone()).or_default().connecting.clone()
+        };
+        let _connecting = connecting.lock().await;
+        if let Some(Sender::Http2(shared)) = self.checkout_http2(origin) {
+            return Ok(Sender::Http2(shared));
+        }
+        self.connect(origin).await
+    }
+
+    /// The pooled HTTP/2 connection to `origin`, if it is still open.
+    fn checkout_http2(&self, origin: &Origin) -> Option<Sender> {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         let idle = pool.get_mut(origin)?;
-        if let Some(sender) = &idle.http2 {
-            if !sender.is_closed() {
-                return Some(Sender::Http2(sender.clone()));
+        match &idle.http2 {
+            Some(sender) if !sender.is_closed() => Some(Sender::Http2(sender.clone())),
+            _ => {
+                idle.http2 = None;
+                None
             }
-            idle.http2 = None;
         }
-        let now = Instant::now();
-        let fresh = |since: &Instant| {
-            self.settings
-                .pool_idle_timeout
-                .is_none_or(|limit| now.duration_since(*since) < limit)
+    }
+
+    /// Drops the HTTP/1.1 connections to `origin` idle for longer than the pool's idle timeout.
+    fn evict_idle(&self, origin: &Origin) {
+        let Some(limit) = self.settings.pool_idle_timeout else {
+            return;
         };
-        idle.http1
-            .retain(|(sender, since)| !sender.is_closed() && fresh(since));
-        idle.http1.pop().map(|(sender, _)| Sender::Http1(sender))
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(idle) = pool.get_mut(origin) {
+            let now = Instant::now();
+            idle.http1.retain(|(sender, since)| {
+                !sender.is_closed() && now.duration_since(*since) < limit
+            });
+        }
     }
 
     /// Puts an HTTP/1.1 connection back in the pool once its call is done (response read to the end),
-    /// unless the transport is gone by then. A connection that closes instead is dropped.
+    /// unless the transport is gone by then, and closes it when it has been idle for the pool's idle
+    /// timeout. A connection that closes instead is dropped.
     fn return_when_ready(
         self: &Arc<Self>,
         origin: Origin,
@@ -249,10 +287,20 @@ impl Inner {
             if sender.ready().await.is_err() {
                 return;
             }
-            if let Some(inner) = pool.upgrade() {
+            let Some(inner) = pool.upgrade() else { return };
+            {
                 let mut pool = inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-                let idle = pool.entry(origin).or_default();
+                let idle = pool.entry(origin.clone()).or_default();
                 idle.http1.push((sender, Instant::now()));
+            }
+            let Some(limit) = inner.settings.pool_idle_timeout else {
+                return;
+            };
+            drop(inner);
+            // A little past the limit, so that this connection counts as expired by then.
+            Timer::after(limit + Duration::from_millis(1)).await;
+            if let Some(inner) = pool.upgrade() {
+                inner.evict_idle(&origin);
             }
         })
         .detach();
