@@ -3,8 +3,8 @@
 //! request-body limit, the server and client bodies, the peer's identity for handlers, [`Limits`],
 //! rustls configurations, a runtime-free graceful shutdown and [`serve_connection`].
 //!
-//! An adapter (connect-tokio, connect-smol) adds only what its runtime decides: the IO types, the
-//! executor and timer behind `hyper::rt`, the listener and the connection pool of its client.
+//! An adapter (connect-tokio, connect-smol) adds only what its runtime decides: a [`ServerRuntime`]
+//! (listener, tasks, timer, the IO types behind `hyper::rt`) and the connection pool of its client.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -14,6 +14,7 @@ mod conn;
 mod graceful;
 mod limits;
 mod peer;
+mod server;
 mod service;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -27,5 +28,6 @@ pub use limits::Limits;
 pub use peer::PeerAddr;
 #[cfg(feature = "tls")]
 pub use peer::PeerCertificates;
+pub use server::{Server, ServerHandle, ServerRuntime, ServiceFuture};
 pub use service::{ConnectionService, ServerBody};
 pub use transport::{TransportBuilder, TransportSettings};

@@ -31,9 +31,10 @@ pub use client::{ResponseFuture, SmolTransport, SmolTransportBuilder};
 pub use connect_hyper::tls;
 #[cfg(feature = "tls")]
 pub use connect_hyper::PeerCertificates;
+pub use connect_hyper::ServerHandle;
 pub use connect_hyper::{ClientBody, Limits, PeerAddr, ServerBody};
 pub use runtime::{SmolExecutor, SmolRuntime};
-pub use server::{Server, ServerHandle};
+pub use server::Server;
 
 pub use connect_proto::rpc::{Client, Router};
 

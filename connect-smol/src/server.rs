@@ -1,177 +1,77 @@
-//! The hyper server on async-io: HTTP/1.1 and h2c on one port, HTTP/2 over TLS, limits, graceful
-//! shutdown. The per-connection work is connect-hyper's; this file accepts, handshakes and spawns.
+//! The hyper server on async-io: connect-hyper's [`Server`](connect_hyper::Server) with async-io's
+//! listener and timer, smol's executor, and `smol-hyper`'s IO adapter.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::time::Duration;
 
-use connect_hyper::{
-    accept_loop, serve_connection, within, ConnectionService, Limits, PeerAddr, Watcher,
-};
-use connect_proto::rpc::Router;
-use futures_channel::oneshot;
-use hyper_util::server::conn::auto;
+use connect_hyper::ServerRuntime;
 use smol::net::{TcpListener, TcpStream};
-use smol::{Task, Timer};
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 
-use crate::runtime::SmolExecutor;
+use crate::runtime::{SmolExecutor, SmolRuntime};
 
-/// Serves a [`Router`] on a TCP listener: HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same
-/// port, or HTTP/2 and HTTP/1.1 over TLS (chosen by ALPN) with the `tls` feature.
-///
-/// Each request gets a [`PeerAddr`] (and, over TLS, the client's
-/// [`PeerCertificates`](crate::PeerCertificates)) in its extensions, which handlers read through
-/// `Context::extensions`.
-#[derive(Clone)]
-pub struct Server {
-    router: Router,
-    limits: Limits,
+/// Serves a [`Router`](crate::Router) on a smol (async-io) [`TcpListener`]: HTTP/1.1 and HTTP/2
+/// with prior knowledge (h2c) on the same port, or HTTP/2 and HTTP/1.1 over TLS (chosen by ALPN)
+/// with the `tls` feature; limits and graceful shutdown. Each request gets a
+/// [`PeerAddr`](crate::PeerAddr) (and, over TLS, the client's certificates) in its extensions.
+/// Connections run on smol's global executor.
+pub type Server = connect_hyper::Server<SmolRuntime>;
+
+impl ServerRuntime for SmolRuntime {
+    type Listener = TcpListener;
+    type Stream = TcpStream;
+    type Executor = SmolExecutor;
+    type Timer = SmolTimer;
+    type Io = FuturesIo<TcpStream>;
     #[cfg(feature = "tls")]
-    tls: Option<futures_rustls::TlsAcceptor>,
-}
+    type TlsIo = FuturesIo<futures_rustls::server::TlsStream<TcpStream>>;
 
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut s = f.debug_struct("Server");
-        s.field("router", &self.router)
-            .field("limits", &self.limits);
-        #[cfg(feature = "tls")]
-        s.field("tls", &self.tls.is_some());
-        s.finish()
-    }
-}
-
-impl Server {
-    /// A server of `router` with default [`Limits`], in plain text.
-    pub fn new(router: Router) -> Self {
-        Server {
-            router,
-            limits: Limits::default(),
-            #[cfg(feature = "tls")]
-            tls: None,
-        }
+    fn local_addr(listener: &TcpListener) -> io::Result<SocketAddr> {
+        listener.local_addr()
     }
 
-    /// Sets the limits.
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
+    fn accept(
+        listener: &TcpListener,
+    ) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send {
+        listener.accept()
     }
 
-    /// Serves TLS with `config`. Its ALPN list is set to `h2`, `http/1.1` when empty; to make client
-    /// certificates available to handlers, configure a client certificate verifier on it.
+    fn spawn(future: impl Future<Output = ()> + Send + 'static) {
+        smol::spawn(future).detach();
+    }
+
+    async fn sleep(duration: Duration) {
+        smol::Timer::after(duration).await;
+    }
+
+    fn executor() -> SmolExecutor {
+        SmolExecutor
+    }
+
+    fn timer() -> SmolTimer {
+        SmolTimer::new()
+    }
+
+    fn io(stream: TcpStream) -> FuturesIo<TcpStream> {
+        let _ = stream.set_nodelay(true);
+        FuturesIo::new(stream)
+    }
+
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, config: rustls::ServerConfig) -> Self {
-        let config = connect_hyper::tls::with_default_alpn(config);
-        self.tls = Some(futures_rustls::TlsAcceptor::from(Arc::new(config)));
-        self
-    }
-
-    /// Serves `listener` until `signal` completes, then shuts down gracefully: stops accepting, lets
-    /// in-flight calls finish (up to [`Limits::shutdown_timeout`]) and closes idle connections.
-    pub async fn serve_with_shutdown(
-        self,
-        listener: TcpListener,
-        signal: impl Future<Output = ()> + Send,
-    ) -> io::Result<()> {
-        let builder = Arc::new(self.http_builder());
-        let shutdown_timeout = self.limits.shutdown_timeout;
-        let server = Arc::new(self);
-        let listener = Arc::new(listener);
-        let accept = move || {
-            let listener = listener.clone();
-            async move { listener.accept().await }
-        };
-        let serve = |stream: TcpStream, peer, watcher| {
-            let _ = stream.set_nodelay(true);
-            let (server, builder) = (server.clone(), builder.clone());
-            smol::spawn(async move {
-                server
-                    .serve_connection(&builder, watcher, stream, peer)
-                    .await;
-            })
-            .detach();
-        };
-        let sleep = |duration| async move {
-            Timer::after(duration).await;
-        };
-        accept_loop(accept, signal, sleep, serve, shutdown_timeout).await;
-        Ok(())
-    }
-
-    /// Starts serving `listener` in a background task on smol's global executor; the returned handle
-    /// shuts it down.
-    pub fn spawn(self, listener: TcpListener) -> io::Result<ServerHandle> {
-        let local_addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = smol::spawn(self.serve_with_shutdown(listener, async move {
-            let _ = stopped.await;
-        }));
-        Ok(ServerHandle {
-            local_addr,
-            stop: Some(stop),
-            task: Some(task),
-        })
-    }
-
-    fn http_builder(&self) -> auto::Builder<SmolExecutor> {
-        connect_hyper::http_builder(&self.limits, SmolExecutor, SmolTimer::new())
-    }
-
-    async fn serve_connection(
-        &self,
-        builder: &auto::Builder<SmolExecutor>,
-        watcher: Watcher,
+    fn tls_accept(
+        config: std::sync::Arc<rustls::ServerConfig>,
         stream: TcpStream,
-        peer: SocketAddr,
-    ) {
-        let service = ConnectionService::new(
-            self.router.clone(),
-            PeerAddr(peer),
-            self.limits.max_request_body,
-        );
-        #[cfg(feature = "tls")]
-        if let Some(acceptor) = &self.tls {
-            let timeout = self.limits.header_read_timeout.map(|limit| async move {
-                Timer::after(limit).await;
-            });
-            let Some(Ok(tls)) = within(acceptor.accept(stream), timeout).await else {
-                return;
-            };
+    ) -> impl Future<Output = io::Result<(Self::TlsIo, Option<crate::PeerCertificates>)>> + Send
+    {
+        let _ = stream.set_nodelay(true);
+        async move {
+            let tls = futures_rustls::TlsAcceptor::from(config)
+                .accept(stream)
+                .await?;
             let certificates = crate::PeerCertificates::of(tls.get_ref().1);
-            let service = service.with_certificates(certificates);
-            serve_connection(builder, FuturesIo::new(tls), service, watcher).await;
-            return;
-        }
-        serve_connection(builder, FuturesIo::new(stream), service, watcher).await;
-    }
-}
-
-/// A running server started with [`Server::spawn`].
-#[derive(Debug)]
-pub struct ServerHandle {
-    local_addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    /// Dropping the task cancels it: a handle dropped without [`ServerHandle::shutdown`] stops
-    /// accepting at once.
-    task: Option<Task<io::Result<()>>>,
-}
-
-impl ServerHandle {
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Shuts down gracefully and waits until in-flight calls are done.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+            Ok((FuturesIo::new(tls), certificates))
         }
     }
 }

@@ -34,9 +34,10 @@ pub use axum_routes::axum_router;
 pub use client::{HyperTransport, HyperTransportBuilder, ResponseFuture};
 #[cfg(feature = "tls")]
 pub use connect_hyper::PeerCertificates;
+pub use connect_hyper::ServerHandle;
 pub use connect_hyper::{ClientBody, Limits, PeerAddr, ServerBody};
 pub use runtime::TokioRuntime;
-pub use server::{Server, ServerHandle};
+pub use server::Server;
 pub use service::{ConnectService, ConnectServiceFuture};
 
 pub use connect_proto::rpc::{Client, Router};

@@ -1,171 +1,76 @@
-//! The hyper server: HTTP/1.1 and h2c on one port, HTTP/2 over TLS, limits, graceful shutdown.
+//! The hyper server on tokio: connect-hyper's [`Server`](connect_hyper::Server) with tokio's listener,
+//! tasks, timer and IO.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::time::Duration;
 
-use connect_hyper::{
-    accept_loop, serve_connection, within, ConnectionService, Limits, PeerAddr, Watcher,
-};
-use connect_proto::rpc::Router;
+use connect_hyper::ServerRuntime;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 
-/// Serves a [`Router`] on a TCP listener: HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same
-/// port, or HTTP/2 and HTTP/1.1 over TLS (chosen by ALPN) with the `tls` feature.
-///
-/// Each request gets a [`PeerAddr`] (and, over TLS, the client's
-/// [`PeerCertificates`](crate::PeerCertificates)) in its extensions, which handlers read through
-/// `Context::extensions`.
-#[derive(Clone)]
-pub struct Server {
-    router: Router,
-    limits: Limits,
+use crate::runtime::TokioRuntime;
+
+/// Serves a [`Router`](crate::Router) on a tokio [`TcpListener`]: HTTP/1.1 and HTTP/2 with prior
+/// knowledge (h2c) on the same port, or HTTP/2 and HTTP/1.1 over TLS (chosen by ALPN) with the `tls`
+/// feature; limits and graceful shutdown. Each request gets a [`PeerAddr`](crate::PeerAddr) (and,
+/// over TLS, the client's certificates) in its extensions.
+pub type Server = connect_hyper::Server<TokioRuntime>;
+
+impl ServerRuntime for TokioRuntime {
+    type Listener = TcpListener;
+    type Stream = TcpStream;
+    type Executor = TokioExecutor;
+    type Timer = TokioTimer;
+    type Io = TokioIo<TcpStream>;
     #[cfg(feature = "tls")]
-    tls: Option<tokio_rustls::TlsAcceptor>,
-}
+    type TlsIo = TokioIo<tokio_rustls::server::TlsStream<TcpStream>>;
 
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut s = f.debug_struct("Server");
-        s.field("router", &self.router)
-            .field("limits", &self.limits);
-        #[cfg(feature = "tls")]
-        s.field("tls", &self.tls.is_some());
-        s.finish()
-    }
-}
-
-impl Server {
-    /// A server of `router` with default [`Limits`], in plain text.
-    pub fn new(router: Router) -> Self {
-        Server {
-            router,
-            limits: Limits::default(),
-            #[cfg(feature = "tls")]
-            tls: None,
-        }
+    fn local_addr(listener: &TcpListener) -> io::Result<SocketAddr> {
+        listener.local_addr()
     }
 
-    /// Sets the limits.
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
+    fn accept(
+        listener: &TcpListener,
+    ) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send {
+        listener.accept()
     }
 
-    /// Serves TLS with `config`. Its ALPN list is set to `h2`, `http/1.1` when empty; to make client
-    /// certificates available to handlers, configure a client certificate verifier on it.
+    fn spawn(future: impl Future<Output = ()> + Send + 'static) {
+        tokio::spawn(future);
+    }
+
+    fn sleep(duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+        tokio::time::sleep(duration)
+    }
+
+    fn executor() -> TokioExecutor {
+        TokioExecutor::new()
+    }
+
+    fn timer() -> TokioTimer {
+        TokioTimer::new()
+    }
+
+    fn io(stream: TcpStream) -> TokioIo<TcpStream> {
+        let _ = stream.set_nodelay(true);
+        TokioIo::new(stream)
+    }
+
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, config: rustls::ServerConfig) -> Self {
-        let config = connect_hyper::tls::with_default_alpn(config);
-        self.tls = Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)));
-        self
-    }
-
-    /// Serves `listener` until `signal` completes, then shuts down gracefully: stops accepting, lets
-    /// in-flight calls finish (up to [`Limits::shutdown_timeout`]) and closes idle connections.
-    pub async fn serve_with_shutdown(
-        self,
-        listener: TcpListener,
-        signal: impl Future<Output = ()> + Send,
-    ) -> io::Result<()> {
-        let builder = Arc::new(self.http_builder());
-        let shutdown_timeout = self.limits.shutdown_timeout;
-        let server = Arc::new(self);
-        let listener = Arc::new(listener);
-        let accept = move || {
-            let listener = listener.clone();
-            async move { listener.accept().await }
-        };
-        let serve = |stream: TcpStream, peer, watcher| {
-            let _ = stream.set_nodelay(true);
-            let (server, builder) = (server.clone(), builder.clone());
-            tokio::spawn(async move {
-                server
-                    .serve_connection(&builder, watcher, stream, peer)
-                    .await;
-            });
-        };
-        accept_loop(accept, signal, tokio::time::sleep, serve, shutdown_timeout).await;
-        Ok(())
-    }
-
-    /// Starts serving `listener` in a background task; the returned handle shuts it down.
-    pub fn spawn(self, listener: TcpListener) -> io::Result<ServerHandle> {
-        let local_addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(self.serve_with_shutdown(listener, async move {
-            let _ = stopped.await;
-        }));
-        Ok(ServerHandle {
-            local_addr,
-            stop: Some(stop),
-            task,
-        })
-    }
-
-    fn http_builder(&self) -> auto::Builder<TokioExecutor> {
-        connect_hyper::http_builder(&self.limits, TokioExecutor::new(), TokioTimer::new())
-    }
-
-    async fn serve_connection(
-        &self,
-        builder: &auto::Builder<TokioExecutor>,
-        watcher: Watcher,
+    fn tls_accept(
+        config: std::sync::Arc<rustls::ServerConfig>,
         stream: TcpStream,
-        peer: SocketAddr,
-    ) {
-        let service = ConnectionService::new(
-            self.router.clone(),
-            PeerAddr(peer),
-            self.limits.max_request_body,
-        );
-        #[cfg(feature = "tls")]
-        if let Some(acceptor) = &self.tls {
-            let timeout = self.limits.header_read_timeout.map(tokio::time::sleep);
-            let Some(Ok(tls)) = within(acceptor.accept(stream), timeout).await else {
-                return;
-            };
+    ) -> impl Future<Output = io::Result<(Self::TlsIo, Option<crate::PeerCertificates>)>> + Send
+    {
+        let _ = stream.set_nodelay(true);
+        async move {
+            let tls = tokio_rustls::TlsAcceptor::from(config)
+                .accept(stream)
+                .await?;
             let certificates = crate::PeerCertificates::of(tls.get_ref().1);
-            let service = service.with_certificates(certificates);
-            serve_connection(builder, TokioIo::new(tls), service, watcher).await;
-            return;
-        }
-        serve_connection(builder, TokioIo::new(stream), service, watcher).await;
-    }
-}
-
-/// A running server started with [`Server::spawn`].
-#[derive(Debug)]
-pub struct ServerHandle {
-    local_addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<io::Result<()>>,
-}
-
-impl ServerHandle {
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Shuts down gracefully and waits until in-flight calls are done.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
-impl Drop for ServerHandle {
-    /// A handle dropped without [`ServerHandle::shutdown`] stops the server at once.
-    fn drop(&mut self) {
-        if self.stop.is_some() {
-            self.task.abort();
+            Ok((TokioIo::new(tls), certificates))
         }
     }
 }
