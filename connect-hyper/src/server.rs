@@ -14,7 +14,7 @@ use hyper::rt::{Read, Write};
 use hyper::service::Service;
 use hyper_util::server::conn::auto::{self, HttpServerConnExec};
 
-use crate::accept::{accept_loop, within};
+use crate::accept::accept_loop;
 use crate::conn::{http_builder, serve_connection};
 use crate::graceful::Watcher;
 use crate::limits::Limits;
@@ -194,7 +194,7 @@ impl<R: ServerRuntime> Server<R> {
         if let Some(config) = &self.tls {
             let timeout = self.limits.header_read_timeout.map(R::sleep);
             let handshake = R::tls_accept(config.clone(), stream);
-            let Some(Ok((tls, certificates))) = within(handshake, timeout).await else {
+            let Some(Ok((tls, certificates))) = crate::within(handshake, timeout).await else {
                 return;
             };
             let service = service.with_certificates(certificates);
