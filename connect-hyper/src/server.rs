@@ -43,6 +43,8 @@ pub trait ServerRuntime: Send + Sync + 'static {
     #[cfg(feature = "tls")]
     type TlsIo: Read + Write + Unpin + Send + 'static;
 
+    /// A listener bound to `addr`.
+    fn bind(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send;
     /// The address `listener` listens on.
     fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
     /// The next connection, with its peer's address.

@@ -28,6 +28,10 @@ impl ServerRuntime for SmolRuntime {
     #[cfg(feature = "tls")]
     type TlsIo = FuturesIo<futures_rustls::server::TlsStream<TcpStream>>;
 
+    async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+        TcpListener::bind(addr).await
+    }
+
     fn local_addr(listener: &TcpListener) -> io::Result<SocketAddr> {
         listener.local_addr()
     }

@@ -4,6 +4,6 @@
 
 mod common;
 
-connect_testkit::e2e_tests!(common::Smol, smol::block_on);
+connect_testkit::e2e_tests!(common::Smol::default(), smol::block_on);
 // Request-body limit, client certificates over TLS, header read timeout.
-connect_testkit::hyper_tests!(common::Smol, smol::block_on);
+connect_testkit::hyper_tests!(common::Smol::default(), smol::block_on);

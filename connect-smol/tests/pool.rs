@@ -69,7 +69,7 @@ fn client(
 #[test]
 fn connections_are_pooled() {
     smol::block_on(async {
-        let suite = Suite::new(common::Smol);
+        let suite = Suite::new(common::Smol::default());
         let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Server::new(suite.router(ServerConfig::default()))
             .spawn(listener)

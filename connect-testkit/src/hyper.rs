@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use connect_hyper::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use connect_hyper::tls::rustls::{ClientConfig, RootCertStore, ServerConfig};
-use connect_hyper::{Limits, PeerAddr, PeerCertificates};
-use connect_proto::rpc::{BoxFuture, Client, Router};
+use connect_hyper::{Limits, PeerAddr, PeerCertificates, Server, ServerRuntime, TransportSettings};
+use connect_proto::rpc::{BoxFuture, Client, Router, Runtime, Transport};
 use connect_proto::{Code, Codec, Protocol};
 use futures_util::StreamExt;
 
@@ -220,4 +220,93 @@ macro_rules! hyper_tests {
             request_body_limit, tls_client_certificates_reach_handlers,
             header_read_timeout_closes_silent_connections);
     };
+}
+
+/// The matrix's adapter for a hyper-based runtime adapter: connect-hyper's [`Server`] on runtime `R`
+/// (also the typed layer's runtime), called through transport `T`. connect-tokio's tests use
+/// `HyperTestAdapter<TokioRuntime, HyperTransport>`, connect-smol's
+/// `HyperTestAdapter<SmolRuntime, SmolTransport>`.
+pub struct HyperTestAdapter<R, T> {
+    types: std::marker::PhantomData<fn() -> (R, T)>,
+}
+
+impl<R, T> Default for HyperTestAdapter<R, T> {
+    fn default() -> Self {
+        HyperTestAdapter {
+            types: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<R, T> std::fmt::Debug for HyperTestAdapter<R, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(std::any::type_name::<Self>())
+    }
+}
+
+impl<R, T> Adapter for HyperTestAdapter<R, T>
+where
+    R: ServerRuntime + Runtime + Default,
+    T: Transport + Clone + From<TransportSettings>,
+{
+    type Transport = T;
+
+    fn runtime(&self) -> Arc<dyn Runtime> {
+        Arc::new(R::default())
+    }
+
+    fn serve(&self, router: Router, http: Http) -> BoxFuture<'static, TestServer> {
+        self.serve_with_limits(router, http, Limits::default())
+    }
+
+    fn transport(&self, http: Http) -> T {
+        let mut settings = TransportSettings::default();
+        settings.http2_only = http == Http::H2c;
+        if http == Http::H2Tls {
+            settings.tls = Some(client_tls());
+        }
+        T::from(settings)
+    }
+
+    fn peer_describer(&self) -> Option<PeerDescriber> {
+        Some(peer_describer())
+    }
+}
+
+impl<R, T> HyperAdapter for HyperTestAdapter<R, T>
+where
+    R: ServerRuntime + Runtime + Default,
+    T: Transport + Clone + From<TransportSettings>,
+{
+    fn serve_with_limits(
+        &self,
+        router: Router,
+        http: Http,
+        limits: Limits,
+    ) -> BoxFuture<'static, TestServer> {
+        Box::pin(async move {
+            let listener = R::bind(([127, 0, 0, 1], 0).into())
+                .await
+                .expect("bind 127.0.0.1:0");
+            let mut server = Server::<R>::new(router).limits(limits);
+            let scheme = match http {
+                Http::H2Tls => {
+                    server = server.tls(server_tls());
+                    "https"
+                }
+                Http::Http1 | Http::H2c => "http",
+            };
+            let handle = server.spawn(listener).expect("serve");
+            let base = format!("{scheme}://127.0.0.1:{}", handle.local_addr().port())
+                .parse()
+                .expect("base URI");
+            TestServer::new(base, move || Box::pin(handle.shutdown()))
+        })
+    }
+
+    fn transport_with_tls(&self, config: ClientConfig) -> T {
+        let mut settings = TransportSettings::default();
+        settings.tls = Some(config);
+        T::from(settings)
+    }
 }

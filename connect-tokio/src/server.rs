@@ -27,6 +27,10 @@ impl ServerRuntime for TokioRuntime {
     #[cfg(feature = "tls")]
     type TlsIo = TokioIo<tokio_rustls::server::TlsStream<TcpStream>>;
 
+    async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+        TcpListener::bind(addr).await
+    }
+
     fn local_addr(listener: &TcpListener) -> io::Result<SocketAddr> {
         listener.local_addr()
     }

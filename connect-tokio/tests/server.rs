@@ -37,7 +37,7 @@ async fn wait_dropped(suite: &Suite<common::Tokio>, tag: &str) {
 /// handler, over HTTP/1.1 and h2c, for a server stream and a bidi stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_client_mid_stream_drops_the_handler() {
-    let suite = Suite::new(common::Tokio);
+    let suite = Suite::new(common::Tokio::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = Server::new(suite.router(ServerConfig::default()))
         .spawn(listener)
@@ -98,7 +98,7 @@ async fn killed_client_mid_stream_drops_the_handler() {
 /// The router as a tower service: called directly with `oneshot`, any request body type.
 #[tokio::test]
 async fn router_is_a_tower_service() {
-    let suite = Suite::new(common::Tokio);
+    let suite = Suite::new(common::Tokio::default());
     let service = ConnectService::new(suite.router(ServerConfig::default()));
     let request = http::Request::post("/testkit.v1.EchoService/Unary")
         .header("content-type", "application/json")
@@ -116,7 +116,7 @@ async fn router_is_a_tower_service() {
 /// Mounted in an axum app next to plain routes, served by axum's own server: both answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mounted_in_axum_next_to_other_routes() {
-    let suite = Suite::new(common::Tokio);
+    let suite = Suite::new(common::Tokio::default());
     let app = axum::Router::new()
         .route("/health", axum::routing::get(|| async { "ok" }))
         .merge(connect_tokio::axum_router(
@@ -169,7 +169,7 @@ async fn mounted_in_axum_next_to_other_routes() {
 /// h2c, the runtime is back to the tasks it had with one idle pooled connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_calls_leave_no_client_tasks() {
-    let suite = Suite::new(common::Tokio);
+    let suite = Suite::new(common::Tokio::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = Server::new(suite.router(ServerConfig::default()))
         .spawn(listener)
