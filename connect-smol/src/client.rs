@@ -358,10 +358,8 @@ impl Inner {
                 .handshake(io)
                 .await
                 .map_err(transport_error)?;
-            smol::spawn(async move {
-                let _ = conn.await;
-            })
-            .detach();
+            // The connection's task ends when it closes (its error has nowhere else to go).
+            smol::spawn(conn).detach();
             let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
             pool.entry(origin.clone()).or_default().http2 = Some(sender.clone());
             return Ok(Sender::Http2(sender));
@@ -370,10 +368,7 @@ impl Inner {
             .handshake(io)
             .await
             .map_err(transport_error)?;
-        smol::spawn(async move {
-            let _ = conn.await;
-        })
-        .detach();
+        smol::spawn(conn).detach();
         Ok(Sender::Http1(sender))
     }
 }
