@@ -8,6 +8,10 @@
 //! server, client and runtime work under any executor that runs on async-io's reactor: smol's,
 //! `async_std::task::block_on`, `async-global-executor`.
 //!
+//! No tokio runtime is built: hyper (always) and h2 still depend on the tokio crate, for its channels
+//! (`sync`) and IO traits (`io-util`) only; none of its reactor, timers or executor (`rt`, `net`,
+//! `time`) is enabled, which `test.sh` checks with `cargo tree`.
+//!
 //! ```no_run
 //! # async fn demo(router: connect_proto::rpc::Router) -> std::io::Result<()> {
 //! use connect_smol::Server;
