@@ -7,6 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export CONNECT_SHARED_DIR="${CONNECT_SHARED_DIR:-$(cd .. && pwd)/shared}"
 cargo test --workspace
+# connect-smol runs on no tokio runtime. hyper (tokio/sync, unconditionally) and h2 (tokio/io-util and
+# tokio-util's codec) still bring the tokio crate in for its channels and IO traits, so the check is on
+# features: none of tokio's runtime, reactor, timer or macros.
+if cargo tree -p connect-smol -e normal,features -i tokio --prefix none \
+    | grep -E '^tokio feature "(rt|rt-multi-thread|net|time|macros|process|signal|fs|io-std)"'; then
+    echo "connect-smol depends on a tokio runtime feature (above)" >&2
+    exit 1
+fi
 # Our conformance runner over the full matrix (all three protocols); a debug build reuses the test
 # build's dependencies. Ends with "N passed, M failed" and fails on any unexpected failure.
 cargo run -p conformance --bin conformance-runner

@@ -23,10 +23,9 @@ KINDS = ["unary", "server_stream", "client_stream", "bidi", "error", "metadata",
 CLIENT_TIMEOUT = 120
 READY_TIMEOUT = 30
 
-# Runtimes our server runs on. connect-smol has not landed (branch `smol` is empty): once it is merged
-# and interop-server accepts `--runtime smol`, move it from NOT_YET to RUNTIMES.
-RUNTIMES = ["tokio"]
-NOT_YET = {"smol": "not yet: connect-smol has not landed (branch smol has no commits)"}
+# Runtimes our server runs on (interop-server --runtime ...).
+RUNTIMES = ["tokio", "smol"]
+NOT_YET: dict = {}
 
 # (pair, kind) -> reason: failures we understand, caused by us and not fixed yet. A listed case that
 # fails counts as an expected failure; one that passes is reported, so the list can shrink.

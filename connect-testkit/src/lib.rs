@@ -5,6 +5,8 @@
 //! An adapter's test file implements [`Adapter`] and expands [`e2e_tests!`] once.
 
 mod certs;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod service;
 mod suite;
 

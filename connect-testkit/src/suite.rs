@@ -157,7 +157,7 @@ pub async fn bounded<F: Future>(
 }
 
 /// Every call of a check must finish within this.
-const CALL_LIMIT: Duration = Duration::from_secs(10);
+pub(crate) const CALL_LIMIT: Duration = Duration::from_secs(10);
 /// A cancelled handler must be dropped within this.
 const DROP_LIMIT: Duration = Duration::from_secs(5);
 
@@ -165,9 +165,9 @@ type EchoClient<T> = EchoServiceClient<T>;
 
 /// The end-to-end checks over one adapter. Each check starts its own servers.
 pub struct Suite<A> {
-    adapter: Arc<A>,
+    pub(crate) adapter: Arc<A>,
     tracker: Arc<Tracker>,
-    runtime: Arc<dyn Runtime>,
+    pub(crate) runtime: Arc<dyn Runtime>,
     tags: AtomicUsize,
 }
 
@@ -177,7 +177,7 @@ impl<A> fmt::Debug for Suite<A> {
     }
 }
 
-fn echo(text: &str) -> EchoRequest {
+pub(crate) fn echo(text: &str) -> EchoRequest {
     EchoRequest {
         text: text.to_owned(),
         ..Default::default()
@@ -254,18 +254,18 @@ impl<A: Adapter> Suite<A> {
         format!("{what}-{case}-{n}")
     }
 
-    async fn call<F: Future>(&self, what: impl fmt::Display, future: F) -> F::Output {
+    pub(crate) async fn call<F: Future>(&self, what: impl fmt::Display, future: F) -> F::Output {
         bounded(&*self.runtime, CALL_LIMIT, what, future).await
     }
 
-    async fn sleep(&self, duration: Duration) {
+    pub(crate) async fn sleep(&self, duration: Duration) {
         self.runtime
             .sleep_until(self.runtime.now() + duration)
             .await;
     }
 
     /// Waits until the handler tagged `tag` was dropped; panics after [`DROP_LIMIT`].
-    async fn assert_dropped(&self, tag: &str) {
+    pub(crate) async fn assert_dropped(&self, tag: &str) {
         let started = self.runtime.now();
         loop {
             let lifetime = self.tracker.get(tag);

@@ -1,15 +1,11 @@
 //! The client transport: hyper's pooled client under the typed layer's [`Transport`] trait.
 
-use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use bytes::Bytes;
+use connect_hyper::{transport_error, ClientBody, TransportBuilder, TransportSettings};
 use connect_proto::rpc::{RequestBody, Transport, TransportError};
-use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -55,83 +51,24 @@ impl HyperTransport {
     }
 }
 
-/// Builds a [`HyperTransport`].
-#[derive(Debug)]
-pub struct HyperTransportBuilder {
-    http2_only: bool,
-    connect_timeout: Option<Duration>,
-    pool_idle_timeout: Option<Duration>,
-    keepalive_interval: Option<Duration>,
-    keepalive_timeout: Duration,
-    #[cfg(feature = "tls")]
-    tls: Option<rustls::ClientConfig>,
-}
+/// Builds a [`HyperTransport`]: `HyperTransport::builder().http2_only(true).build()`.
+pub type HyperTransportBuilder = TransportBuilder<HyperTransport>;
 
-impl Default for HyperTransportBuilder {
-    fn default() -> Self {
-        HyperTransportBuilder {
-            http2_only: false,
-            connect_timeout: Some(Duration::from_secs(10)),
-            pool_idle_timeout: Some(Duration::from_secs(90)),
-            keepalive_interval: None,
-            keepalive_timeout: Duration::from_secs(20),
-            #[cfg(feature = "tls")]
-            tls: None,
-        }
-    }
-}
-
-impl HyperTransportBuilder {
-    /// Speak only HTTP/2: with prior knowledge (h2c) over plain TCP. Required for gRPC and for
-    /// full-duplex bidi streams over plain TCP.
-    pub fn http2_only(mut self, enabled: bool) -> Self {
-        self.http2_only = enabled;
-        self
-    }
-
-    /// How long connecting may take; `None`: no limit.
-    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How long an idle pooled connection is kept; `None`: for ever.
-    pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.pool_idle_timeout = timeout;
-        self
-    }
-
-    /// HTTP/2 keep-alive pings: the interval between pings and how long to wait for an answer.
-    pub fn keepalive(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
-        self.keepalive_interval = interval;
-        self.keepalive_timeout = timeout;
-        self
-    }
-
-    /// TLS settings for `https` URIs (trust roots, client certificate). The ALPN list is set by the
-    /// transport. Without it, `https` connections trust no certificate.
-    #[cfg(feature = "tls")]
-    pub fn tls_config(mut self, config: rustls::ClientConfig) -> Self {
-        self.tls = Some(config);
-        self
-    }
-
-    /// The transport.
-    pub fn build(self) -> HyperTransport {
+impl From<TransportSettings> for HyperTransport {
+    fn from(settings: TransportSettings) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(self.connect_timeout);
+        http.set_connect_timeout(settings.connect_timeout);
         #[cfg(feature = "tls")]
         let connector = {
-            let mut config = self
-                .tls
-                .unwrap_or_else(crate::tls::client_config_without_roots);
+            let mut config = settings.tls_config();
+            // hyper-rustls sets the ALPN list itself.
             config.alpn_protocols.clear();
             let builder = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(config)
                 .https_or_http();
-            if self.http2_only {
+            if settings.http2_only {
                 builder.enable_http2().wrap_connector(http)
             } else {
                 builder.enable_all_versions().wrap_connector(http)
@@ -143,10 +80,10 @@ impl HyperTransportBuilder {
         builder
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(self.pool_idle_timeout)
-            .http2_only(self.http2_only)
-            .http2_keep_alive_interval(self.keepalive_interval)
-            .http2_keep_alive_timeout(self.keepalive_timeout);
+            .pool_idle_timeout(settings.pool_idle_timeout)
+            .http2_only(settings.http2_only)
+            .http2_keep_alive_interval(settings.keepalive_interval)
+            .http2_keep_alive_timeout(settings.keepalive_timeout);
         HyperTransport {
             client: builder.build(connector),
         }
@@ -182,49 +119,8 @@ impl Future for ResponseFuture {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.inner).poll(cx).map(|result| {
             result
-                .map(|response| response.map(|inner| ClientBody { inner }))
+                .map(|response| response.map(ClientBody::new))
                 .map_err(transport_error)
         })
     }
-}
-
-/// A response body from hyper whose errors carry the HTTP/2 reset code, so that the call machine maps
-/// `RST_STREAM` codes to status codes.
-#[derive(Debug)]
-pub struct ClientBody {
-    inner: Incoming,
-}
-
-impl Body for ClientBody {
-    type Data = Bytes;
-    type Error = TransportError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, TransportError>>> {
-        Pin::new(&mut self.inner)
-            .poll_frame(cx)
-            .map(|frame| frame.map(|result| result.map_err(transport_error)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A hyper error as a [`TransportError`]: a reset when an HTTP/2 reason is found in its sources.
-fn transport_error<E: StdError + Send + Sync + 'static>(error: E) -> TransportError {
-    let mut source: Option<&(dyn StdError + 'static)> = Some(&error);
-    while let Some(e) = source {
-        if let Some(reason) = e.downcast_ref::<h2::Error>().and_then(h2::Error::reason) {
-            return TransportError::reset(reason.into(), error);
-        }
-        source = e.source();
-    }
-    TransportError::connection(error)
 }

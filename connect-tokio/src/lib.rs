@@ -22,21 +22,22 @@
 #[cfg(feature = "axum")]
 mod axum_routes;
 mod client;
-mod peer;
 mod runtime;
 mod server;
 mod service;
+/// TLS helpers (feature `tls`): rustls with the ring provider.
 #[cfg(feature = "tls")]
-pub mod tls;
+pub use connect_hyper::tls;
 
 #[cfg(feature = "axum")]
 pub use axum_routes::axum_router;
-pub use client::{ClientBody, HyperTransport, HyperTransportBuilder, ResponseFuture};
-pub use peer::PeerAddr;
+pub use client::{HyperTransport, HyperTransportBuilder, ResponseFuture};
 #[cfg(feature = "tls")]
-pub use peer::PeerCertificates;
+pub use connect_hyper::PeerCertificates;
+pub use connect_hyper::ServerHandle;
+pub use connect_hyper::{ClientBody, Limits, PeerAddr, ServerBody};
 pub use runtime::TokioRuntime;
-pub use server::{Limits, Server, ServerBody, ServerHandle};
+pub use server::Server;
 pub use service::{ConnectService, ConnectServiceFuture};
 
 pub use connect_proto::rpc::{Client, Router};

@@ -4,4 +4,6 @@
 
 mod common;
 
-connect_testkit::e2e_tests!(common::Tokio, common::block_on);
+connect_testkit::e2e_tests!(common::Tokio::default(), common::block_on);
+// Request-body limit, client certificates over TLS, header read timeout.
+connect_testkit::hyper_tests!(common::Tokio::default(), common::block_on);

@@ -1,14 +1,15 @@
-//! tokio-specific server behaviour: a killed client, request limits, TLS client certificates, tower
-//! and axum mounting.
+//! tokio-specific behaviour: a killed client runtime, tower and axum mounting, no client tasks left
+//! behind. The hyper-level checks (request limits, TLS client certificates, header read timeout) are
+//! connect-testkit's, run in `e2e.rs`.
 
 mod common;
 
 use std::time::Duration;
 
-use connect_proto::{ClientConfig, Code, Codec, Protocol, ServerConfig};
+use connect_proto::{ClientConfig, Codec, Protocol, ServerConfig};
 use connect_testkit::proto::testkit::v1::{EchoRequest, EchoServiceClient};
 use connect_testkit::Suite;
-use connect_tokio::{ConnectService, HyperTransport, Limits, Server, TokioRuntime};
+use connect_tokio::{ConnectService, HyperTransport, Server, TokioRuntime};
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -36,7 +37,7 @@ async fn wait_dropped(suite: &Suite<common::Tokio>, tag: &str) {
 /// handler, over HTTP/1.1 and h2c, for a server stream and a bidi stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_client_mid_stream_drops_the_handler() {
-    let suite = Suite::new(common::Tokio);
+    let suite = Suite::new(common::Tokio::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = Server::new(suite.router(ServerConfig::default()))
         .spawn(listener)
@@ -94,110 +95,10 @@ async fn killed_client_mid_stream_drops_the_handler() {
     server.shutdown().await;
 }
 
-/// A request body over `max_request_body`: refused up front when its length is announced, reset when
-/// it streams past the limit; the handler is dropped either way.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_body_limit() {
-    let suite = Suite::new(common::Tokio);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut limits = Limits::default();
-    limits.max_request_body = Some(4096);
-    let server = Server::new(suite.router(ServerConfig::default()))
-        .limits(limits)
-        .spawn(listener)
-        .unwrap();
-    let base: http::Uri = format!("http://{}", server.local_addr()).parse().unwrap();
-    for h2 in [false, true] {
-        let transport = if h2 {
-            HyperTransport::http2()
-        } else {
-            HyperTransport::new()
-        };
-        let client = EchoServiceClient::new(connect_tokio::Client::new(
-            transport,
-            base.clone(),
-            ClientConfig::new(Protocol::Connect, Codec::Proto),
-            TokioRuntime,
-        ));
-        // Unary: Content-Length says it all.
-        let big = EchoRequest {
-            padding: vec![0; 8192],
-            ..echo("big")
-        };
-        let status = tokio::time::timeout(LIMIT, client.unary(&big))
-            .await
-            .unwrap()
-            .unwrap_err();
-        assert_ne!(status.code(), Code::OK, "h2={h2}");
-        // Small calls still work.
-        let ok = tokio::time::timeout(LIMIT, client.unary(&echo("small")))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(ok.message().text, "small");
-        // Streaming: each message is small, together they cross the limit.
-        let tag = format!("body-limit-h2={h2}");
-        // Paced, so that the body's length is unknown when the request starts.
-        let requests = futures_util::stream::iter(0..10).then(move |i| {
-            let tag = if i == 0 { tag.clone() } else { String::new() };
-            async move {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                EchoRequest {
-                    padding: vec![0; 1024],
-                    tag,
-                    ..echo("chunk")
-                }
-            }
-        });
-        let result = tokio::time::timeout(LIMIT, client.client_stream(requests))
-            .await
-            .unwrap();
-        assert!(result.is_err(), "h2={h2}: a body over the limit was served");
-        wait_dropped(&suite, &format!("body-limit-h2={h2}")).await;
-    }
-    tokio::time::timeout(LIMIT, server.shutdown())
-        .await
-        .unwrap();
-}
-
-/// Over TLS, handlers see the client's certificate chain; without one, they see none.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_client_certificates_reach_handlers() {
-    let suite = Suite::new(common::Tokio);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = Server::new(suite.router(ServerConfig::default()))
-        .tls(common::server_tls())
-        .spawn(listener)
-        .unwrap();
-    let base: http::Uri = format!("https://localhost:{}", server.local_addr().port())
-        .parse()
-        .unwrap();
-    let mut anonymous = common::client_tls();
-    anonymous.client_auth_cert_resolver = connect_tokio::tls::client_config(common::roots(), None)
-        .unwrap()
-        .client_auth_cert_resolver;
-    for (config, expect_cert) in [(common::client_tls(), true), (anonymous, false)] {
-        let client = EchoServiceClient::new(connect_tokio::Client::new(
-            HyperTransport::builder().tls_config(config).build(),
-            base.clone(),
-            ClientConfig::new(Protocol::Grpc, Codec::Proto),
-            TokioRuntime,
-        ));
-        let response = tokio::time::timeout(LIMIT, client.unary(&echo("tls")))
-            .await
-            .unwrap()
-            .unwrap();
-        let peer = response.headers()["x-peer"].to_str().unwrap();
-        assert!(peer.starts_with("127.0.0.1:"), "{peer}");
-        assert_eq!(peer.ends_with(" cert"), expect_cert, "{peer}");
-    }
-    server.shutdown().await;
-}
-
 /// The router as a tower service: called directly with `oneshot`, any request body type.
 #[tokio::test]
 async fn router_is_a_tower_service() {
-    let suite = Suite::new(common::Tokio);
+    let suite = Suite::new(common::Tokio::default());
     let service = ConnectService::new(suite.router(ServerConfig::default()));
     let request = http::Request::post("/testkit.v1.EchoService/Unary")
         .header("content-type", "application/json")
@@ -215,7 +116,7 @@ async fn router_is_a_tower_service() {
 /// Mounted in an axum app next to plain routes, served by axum's own server: both answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mounted_in_axum_next_to_other_routes() {
-    let suite = Suite::new(common::Tokio);
+    let suite = Suite::new(common::Tokio::default());
     let app = axum::Router::new()
         .route("/health", axum::routing::get(|| async { "ok" }))
         .merge(connect_tokio::axum_router(
@@ -268,7 +169,7 @@ async fn mounted_in_axum_next_to_other_routes() {
 /// h2c, the runtime is back to the tasks it had with one idle pooled connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_calls_leave_no_client_tasks() {
-    let suite = Suite::new(common::Tokio);
+    let suite = Suite::new(common::Tokio::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = Server::new(suite.router(ServerConfig::default()))
         .spawn(listener)
@@ -319,37 +220,8 @@ async fn cancelled_calls_leave_no_client_tasks() {
     server.shutdown().await;
 }
 
-/// A client that opens a connection and never finishes its request head is disconnected after the
-/// header read timeout.
-#[tokio::test]
-async fn header_read_timeout_closes_silent_connections() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let suite = Suite::new(common::Tokio);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut limits = Limits::default();
-    limits.header_read_timeout = Some(Duration::from_millis(200));
-    let server = Server::new(suite.router(ServerConfig::default()))
-        .limits(limits)
-        .spawn(listener)
-        .unwrap();
-    let mut socket = tokio::net::TcpStream::connect(server.local_addr())
-        .await
-        .unwrap();
-    socket
-        .write_all(b"POST /testkit.v1.EchoService/Unary HTTP/1.1\r\nhost: x\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    // The server answers 408 or just closes; either way the read ends.
-    tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut buf))
-        .await
-        .expect("the silent connection was closed")
-        .ok();
-    server.shutdown().await;
-}
-
 async fn echo_server() -> (connect_tokio::ServerHandle, std::net::SocketAddr) {
-    let suite = Suite::new(common::Tokio);
+    let suite = Suite::new(common::Tokio::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = Server::new(suite.router(ServerConfig::default()))
         .spawn(listener)

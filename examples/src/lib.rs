@@ -1,7 +1,9 @@
 //! The service the examples serve: `demo.v1.GreetService`.
 
-use connect_proto::rpc::{Context, HandlerStream, RequestView, Streaming};
-use connect_proto::Status;
+use connect_proto::rpc::{
+    Client, Context, HandlerStream, RequestView, Runtime, Streaming, Transport,
+};
+use connect_proto::{ClientConfig, Codec, Protocol, Status};
 use futures_util::StreamExt;
 
 /// Code generated from `proto/demo/v1/greet.proto` by connect-build.
@@ -10,7 +12,7 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/proto.rs"));
 }
 
-use proto::demo::v1::{GreetRequest, GreetResponse, GreetService};
+use proto::demo::v1::{GreetRequest, GreetResponse, GreetService, GreetServiceClient};
 
 /// Greets everybody.
 #[derive(Clone, Copy, Debug, Default)]
@@ -33,8 +35,8 @@ impl GreetService for Greeter {
         if name.is_empty() {
             return Err(Status::invalid_argument("name must not be empty"));
         }
-        // connect-tokio's server puts a `PeerAddr` in each request; axum's `ConnectInfo` does the same
-        // job when the router is mounted in axum.
+        // The hyper servers (connect-tokio's, connect-smol's) put a `PeerAddr` in each request; axum's
+        // `ConnectInfo` does the same job when the router is mounted in axum.
         let extensions = ctx.extensions();
         let peer = extensions
             .get::<connect_tokio::PeerAddr>()
@@ -83,4 +85,82 @@ impl GreetService for Greeter {
             request.map(|r| greeting(format!("Nice to meet you, {}.", r.reborrow().name)))
         })))
     }
+}
+
+fn request(name: &str) -> GreetRequest {
+    GreetRequest {
+        name: name.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// The clients' side of the demos, the same on every runtime: all four kinds of RPC and an error, in
+/// Connect over HTTP/1.1 (JSON), gRPC over h2c and gRPC-Web over HTTP/1.1 (proto), against the
+/// server at `base`. `transport(http2)` makes the runtime's client transport.
+pub async fn tour<T: Transport>(
+    base: &http::Uri,
+    runtime: impl Runtime + Clone,
+    transport: impl Fn(bool) -> T,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let clients = [
+        (
+            "Connect over HTTP/1.1, JSON",
+            Protocol::Connect,
+            Codec::Json,
+            false,
+        ),
+        (
+            "gRPC over HTTP/2 (h2c), proto",
+            Protocol::Grpc,
+            Codec::Proto,
+            true,
+        ),
+        (
+            "gRPC-Web over HTTP/1.1, proto",
+            Protocol::GrpcWeb,
+            Codec::Proto,
+            false,
+        ),
+    ];
+    for (label, protocol, codec, http2) in clients {
+        println!("\n== {label}");
+        let client = GreetServiceClient::new(Client::new(
+            transport(http2),
+            base.clone(),
+            ClientConfig::new(protocol, codec),
+            runtime.clone(),
+        ));
+
+        let response = client.greet(&request("Ada")).await?;
+        println!(
+            "unary         Greet(Ada)          -> {}",
+            response.message().greeting
+        );
+
+        let mut stream = client.greet_many(&request("Grace")).await?;
+        while let Some(message) = stream.next().await {
+            println!("server stream GreetMany(Grace)    -> {}", message?.greeting);
+        }
+
+        let names = futures_util::stream::iter(["Alan", "Barbara", "Edsger"].map(request));
+        let response = client.greet_all(names).await?;
+        println!(
+            "client stream GreetAll(3 names)   -> {}",
+            response.message().greeting
+        );
+
+        let names = futures_util::stream::iter(["Ken", "Dennis"].map(request));
+        let mut stream = client.chat(names).await?;
+        while let Some(message) = stream.next().await {
+            println!("bidi stream   Chat                -> {}", message?.greeting);
+        }
+
+        let error = client.greet(&request("")).await.unwrap_err();
+        println!(
+            "error         Greet(\"\")            -> {:?}: {}",
+            error.code(),
+            error.message()
+        );
+    }
+    Ok(())
 }

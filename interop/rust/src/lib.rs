@@ -50,7 +50,8 @@ pub fn requested_error(code: &str, message: &str, text: &str) -> Status {
 
 async fn sleep_ms(ms: i32) {
     if ms > 0 {
-        tokio::time::sleep(Duration::from_millis(ms as u64)).await;
+        // async-io's timer runs on its own reactor: the same handler serves on tokio and on smol.
+        async_io::Timer::after(Duration::from_millis(ms as u64)).await;
     }
 }
 

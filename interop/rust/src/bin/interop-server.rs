@@ -27,9 +27,7 @@ fn main() {
     }
     let result = match runtime.as_str() {
         "tokio" => serve_tokio(port),
-        "smol" => {
-            Err("not yet: connect-smol has not landed (branch smol); run --runtime tokio".into())
-        }
+        "smol" => serve_smol(port),
         _ => usage(),
     };
     if let Err(e) = result {
@@ -48,6 +46,18 @@ fn serve_tokio(port: u16) -> Result<(), Box<dyn std::error::Error>> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let server = connect_tokio::Server::new(router).spawn(listener)?;
         println!("listening on {} (tokio)", server.local_addr());
+        // Runs until killed (the driver stops it by PID).
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}
+
+fn serve_smol(port: u16) -> Result<(), Box<dyn std::error::Error>> {
+    smol::block_on(async {
+        let router = connect_smol::router().service(InteropServiceServer::new(Interop));
+        let listener = smol::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let server = connect_smol::Server::new(router).spawn(listener)?;
+        println!("listening on {} (smol)", server.local_addr());
         // Runs until killed (the driver stops it by PID).
         std::future::pending::<()>().await;
         Ok(())

@@ -68,8 +68,8 @@ pub fn client_config(
     }
 }
 
-/// A client configuration that trusts nothing: the default when none is given.
-pub(crate) fn client_config_without_roots() -> rustls::ClientConfig {
+/// A client configuration that trusts nothing: a client transport's default when none is given.
+pub fn client_config_without_roots() -> rustls::ClientConfig {
     rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map(|b| {
@@ -84,4 +84,25 @@ pub(crate) fn client_config_without_roots() -> rustls::ClientConfig {
                 .with_root_certificates(rustls::RootCertStore::empty())
                 .with_no_client_auth()
         })
+}
+
+/// Sets the ALPN list of a server configuration to `h2`, `http/1.1` when it is empty.
+pub fn with_default_alpn(mut config: rustls::ServerConfig) -> rustls::ServerConfig {
+    if config.alpn_protocols.is_empty() {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
+    config
+}
+
+/// Sets the ALPN list of a client configuration: `h2` only, or `h2` then `http/1.1`.
+pub fn with_client_alpn(
+    mut config: rustls::ClientConfig,
+    http2_only: bool,
+) -> rustls::ClientConfig {
+    config.alpn_protocols = if http2_only {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    };
+    config
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 ///
 /// ```
 /// # fn handler(ctx: &connect_proto::rpc::Context) {
-/// if let Some(connect_tokio::PeerAddr(addr)) = ctx.extensions().get() {
+/// if let Some(connect_hyper::PeerAddr(addr)) = ctx.extensions().get() {
 ///     println!("called from {addr}");
 /// }
 /// # }
@@ -20,3 +20,15 @@ pub struct PeerAddr(pub SocketAddr);
 #[cfg(feature = "tls")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerCertificates(pub std::sync::Arc<Vec<rustls::pki_types::CertificateDer<'static>>>);
+
+#[cfg(feature = "tls")]
+impl PeerCertificates {
+    /// The chain the client of `connection` presented, once its handshake is done; `None` without one.
+    pub fn of(connection: &rustls::ServerConnection) -> Option<Self> {
+        connection.peer_certificates().map(|chain| {
+            PeerCertificates(std::sync::Arc::new(
+                chain.iter().map(|c| c.clone().into_owned()).collect(),
+            ))
+        })
+    }
+}

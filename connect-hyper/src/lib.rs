@@ -1,0 +1,33 @@
+//! The hyper glue that every hyper-based adapter of [`connect_proto`] shares, whatever its runtime:
+//! the per-connection service that hands requests to a [`Router`](connect_proto::rpc::Router) under a
+//! request-body limit, the server and client bodies, the peer's identity for handlers, [`Limits`],
+//! rustls configurations, a runtime-free graceful shutdown and [`serve_connection`].
+//!
+//! An adapter (connect-tokio, connect-smol) adds only what its runtime decides: a [`ServerRuntime`]
+//! (listener, tasks, timer, the IO types behind `hyper::rt`) and the connection pool of its client.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod accept;
+mod client_body;
+mod conn;
+mod graceful;
+mod limits;
+mod peer;
+mod server;
+mod service;
+#[cfg(feature = "tls")]
+pub mod tls;
+mod transport;
+
+pub use accept::{accept_loop, within};
+pub use client_body::{transport_error, ClientBody};
+pub use conn::{http_builder, serve_connection};
+pub use graceful::{GracefulShutdown, Watcher};
+pub use limits::Limits;
+pub use peer::PeerAddr;
+#[cfg(feature = "tls")]
+pub use peer::PeerCertificates;
+pub use server::{Server, ServerHandle, ServerRuntime, ServiceFuture};
+pub use service::{ConnectionService, ServerBody};
+pub use transport::{TransportBuilder, TransportSettings};

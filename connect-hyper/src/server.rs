@@ -1,0 +1,241 @@
+//! The server, generic over the runtime that accepts, spawns and sleeps: HTTP/1.1 and h2c on one
+//! port, HTTP/2 over TLS, limits, graceful shutdown.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use connect_proto::rpc::Router;
+use futures_channel::oneshot;
+use futures_util::future::{AbortHandle, Abortable};
+use hyper::rt::{Read, Write};
+use hyper::service::Service;
+use hyper_util::server::conn::auto::{self, HttpServerConnExec};
+
+use crate::accept::accept_loop;
+use crate::conn::{http_builder, serve_connection};
+use crate::graceful::Watcher;
+use crate::limits::Limits;
+use crate::peer::PeerAddr;
+use crate::service::{ConnectionService, ServerBody};
+
+/// The future of [`ConnectionService`], which the executor's HTTP/2 streams run.
+pub type ServiceFuture =
+    <ConnectionService as Service<http::Request<hyper::body::Incoming>>>::Future;
+
+/// What a runtime brings to a [`Server`]: its listener and streams, tasks, timer, and the IO types
+/// hyper reads and writes. Implemented by `connect_tokio::TokioRuntime` and
+/// `connect_smol::SmolRuntime`.
+pub trait ServerRuntime: Send + Sync + 'static {
+    /// A TCP listener.
+    type Listener: Send + Sync + 'static;
+    /// An accepted TCP stream.
+    type Stream: Send + 'static;
+    /// The executor hyper spawns HTTP/2 streams on.
+    type Executor: HttpServerConnExec<ServiceFuture, ServerBody> + Clone + Send + Sync + 'static;
+    /// hyper's timer (header read timeout, keep-alive).
+    type Timer: hyper::rt::Timer + Clone + Send + Sync + 'static;
+    /// A plain stream as hyper's IO.
+    type Io: Read + Write + Unpin + Send + 'static;
+    /// A TLS stream as hyper's IO.
+    #[cfg(feature = "tls")]
+    type TlsIo: Read + Write + Unpin + Send + 'static;
+
+    /// A listener bound to `addr`.
+    fn bind(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send;
+    /// The address `listener` listens on.
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
+    /// The next connection, with its peer's address.
+    fn accept(
+        listener: &Self::Listener,
+    ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+    /// Runs `future` in the background.
+    fn spawn(future: impl Future<Output = ()> + Send + 'static);
+    /// Completes after `duration`.
+    fn sleep(duration: Duration) -> impl Future<Output = ()> + Send + 'static;
+    /// The executor for hyper.
+    fn executor() -> Self::Executor;
+    /// The timer for hyper.
+    fn timer() -> Self::Timer;
+    /// An accepted stream as hyper's IO (with `TCP_NODELAY` set).
+    fn io(stream: Self::Stream) -> Self::Io;
+    /// The server side of a TLS handshake on `stream`, and the client's certificate chain.
+    #[cfg(feature = "tls")]
+    fn tls_accept(
+        config: Arc<rustls::ServerConfig>,
+        stream: Self::Stream,
+    ) -> impl Future<Output = io::Result<(Self::TlsIo, Option<crate::PeerCertificates>)>> + Send;
+}
+
+/// Serves a [`Router`] on a TCP listener of runtime `R`: HTTP/1.1 and HTTP/2 with prior knowledge
+/// (h2c) on the same port, or HTTP/2 and HTTP/1.1 over TLS (chosen by ALPN) with the `tls` feature.
+///
+/// Each request gets a [`PeerAddr`] (and, over TLS, the client's
+/// [`PeerCertificates`](crate::PeerCertificates)) in its extensions, which handlers read through
+/// `Context::extensions`.
+pub struct Server<R> {
+    router: Router,
+    limits: Limits,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
+    runtime: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for Server<R> {
+    fn clone(&self) -> Self {
+        Server {
+            router: self.router.clone(),
+            limits: self.limits.clone(),
+            #[cfg(feature = "tls")]
+            tls: self.tls.clone(),
+            runtime: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for Server<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = f.debug_struct("Server");
+        s.field("router", &self.router)
+            .field("limits", &self.limits);
+        #[cfg(feature = "tls")]
+        s.field("tls", &self.tls.is_some());
+        s.finish()
+    }
+}
+
+impl<R: ServerRuntime> Server<R> {
+    /// A server of `router` with default [`Limits`], in plain text.
+    pub fn new(router: Router) -> Self {
+        Server {
+            router,
+            limits: Limits::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
+            runtime: std::marker::PhantomData,
+        }
+    }
+
+    /// Sets the limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Serves TLS with `config`. Its ALPN list is set to `h2`, `http/1.1` when empty; to make client
+    /// certificates available to handlers, configure a client certificate verifier on it.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: rustls::ServerConfig) -> Self {
+        self.tls = Some(Arc::new(crate::tls::with_default_alpn(config)));
+        self
+    }
+
+    /// Serves `listener` until `signal` completes, then shuts down gracefully: stops accepting, lets
+    /// in-flight calls finish (up to [`Limits::shutdown_timeout`]) and closes idle connections.
+    pub async fn serve_with_shutdown(
+        self,
+        listener: R::Listener,
+        signal: impl Future<Output = ()> + Send,
+    ) -> io::Result<()> {
+        let builder = Arc::new(http_builder(&self.limits, R::executor(), R::timer()));
+        let shutdown_timeout = self.limits.shutdown_timeout;
+        let server = Arc::new(self);
+        let listener = Arc::new(listener);
+        let accept = move || {
+            let listener = listener.clone();
+            async move { R::accept(&listener).await }
+        };
+        let serve = |stream, peer, watcher| {
+            let (server, builder) = (server.clone(), builder.clone());
+            R::spawn(async move {
+                server
+                    .serve_connection(&builder, watcher, stream, peer)
+                    .await;
+            });
+        };
+        accept_loop(accept, signal, R::sleep, serve, shutdown_timeout).await;
+        Ok(())
+    }
+
+    /// Starts serving `listener` in a background task; the returned handle shuts it down.
+    pub fn spawn(self, listener: R::Listener) -> io::Result<ServerHandle> {
+        let local_addr = R::local_addr(&listener)?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (done_tx, done) = oneshot::channel::<()>();
+        let (abort, registration) = AbortHandle::new_pair();
+        let serve = self.serve_with_shutdown(listener, async move {
+            let _ = stopped.await;
+        });
+        R::spawn(async move {
+            let _ = Abortable::new(serve, registration).await;
+            let _ = done_tx.send(());
+        });
+        Ok(ServerHandle {
+            local_addr,
+            stop: Some(stop),
+            abort,
+            done,
+        })
+    }
+
+    async fn serve_connection(
+        &self,
+        builder: &auto::Builder<R::Executor>,
+        watcher: Watcher,
+        stream: R::Stream,
+        peer: SocketAddr,
+    ) {
+        let service = ConnectionService::new(
+            self.router.clone(),
+            PeerAddr(peer),
+            self.limits.max_request_body,
+        );
+        #[cfg(feature = "tls")]
+        if let Some(config) = &self.tls {
+            let timeout = self.limits.header_read_timeout.map(R::sleep);
+            let handshake = R::tls_accept(config.clone(), stream);
+            let Some(Ok((tls, certificates))) = crate::within(handshake, timeout).await else {
+                return;
+            };
+            let service = service.with_certificates(certificates);
+            serve_connection(builder, tls, service, watcher).await;
+            return;
+        }
+        serve_connection(builder, R::io(stream), service, watcher).await;
+    }
+}
+
+/// A running server started with [`Server::spawn`].
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    abort: AbortHandle,
+    done: oneshot::Receiver<()>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Shuts down gracefully and waits until in-flight calls are done.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.done).await;
+    }
+}
+
+impl Drop for ServerHandle {
+    /// A handle dropped without [`ServerHandle::shutdown`] stops the server at once.
+    fn drop(&mut self) {
+        if self.stop.is_some() {
+            self.abort.abort();
+        }
+    }
+}
