@@ -1,5 +1,5 @@
 //! The servers under test, all serving the same `bench.v1.BenchService` with handlers doing the same
-//! work: this project on tokio (and on smol once connect-smol lands), tonic, connectrpc, and a raw
+//! work: this project on tokio and on smol, tonic, connectrpc, and a raw
 //! hyper echo server as the floor of the HTTP stack.
 //!
 //! Adding a server is one [`ServerKind`] variant and one arm in [`serve`].
@@ -20,7 +20,7 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 pub enum ServerKind {
     /// connect-proto's router on connect-tokio.
     OursTokio,
-    /// connect-proto's router on connect-smol (issue 6).
+    /// connect-proto's router on connect-smol.
     OursSmol,
     /// tonic 0.14 with prost.
     Tonic,
@@ -58,10 +58,8 @@ impl ServerKind {
 
     /// Why the server cannot run in this build, if it cannot.
     pub fn unavailable(self) -> Option<&'static str> {
-        match self {
-            ServerKind::OursSmol => Some("connect-smol has not landed yet (issue 6)"),
-            _ => None,
-        }
+        let _ = self;
+        None
     }
 
     /// Whether the server speaks the Connect protocol (tonic speaks gRPC only).
@@ -85,6 +83,9 @@ pub fn serve(
 ) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(why) = kind.unavailable() {
         return Err(why.into());
+    }
+    if kind == ServerKind::OursSmol {
+        return serve_smol(threads, ready, stop);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -135,9 +136,31 @@ pub fn serve(
                 ready(addr);
                 floor::serve(listener, stop).await;
             }
-            ServerKind::OursSmol => unreachable!("checked by unavailable()"),
+            ServerKind::OursSmol => unreachable!("served by serve_smol"),
         }
         Ok::<_, Box<dyn std::error::Error>>(())
+    })
+}
+
+/// Our router on connect-smol: no tokio runtime in this process.
+fn serve_smol(
+    threads: usize,
+    ready: impl FnOnce(SocketAddr),
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // connect-smol runs connections on smol's global executor, which sizes itself from SMOL_THREADS
+    // on first use: give it the same number of workers as the tokio servers get.
+    std::env::set_var("SMOL_THREADS", threads.max(1).to_string());
+    smol::block_on(async move {
+        let listener = smol::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let router = connect_smol::router()
+            .service(crate::ours::bench::v1::BenchServiceServer::new(ours::Bench));
+        let handle = connect_smol::Server::new(router).spawn(listener)?;
+        ready(addr);
+        stop.await;
+        drop(handle);
+        Ok(())
     })
 }
 

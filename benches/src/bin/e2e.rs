@@ -47,12 +47,15 @@ fn serve(args: &[String]) -> Result<(), Error> {
     let name = args.first().ok_or("serve: missing server name")?;
     let kind = ServerKind::from_name(name).ok_or_else(|| format!("unknown server {name}"))?;
     let threads = flag_value(args, "--threads").map_or(Ok(1), str::parse)?;
-    let stop = async {
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut sink = Vec::new();
-            let _ = std::io::stdin().read_to_end(&mut sink);
-        })
-        .await;
+    // Any runtime can wait on this: a plain thread watches standard input.
+    let (closed, stdin_closed) = futures_channel::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+        let _ = closed.send(());
+    });
+    let stop = async move {
+        let _ = stdin_closed.await;
     };
     servers::serve(
         kind,
