@@ -192,7 +192,10 @@ impl Compressor for Zstd {
 /// The algorithms a peer supports, in order of preference. `identity` is implied and never listed.
 #[derive(Clone, Debug)]
 pub struct CompressionRegistry {
-    algorithms: Vec<Arc<dyn Compressor>>,
+    // Shared, so that the per-call clone a client call takes is a reference-count bump.
+    algorithms: Arc<Vec<Arc<dyn Compressor>>>,
+    // The accept-encoding value, built once at registration rather than on every call.
+    accept: Option<http::HeaderValue>,
 }
 
 impl Default for CompressionRegistry {
@@ -213,7 +216,8 @@ impl CompressionRegistry {
     /// A registry that supports only identity.
     pub fn empty() -> Self {
         CompressionRegistry {
-            algorithms: Vec::new(),
+            algorithms: Arc::new(Vec::new()),
+            accept: None,
         }
     }
 
@@ -225,14 +229,17 @@ impl CompressionRegistry {
         if name.eq_ignore_ascii_case(IDENTITY) {
             return;
         }
-        match self
-            .algorithms
+        let algorithms = Arc::make_mut(&mut self.algorithms);
+        match algorithms
             .iter_mut()
             .find(|known| known.name().eq_ignore_ascii_case(name))
         {
             Some(slot) => *slot = algorithm,
-            None => self.algorithms.push(algorithm),
+            None => algorithms.push(algorithm),
         }
+        self.accept = http::HeaderValue::from_str(&self.accept_header())
+            .ok()
+            .filter(|v| !v.is_empty());
     }
 
     /// Looks up an algorithm, ignoring ASCII case as HTTP content codings do; `identity` and unknown
@@ -248,6 +255,12 @@ impl CompressionRegistry {
     pub fn accept_header(&self) -> String {
         let names: Vec<&str> = self.algorithms.iter().map(|a| a.name()).collect();
         names.join(",")
+    }
+
+    /// [`accept_header`](Self::accept_header) as a ready header value, `None` when only identity is
+    /// supported (kept from registration: no per-call formatting).
+    pub fn accept_header_value(&self) -> Option<&http::HeaderValue> {
+        self.accept.as_ref()
     }
 
     /// Picks the response compression from a peer's accept list: the first name in the peer's order that
@@ -278,7 +291,7 @@ mod tests {
 
     /// Every built-in algorithm whose feature is on.
     fn algorithms() -> Vec<Arc<dyn Compressor>> {
-        CompressionRegistry::default().algorithms
+        CompressionRegistry::default().algorithms.to_vec()
     }
 
     fn sample(len: usize) -> Vec<u8> {

@@ -289,9 +289,7 @@ impl ClientCall {
             let ct = ContentType::format(self.protocol, streaming, self.codec);
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
         }
-        let accept = HeaderValue::from_str(&self.registry.accept_header())
-            .ok()
-            .filter(|v| !v.is_empty());
+        let accept = self.registry.accept_header_value().cloned();
         let encoding = self
             .send_compression
             .as_ref()

@@ -143,7 +143,7 @@ pub struct ServerCall {
     deadline: Option<Instant>,
     recv_compression: Option<Arc<dyn Compressor>>,
     send_compression: Option<Arc<dyn Compressor>>,
-    accept_encoding: String,
+    accept_encoding: Option<HeaderValue>,
     max_recv: usize,
     max_send: usize,
     compress_min: usize,
@@ -180,7 +180,7 @@ impl ServerCall {
             deadline: None,
             recv_compression: None,
             send_compression: None,
-            accept_encoding: config.compression.accept_header(),
+            accept_encoding: config.compression.accept_header_value().cloned(),
             max_recv: config.max_recv_message_size,
             max_send: config.max_send_message_size,
             compress_min: config.compress_min_bytes,
@@ -704,10 +704,8 @@ impl ServerCall {
         if let Some(c) = &self.send_compression {
             headers.insert(encoding, HeaderValue::from_static(c.name()));
         }
-        if let Ok(v) = HeaderValue::from_str(&self.accept_encoding) {
-            if !v.is_empty() {
-                headers.insert(accept, v);
-            }
+        if let Some(v) = &self.accept_encoding {
+            headers.insert(accept, v.clone());
         }
         append_all(headers, std::mem::take(&mut self.response_headers));
         self.transmits.push_back(ServerTransmit::Head(head));
