@@ -250,7 +250,9 @@ async fn grpc_trailers_only_response_ends_with_its_headers() {
     let message = b"\x0a\x01a";
     let mut envelope = vec![0, 0, 0, 0, message.len() as u8];
     envelope.extend_from_slice(message);
-    body.send_data(envelope.into(), true).unwrap();
+    // The server may answer (and reset the rest of the request stream with NO_ERROR) as soon as it
+    // has the headers, before this data goes out; h2 then refuses the send, which is fine here.
+    let _ = body.send_data(envelope.into(), true);
     let response = tokio::time::timeout(LIMIT, response)
         .await
         .unwrap()
