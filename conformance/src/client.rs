@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::{append_headers, headers_to_proto, status_to_error, unpack};
 use crate::proto::connectrpc::conformance::v1 as pb;
+use crate::raw::RawTransport;
 use pb::__buffa::oneof::client_compat_request::cancel::CancelTiming;
 use pb::__buffa::oneof::client_compat_response::Result as CompatResult;
 use pb::conformance_service_methods as methods;
@@ -133,9 +134,10 @@ pub async fn run_with<T: Transport>(
         config.max_recv_message_size = request.message_receive_limit as usize;
     }
     config.use_get = request.use_get_http_method;
-    if request.raw_request.is_set() {
-        return Err("raw requests are only sent by the reference client".to_owned());
-    }
+    // As the reference client: a raw request replaces the call's own, and its response is read as
+    // the call's (the docs allow a client under test to do so or to refuse).
+    let transport = RawTransport::new(transport, request.raw_request.as_option().cloned());
+    let http_status = transport.status();
     if let Some(service) = &request.service {
         if service != SERVICE {
             return Err(format!("unknown service {service}"));
@@ -246,7 +248,9 @@ pub async fn run_with<T: Transport>(
         }
         other => return Err(format!("unknown method {other}")),
     }
-    Ok(outcome.into_result())
+    let mut result = outcome.into_result();
+    result.http_status_code = http_status.get();
+    Ok(result)
 }
 
 /// What the client observed.

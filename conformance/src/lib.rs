@@ -23,6 +23,10 @@ pub mod client;
 #[cfg(conformance_protos)]
 pub mod convert;
 #[cfg(conformance_protos)]
+pub mod raw;
+#[cfg(conformance_protos)]
+pub mod reference;
+#[cfg(conformance_protos)]
 pub mod runner;
 #[cfg(conformance_protos)]
 pub mod server;

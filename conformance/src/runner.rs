@@ -4,8 +4,10 @@
 //!
 //! Both sides are ours, so every suite runs once: `TEST_MODE_SERVER` cases test the server with our
 //! client standing in for the reference client, `TEST_MODE_CLIENT` cases test the client with our
-//! server standing in for the reference server. Cases that need behaviour only the reference
-//! implementations have (raw HTTP requests and responses) fail with a reason saying so.
+//! server standing in for the reference server. What only the reference implementations do is
+//! emulated: our client sends a case's raw HTTP request in place of its own and reports the HTTP
+//! status ([`crate::raw`]), and cases whose response definitions carry raw HTTP responses are served
+//! by [`crate::reference`], which writes them byte for byte.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -78,6 +80,9 @@ pub struct ServerKind {
     pub client_certs: bool,
     /// Enforce the receive limit.
     pub receive_limit: bool,
+    /// The reference server's role: answer with the raw HTTP responses of response definitions
+    /// (see [`crate::reference`]).
+    pub reference: bool,
 }
 
 /// The outcome of a run.
@@ -247,6 +252,7 @@ pub fn expand(
                                     tls: use_tls,
                                     client_certs: suite.relies_on_tls_client_certs,
                                     receive_limit: suite.relies_on_message_receive_limit,
+                                    reference: false,
                                 };
                                 let mut request = request.clone();
                                 request.http_version = version.into();
@@ -286,7 +292,7 @@ fn permutation(
     name: String,
     mut request: pb::ClientCompatRequest,
     case: &pb::TestCase,
-    server: ServerKind,
+    mut server: ServerKind,
     client_mode: bool,
 ) -> Permutation {
     if request.method.is_none() {
@@ -294,15 +300,10 @@ fn permutation(
         request.method = Some(default_method(request.stream_type.as_known()).to_owned());
     }
     let mut unsupported = None;
-    if request.raw_request.is_set() {
-        unsupported = Some("raw HTTP requests are sent only by the reference client".to_owned());
-    }
     if let Err(e) = expand_requests(&mut request, &case.expand_requests) {
         unsupported = Some(e);
     }
-    if uses_raw_response(&request) {
-        unsupported = Some("raw HTTP responses are sent only by the reference server".to_owned());
-    }
+    server.reference = uses_raw_response(&request);
     let expected = match case.expected_response.as_option() {
         Some(expected) => expected.clone(),
         None => expected_response(&request).unwrap_or_else(|e| {
@@ -634,6 +635,14 @@ fn same_message(a: &Any, b: &Any) -> bool {
 pub fn compare(p: &Permutation, actual: &pb::ClientResponseResult) -> Vec<String> {
     let expected = &p.expected;
     let mut errors = Vec::new();
+    if let Some(want) = expected.http_status_code {
+        if actual.http_status_code != Some(want) {
+            errors.push(format!(
+                "HTTP status {:?}, want {want}",
+                actual.http_status_code
+            ));
+        }
+    }
     check_headers(
         "response headers",
         &expected.response_headers,
@@ -765,6 +774,14 @@ fn make_creds() -> Result<Creds, String> {
     })
 }
 
+/// A server the runner started.
+enum Running {
+    /// Ours, under test.
+    UnderTest(connect_tokio::ServerHandle),
+    /// Ours in the reference server's role.
+    Reference(crate::reference::ReferenceHandle),
+}
+
 /// Runs the suite; prints FAILED lines and returns the counts.
 pub async fn run(options: Options) -> Result<Summary, String> {
     let config: pb::Config = load_yaml(&options.config)?;
@@ -813,9 +830,16 @@ pub async fn run(options: Options) -> Result<Summary, String> {
             },
             ..Default::default()
         };
-        let (handle, response) = crate::server::start(&request)
-            .await
-            .map_err(|e| format!("starting a server: {e}"))?;
+        let started = if kind.reference {
+            crate::reference::start(&request)
+                .await
+                .map(|(handle, response)| (Running::Reference(handle), response))
+        } else {
+            crate::server::start(&request)
+                .await
+                .map(|(handle, response)| (Running::UnderTest(handle), response))
+        };
+        let (handle, response) = started.map_err(|e| format!("starting a server: {e}"))?;
         servers.insert(kind, (handle, response));
     }
 
@@ -927,7 +951,12 @@ pub async fn run(options: Options) -> Result<Summary, String> {
         }
     }
     for (_, (handle, _)) in servers {
-        let _ = tokio::time::timeout(Duration::from_secs(2), handle.shutdown()).await;
+        match handle {
+            Running::UnderTest(handle) => {
+                let _ = tokio::time::timeout(Duration::from_secs(2), handle.shutdown()).await;
+            }
+            Running::Reference(handle) => handle.shutdown(),
+        }
     }
     Ok(summary)
 }

@@ -39,6 +39,30 @@ fn tls_error(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("TLS configuration: {e}"))
 }
 
+/// The TLS configuration a `ServerCompatRequest` asks for (`None` for plain text).
+pub fn tls_config(request: &pb::ServerCompatRequest) -> io::Result<Option<rustls::ServerConfig>> {
+    if !request.use_tls {
+        return Ok(None);
+    }
+    let creds = request
+        .server_creds
+        .as_option()
+        .ok_or_else(|| tls_error("use_tls without server_creds"))?;
+    let chain = certs(&creds.cert)?;
+    let key = key(&creds.key)?;
+    let config = if request.client_tls_cert.is_empty() {
+        connect_tokio::tls::server_config(chain, key).map_err(tls_error)?
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in certs(&request.client_tls_cert)? {
+            roots.add(cert).map_err(tls_error)?;
+        }
+        connect_tokio::tls::server_config_with_client_auth(chain, key, roots, true)
+            .map_err(tls_error)?
+    };
+    Ok(Some(config))
+}
+
 /// Starts the server on 127.0.0.1 (an ephemeral port) as `request` asks; must run inside tokio.
 ///
 /// HTTP/1.1 and h2c are served on the same port, so every requested HTTP version is served.
@@ -47,25 +71,13 @@ pub async fn start(
 ) -> io::Result<(ServerHandle, pb::ServerCompatResponse)> {
     let mut server = Server::new(router(request.message_receive_limit));
     let mut pem_cert = Vec::new();
-    if request.use_tls {
-        let creds = request
+    if let Some(config) = tls_config(request)? {
+        server = server.tls(config);
+        pem_cert = request
             .server_creds
             .as_option()
-            .ok_or_else(|| tls_error("use_tls without server_creds"))?;
-        let chain = certs(&creds.cert)?;
-        let key = key(&creds.key)?;
-        let config = if request.client_tls_cert.is_empty() {
-            connect_tokio::tls::server_config(chain, key).map_err(tls_error)?
-        } else {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in certs(&request.client_tls_cert)? {
-                roots.add(cert).map_err(tls_error)?;
-            }
-            connect_tokio::tls::server_config_with_client_auth(chain, key, roots, true)
-                .map_err(tls_error)?
-        };
-        server = server.tls(config);
-        pem_cert = creds.cert.clone();
+            .map(|creds| creds.cert.clone())
+            .unwrap_or_default();
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let handle = server.spawn(listener)?;

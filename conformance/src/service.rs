@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::convert::{append_headers, error_to_status, headers_to_proto, pack};
 use crate::proto::connectrpc::conformance::v1 as pb;
+use crate::reference::RawSlot;
 use pb::__buffa::oneof::unary_response_definition::Response as UnaryOutcome;
 use pb::conformance_payload::RequestInfo;
 
@@ -66,6 +67,20 @@ fn payload(data: Vec<u8>, info: Option<RequestInfo>) -> pb::ConformancePayload {
     }
 }
 
+/// A definition's raw HTTP response, handed to the reference server of our runner when it serves
+/// the call (see [`crate::reference`]); the call then fails with the returned status, which that
+/// server replaces with the raw response. The server under test has no slot and ignores raw
+/// responses, as only the reference server writes them.
+fn answer_raw(ctx: &Context, raw: Option<&pb::RawHTTPResponse>) -> Result<(), Status> {
+    match (raw, ctx.extensions().get::<RawSlot>()) {
+        (Some(raw), Some(slot)) => {
+            slot.set(raw.clone());
+            Err(Status::internal("answered with a raw HTTP response"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The answer of the unary and client-streaming methods.
 async fn unary_outcome(
     ctx: &Context,
@@ -76,6 +91,7 @@ async fn unary_outcome(
     let Some(definition) = definition else {
         return Ok(payload(Vec::new(), Some(info)));
     };
+    answer_raw(ctx, definition.raw_response.as_option())?;
     set_metadata(
         ctx,
         &definition.response_headers,
@@ -199,6 +215,7 @@ impl pb::ConformanceService for Conformance {
         );
         let definition = request.response_definition.as_option().cloned();
         if let Some(definition) = &definition {
+            answer_raw(&ctx, definition.raw_response.as_option())?;
             set_metadata(
                 &ctx,
                 &definition.response_headers,
@@ -244,6 +261,10 @@ impl pb::ConformanceService for Conformance {
                     full_duplex = request.full_duplex;
                     definition = request.response_definition.as_option().cloned();
                     if let Some(definition) = &definition {
+                        if let Err(status) = answer_raw(&ctx, definition.raw_response.as_option()) {
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
                         set_metadata(
                             &ctx,
                             &definition.response_headers,
