@@ -734,7 +734,7 @@ pub fn compare(p: &Permutation, actual: &pb::ClientResponseResult) -> Vec<String
                             );
                             check_info(&format!("error detail {i}"), &w, g.as_ref(), &mut errors);
                         } else if !same_message(w, g) {
-                            errors.push(format!("error detail {i} differs"));
+                            errors.push(format!("error detail {i} differs: {:?} vs {:?}", w, g));
                         }
                     }
                 }

@@ -13,6 +13,7 @@ pub fn install_type_registry() {
     ONCE.call_once(|| {
         let mut registry = buffa::type_registry::TypeRegistry::new();
         buffa_types::register_wkt_types(&mut registry);
+        buffa_descriptor::generated::descriptor::__buffa::register_types(&mut registry);
         pb::__buffa::register_types(&mut registry);
         buffa::type_registry::set_type_registry(registry);
     });

@@ -89,8 +89,11 @@ impl Code {
         self.0 == 0
     }
 
-    /// The code a Connect client infers from an HTTP status when the response carries no valid error
-    /// body (PROTOCOL-TRAPS 3).
+    /// The code a client of any of the three protocols infers from an HTTP status when the response
+    /// carries no valid error body or gRPC status (PROTOCOL-TRAPS 3; gRPC's HTTP-to-gRPC mapping
+    /// table). `431` is `unknown` for gRPC and gRPC-Web too, as the conformance suite requires
+    /// (`HTTP to RPC Code Mapping/request-header-fields-too-large`); grpc-java alone maps it to
+    /// `internal`.
     pub fn from_http_status(status: u16) -> Code {
         match status {
             400 => Code::INTERNAL,
@@ -99,15 +102,6 @@ impl Code {
             404 => Code::UNIMPLEMENTED,
             429 | 502 | 503 | 504 => Code::UNAVAILABLE,
             _ => Code::UNKNOWN,
-        }
-    }
-
-    /// The code a gRPC or gRPC-Web client infers from a non-200 HTTP status: Connect's table plus
-    /// `431 Request Header Fields Too Large` → `internal`.
-    pub fn from_grpc_http_status(status: u16) -> Code {
-        match status {
-            431 => Code::INTERNAL,
-            other => Code::from_http_status(other),
         }
     }
 }
@@ -351,8 +345,6 @@ mod tests {
         ];
         for (http, code) in table {
             assert_eq!(Code::from_http_status(http), code, "{http}");
-            let grpc = if http == 431 { Code::INTERNAL } else { code };
-            assert_eq!(Code::from_grpc_http_status(http), grpc, "{http}");
         }
     }
 

@@ -318,14 +318,16 @@ fn connect_response_side_checks() {
         &[("content-type", "application/connect+proto")],
     ));
     assert_eq!(outcome(&mut call).1.unwrap_err().code(), Code::UNAVAILABLE);
-    // 431 is gRPC's `internal` but Connect's `unknown`.
+    // 431 is `unknown` in every protocol (the conformance suite; grpc-java alone says `internal`).
     let mut call = client_with(Protocol::Connect, UNARY);
     call.recv_head(response(431, &[]));
     call.recv_end();
     assert_eq!(outcome(&mut call).1.unwrap_err().code(), Code::UNKNOWN);
-    let mut call = client_with(Protocol::Grpc, UNARY);
-    call.recv_head(response(431, &[]));
-    assert_eq!(outcome(&mut call).1.unwrap_err().code(), Code::INTERNAL);
+    for protocol in [Protocol::Grpc, Protocol::GrpcWeb] {
+        let mut call = client_with(protocol, UNARY);
+        call.recv_head(response(431, &[]));
+        assert_eq!(outcome(&mut call).1.unwrap_err().code(), Code::UNKNOWN);
+    }
 }
 
 #[test]

@@ -48,6 +48,16 @@ fn trap01_client_rejects_empty_error_object_and_uses_http_status() {
             String::from_utf8_lossy(body)
         );
     }
+    // Without a usable code, the message of the body is still the error's (conformance
+    // `error/null-code`, `error/unrecognized-code`).
+    for body in [&br#"{"code":null,"message":"oops"}"#[..], br#"{"code":"foobar","message":"oops"}"#] {
+        let mut call = client_with(Protocol::Connect, UNARY);
+        call.recv_head(response(429, &[("content-type", "application/json")]));
+        call.recv_data(Bytes::copy_from_slice(body));
+        call.recv_end();
+        let (_, result, _) = outcome(&mut call);
+        assert_eq!(result.unwrap_err(), Status::new(Code::UNAVAILABLE, "oops"));
+    }
 }
 
 #[test]

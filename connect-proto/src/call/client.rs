@@ -460,7 +460,7 @@ impl ClientCall {
             return Ok(());
         }
         if parts.status != StatusCode::OK {
-            let code = self.code_for_http_status(parts.status.as_u16());
+            let code = Code::from_http_status(parts.status.as_u16());
             return Err(Status::new(
                 code,
                 format!("unexpected HTTP status {}", parts.status),
@@ -489,7 +489,7 @@ impl ClientCall {
                 }
             }
             _ => {
-                let code = self.code_for_http_status(parts.status.as_u16());
+                let code = Code::from_http_status(parts.status.as_u16());
                 let got = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or("none");
                 return Err(Status::new(
                     code,
@@ -516,13 +516,6 @@ impl ClientCall {
             self.events.push_back(ClientEvent::Headers(headers));
         }
         Ok(())
-    }
-
-    fn code_for_http_status(&self, status: u16) -> Code {
-        match self.protocol {
-            Protocol::Connect => Code::from_http_status(status),
-            Protocol::Grpc | Protocol::GrpcWeb => Code::from_grpc_http_status(status),
-        }
     }
 
     fn response_compression(
@@ -709,10 +702,9 @@ impl ClientCall {
                 self.events.push_back(ClientEvent::Message(body));
                 return Ok((Ok(()), trailers_unary));
             }
-            let status = connect::decode_error(&body).unwrap_or_else(|| {
-                let code = self.code_for_http_status(self.http_status.as_u16());
-                Status::new(code, format!("HTTP status {}", self.http_status))
-            });
+            let code = Code::from_http_status(self.http_status.as_u16());
+            let status = connect::decode_error(&body, code)
+                .unwrap_or_else(|| Status::new(code, format!("HTTP status {}", self.http_status)));
             return Ok((Err(status), trailers_unary));
         }
         if self.decoder.buffered_len() > 0 {

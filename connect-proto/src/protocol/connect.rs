@@ -59,14 +59,14 @@ fn error_to_json(status: &Status) -> Value {
     Value::Object(obj)
 }
 
-/// Reads an error object; the `Err` says what was wrong, for EndStream diagnostics.
-fn error_from_json(value: &Value) -> Result<Status, String> {
+/// Reads an error object; the `Err` says what was wrong, for EndStream diagnostics. A missing, null,
+/// non-string or unrecognized `code` (or `ok`, which is no error) is `fallback`: the message and
+/// details of such an error still reach the caller (conformance: `error/unrecognized-code`).
+fn error_from_json(value: &Value, fallback: Code) -> Result<Status, String> {
     let obj = value.as_object().ok_or("error is not a JSON object")?;
     let code = match obj.get("code") {
-        Some(Value::String(name)) => {
-            code_from_json(name).ok_or_else(|| format!("unknown error code {name:?}"))?
-        }
-        _ => return Err("error has no code".into()),
+        Some(Value::String(name)) => code_from_json(name).unwrap_or(fallback),
+        _ => fallback,
     };
     let message = match obj.get("message") {
         None | Some(Value::Null) => "",
@@ -120,13 +120,13 @@ pub fn encode_error(status: &Status) -> Bytes {
 }
 
 /// Parses Connect's JSON error body; `None` when the body is not a valid error (not JSON, not an object,
-/// no known `code` string, `message` not a string, `details` malformed). Unknown code names give `None`
-/// too: the caller then falls back to the HTTP status. `code_<n>` is accepted for codes outside the known
-/// range. Detail values may be standard or URL-safe base64, padded or not; a missing `value` is an
-/// empty message.
-pub fn decode_error(body: &[u8]) -> Option<Status> {
+/// `message` not a string, `details` malformed): the caller then answers from the HTTP status alone. A
+/// missing, null or unknown `code` is `fallback` (the code of the HTTP status), keeping the message
+/// and details. `code_<n>` is accepted for codes outside the known range. Detail values may be
+/// standard or URL-safe base64, padded or not; a missing `value` is an empty message.
+pub fn decode_error(body: &[u8], fallback: Code) -> Option<Status> {
     let value: Value = serde_json::from_slice(body).ok()?;
-    error_from_json(&value).ok()
+    error_from_json(&value, fallback).ok()
 }
 
 /// The contents of a Connect EndStream message.
@@ -161,9 +161,10 @@ pub fn encode_end_stream(error: Option<&Status>, metadata: &HeaderMap) -> Bytes 
     Bytes::from(Value::Object(obj).to_string())
 }
 
-/// Parses an EndStream message. `{}` is a successful end without trailers. An invalid message (not JSON,
-/// not an object, metadata not an object of string arrays or not valid as headers), or an `error` that
-/// lacks a valid code, is an `internal` Status describing what was wrong.
+/// Parses an EndStream message. `{}` is a successful end without trailers. An `error` whose code is
+/// missing, null or unknown has code `unknown` (its message and details kept). An invalid message (not
+/// JSON, not an object, an `error` that is not a valid error object, metadata not an object of string
+/// arrays or not valid as headers) is an `internal` Status describing what was wrong.
 pub fn decode_end_stream(body: &[u8]) -> Result<EndStream, Status> {
     let invalid = |why: &str| Status::internal(format!("invalid Connect EndStream message: {why}"));
     let value: Value =
@@ -173,7 +174,7 @@ pub fn decode_end_stream(body: &[u8]) -> Result<EndStream, Status> {
         .ok_or_else(|| invalid("not a JSON object"))?;
     let error = match obj.get("error") {
         None | Some(Value::Null) => None,
-        Some(e) => Some(error_from_json(e).map_err(|why| invalid(&why))?),
+        Some(e) => Some(error_from_json(e, Code::UNKNOWN).map_err(|why| invalid(&why))?),
     };
     let mut metadata = HeaderMap::new();
     match obj.get("metadata") {
@@ -408,7 +409,7 @@ mod tests {
     #[test]
     fn trap01_detail_type_that_is_only_the_prefix_is_invalid() {
         let body = br#"{"code":"internal","details":[{"type":"type.googleapis.com/"}]}"#;
-        assert_eq!(decode_error(body), None);
+        assert_eq!(decode_error(body, Code::UNKNOWN), None);
     }
 
     #[test]
@@ -426,7 +427,7 @@ mod tests {
                 "details": [{"type": "google.rpc.RetryInfo", "value": "CgI", "debug": {"retryDelay": "1s"}}]
             })
         );
-        assert_eq!(decode_error(&body), Some(status));
+        assert_eq!(decode_error(&body, Code::UNKNOWN), Some(status));
         assert_eq!(
             json_of(&encode_error(&Status::new(Code::NOT_FOUND, ""))),
             json!({"code": "not_found"})
@@ -436,37 +437,74 @@ mod tests {
     #[test]
     fn trap01_connect_error_decode_variants() {
         let d =
-            decode_error(br#"{"code":"unavailable","details":[{"type":"a.B","value":"CgI="}]}"#)
+            decode_error(br#"{"code":"unavailable","details":[{"type":"a.B","value":"CgI="}]}"#, Code::UNKNOWN)
                 .unwrap();
         assert_eq!(d.code(), Code::UNAVAILABLE);
         assert_eq!(d.message(), "");
         assert_eq!(&d.details()[0].value[..], b"\x0a\x02");
         let d =
-            decode_error(br#"{"code":"internal","message":"m","details":[{"type":"a.B"}],"x":1}"#)
+            decode_error(br#"{"code":"internal","message":"m","details":[{"type":"a.B"}],"x":1}"#, Code::UNKNOWN)
                 .unwrap();
         assert!(d.details()[0].value.is_empty());
         assert!(d.details()[0].debug.is_none());
         assert_eq!(
-            decode_error(br#"{"code":"code_99"}"#).map(|s| s.code()),
+            decode_error(br#"{"code":"code_99"}"#, Code::UNKNOWN).map(|s| s.code()),
             Some(Code::from_u32(99))
         );
         for bad in [
             &b""[..],
             b"not json",
             b"[]",
-            b"{}",
-            br#"{"code":null}"#,
-            br#"{"code":3}"#,
-            br#"{"code":"bogus"}"#,
-            br#"{"code":"ok"}"#,
-            br#"{"code":"code_0"}"#,
-            br#"{"code":"INVALID_ARGUMENT"}"#,
             br#"{"code":"internal","message":5}"#,
             br#"{"code":"internal","details":{}}"#,
             br#"{"code":"internal","details":[{"value":""}]}"#,
             br#"{"code":"internal","details":[{"type":"a.B","value":"!!"}]}"#,
         ] {
-            assert_eq!(decode_error(bad), None, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                decode_error(bad, Code::UNKNOWN),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    /// conformance `error/missing-code`, `error/null-code`, `error/unrecognized-code`: the code comes
+    /// from the HTTP status (the fallback), the message and details from the body.
+    #[test]
+    fn connect_error_without_a_known_code_takes_the_fallback_and_keeps_its_message() {
+        for body in [
+            &br#"{"message":"oops","details":[{"type":"a.B","value":"CgI"}]}"#[..],
+            br#"{"code":null,"message":"oops","details":[{"type":"a.B","value":"CgI"}]}"#,
+            br#"{"code":3,"message":"oops","details":[{"type":"a.B","value":"CgI"}]}"#,
+            br#"{"code":"foobar","message":"oops","details":[{"type":"a.B","value":"CgI"}]}"#,
+            br#"{"code":"ok","message":"oops","details":[{"type":"a.B","value":"CgI"}]}"#,
+            br#"{"code":"code_0","message":"oops","details":[{"type":"a.B","value":"CgI"}]}"#,
+            br#"{"code":"INVALID_ARGUMENT","message":"oops","details":[{"type":"a.B","value":"CgI"}]}"#,
+        ] {
+            let status = decode_error(body, Code::UNAVAILABLE)
+                .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(body)));
+            assert_eq!(status.code(), Code::UNAVAILABLE);
+            assert_eq!(status.message(), "oops");
+            assert_eq!(&status.details()[0].value[..], b"\x0a\x02");
+        }
+        let status = decode_error(b"{}", Code::UNAUTHENTICATED).unwrap();
+        assert_eq!(
+            (status.code(), status.message()),
+            (Code::UNAUTHENTICATED, "")
+        );
+        // EndStream: `unknown`.
+        let end =
+            decode_end_stream(br#"{"error":{"code":"foobar","message":"oops"}}"#).unwrap();
+        let error = end.error.unwrap();
+        assert_eq!((error.code(), error.message()), (Code::UNKNOWN, "oops"));
+        for body in [
+            &br#"{"error":{}}"#[..],
+            br#"{"error":{"code":null,"message":"oops"}}"#,
+            br#"{"error":{"message":"oops"}}"#,
+        ] {
+            let error = decode_end_stream(body).unwrap().error.unwrap();
+            assert_eq!(error.code(), Code::UNKNOWN);
         }
     }
 
@@ -474,7 +512,10 @@ mod tests {
     fn unknown_and_ok_codes_encode() {
         let body = encode_error(&Status::new(Code::from_u32(42), "x"));
         assert_eq!(json_of(&body)["code"], "code_42");
-        assert_eq!(decode_error(&body).unwrap().code(), Code::from_u32(42));
+        assert_eq!(
+            decode_error(&body, Code::UNKNOWN).unwrap().code(),
+            Code::from_u32(42)
+        );
         let body = encode_error(&Status::new(Code::OK, "x"));
         assert_eq!(json_of(&body)["code"], "unknown");
     }
@@ -517,10 +558,8 @@ mod tests {
             b"nope",
             b"[]",
             b"null",
-            br#"{"error":{}}"#,
-            br#"{"error":{"code":null}}"#,
-            br#"{"error":{"code":"bogus"}}"#,
             br#"{"error":"internal"}"#,
+            br#"{"error":{"code":"internal","message":5}}"#,
             br#"{"metadata":[]}"#,
             br#"{"metadata":{"x":"v"}}"#,
             br#"{"metadata":{"x":[1]}}"#,
@@ -666,7 +705,7 @@ mod tests {
     proptest! {
         #[test]
         fn error_json_round_trips(status in arb_status()) {
-            prop_assert_eq!(decode_error(&encode_error(&status)), Some(status));
+            prop_assert_eq!(decode_error(&encode_error(&status), Code::UNKNOWN), Some(status));
         }
 
         #[test]
@@ -702,7 +741,7 @@ mod tests {
 
         #[test]
         fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
-            let _ = decode_error(&bytes);
+            let _ = decode_error(&bytes, Code::UNKNOWN);
             let _ = decode_end_stream(&bytes);
             let _ = decode_get_query(&String::from_utf8_lossy(&bytes), false);
         }
