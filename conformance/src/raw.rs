@@ -33,7 +33,8 @@ pub fn message_bytes(contents: &pb::MessageContents) -> Result<Vec<u8>, String> 
 
 fn compress(compression: Option<pb::Compression>, plain: Vec<u8>) -> Result<Vec<u8>, String> {
     match compression {
-        None | Some(pb::Compression::COMPRESSION_UNSPECIFIED | pb::Compression::COMPRESSION_IDENTITY) => {
+        None
+        | Some(pb::Compression::COMPRESSION_UNSPECIFIED | pb::Compression::COMPRESSION_IDENTITY) => {
             Ok(plain)
         }
         Some(pb::Compression::COMPRESSION_GZIP) => {
@@ -87,14 +88,21 @@ pub fn raw_request(
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes)
         } else {
             String::from_utf8(bytes).map_err(|_| {
-                format!("query parameter {} is not text; base64-encode it", param.name)
+                format!(
+                    "query parameter {} is not text; base64-encode it",
+                    param.name
+                )
             })?
         };
         query.push(format!("{}={}", encode(&param.name), encode(&value)));
     }
     let mut path_and_query = raw.uri.clone();
     if !query.is_empty() {
-        path_and_query.push(if path_and_query.contains('?') { '&' } else { '?' });
+        path_and_query.push(if path_and_query.contains('?') {
+            '&'
+        } else {
+            '?'
+        });
         path_and_query.push_str(&query.join("&"));
     }
     let mut parts = base.clone().into_parts();
@@ -210,5 +218,99 @@ where
 
     fn check_call(&self, protocol: Protocol, method: &MethodInfo) -> Result<(), Status> {
         self.inner.check_call(protocol, method)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::stream_contents::StreamItem;
+
+    fn text(text: &str, compression: pb::Compression) -> pb::MessageContents {
+        pb::MessageContents {
+            data: Some(Data::Text(text.to_owned())),
+            compression: compression.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn stream_items_keep_their_flags_and_stated_lengths() {
+        let contents = pb::StreamContents {
+            items: vec![
+                StreamItem {
+                    flags: 2,
+                    payload: text("{}", pb::Compression::COMPRESSION_IDENTITY).into(),
+                    ..Default::default()
+                },
+                StreamItem {
+                    flags: 0,
+                    length: Some(9),
+                    payload: text("ab", pb::Compression::COMPRESSION_IDENTITY).into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            stream_bytes(&contents).unwrap(),
+            b"\x02\x00\x00\x00\x02{}\x00\x00\x00\x00\x09ab"
+        );
+        let bad = pb::StreamContents {
+            items: vec![StreamItem {
+                flags: 256,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert!(stream_bytes(&bad).is_err());
+    }
+
+    #[test]
+    fn contents_are_compressed_as_asked() {
+        let gzip = message_bytes(&text("hello", pb::Compression::COMPRESSION_GZIP)).unwrap();
+        let mut plain = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gzip[..]), &mut plain)
+            .unwrap();
+        assert_eq!(plain, "hello");
+        let zstd = message_bytes(&text("hello", pb::Compression::COMPRESSION_ZSTD)).unwrap();
+        assert_eq!(zstd::decode_all(&zstd[..]).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn raw_request_replaces_method_path_query_headers_and_body() {
+        let raw = pb::RawHTTPRequest {
+            verb: "DELETE".to_owned(),
+            uri: "/svc/Method".to_owned(),
+            headers: vec![pb::Header {
+                name: "content-type".to_owned(),
+                value: vec!["application/foo".to_owned()],
+                ..Default::default()
+            }],
+            raw_query_params: vec![pb::Header {
+                name: "a b".to_owned(),
+                value: vec!["1&2".to_owned()],
+                ..Default::default()
+            }],
+            encoded_query_params: vec![pb::raw_http_request::EncodedQueryParam {
+                name: "message".to_owned(),
+                value: text("\u{0}\u{1}", pb::Compression::COMPRESSION_IDENTITY).into(),
+                base64_encode: true,
+                ..Default::default()
+            }],
+            body: Some(RequestBodyDef::Unary(Box::new(text(
+                "body",
+                pb::Compression::COMPRESSION_IDENTITY,
+            )))),
+            ..Default::default()
+        };
+        let base: http::Uri = "http://127.0.0.1:9/ignored/Path?x=1".parse().unwrap();
+        let request = raw_request(&raw, &base).unwrap();
+        assert_eq!(request.method(), http::Method::DELETE);
+        assert_eq!(
+            request.uri().to_string(),
+            "http://127.0.0.1:9/svc/Method?a%20b=1%262&message=AAE"
+        );
+        assert_eq!(request.headers()["content-type"], "application/foo");
     }
 }

@@ -51,8 +51,12 @@ fn raw_response(raw: &pb::RawHTTPResponse) -> http::Response<StreamBody<FrameStr
     };
     let (status, body) = match body {
         Ok(body) => (
-            http::StatusCode::from_u16(if raw.status_code == 0 { 200 } else { raw.status_code as u16 })
-                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
+            http::StatusCode::from_u16(if raw.status_code == 0 {
+                200
+            } else {
+                raw.status_code as u16
+            })
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
             body,
         ),
         Err(e) => (http::StatusCode::INTERNAL_SERVER_ERROR, e.into_bytes()),
@@ -91,12 +95,9 @@ pub async fn start(
     request: &pb::ServerCompatRequest,
 ) -> io::Result<(ReferenceHandle, pb::ServerCompatResponse)> {
     let router = crate::server::router(request.message_receive_limit);
-    let tls = match crate::server::tls_config(request)? {
-        Some(config) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
-            connect_tokio::tls::with_default_alpn(config),
-        ))),
-        None => None,
-    };
+    let tls = crate::server::tls_config(request)?.map(|config| {
+        tokio_rustls::TlsAcceptor::from(Arc::new(connect_tokio::tls::with_default_alpn(config)))
+    });
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let port = listener.local_addr()?.port();
     let (stop, mut stopped) = oneshot::channel::<()>();
@@ -112,27 +113,34 @@ pub async fn start(
             let _ = stream.set_nodelay(true);
             let (router, tls) = (router.clone(), tls.clone());
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-                    let slot = RawSlot::default();
-                    request.extensions_mut().insert(slot.clone());
-                    let serve = router.handle(request);
-                    async move {
-                        let response = serve.await;
-                        Ok::<_, Infallible>(match slot.take() {
-                            Some(raw) => raw_response(&raw).map(|body| Either::Right(body.boxed())),
-                            None => response.map(Either::Left),
-                        })
-                    }
-                });
+                let service =
+                    hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+                        let slot = RawSlot::default();
+                        request.extensions_mut().insert(slot.clone());
+                        let serve = router.handle(request);
+                        async move {
+                            let response = serve.await;
+                            Ok::<_, Infallible>(match slot.take() {
+                                Some(raw) => {
+                                    raw_response(&raw).map(|body| Either::Right(body.boxed()))
+                                }
+                                None => response.map(Either::Left),
+                            })
+                        }
+                    });
                 let builder = auto::Builder::new(TokioExecutor::new());
                 match tls {
                     Some(tls) => {
                         if let Ok(stream) = tls.accept(stream).await {
-                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
                         }
                     }
                     None => {
-                        let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        let _ = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
                     }
                 }
             });

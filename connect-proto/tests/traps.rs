@@ -50,7 +50,10 @@ fn trap01_client_rejects_empty_error_object_and_uses_http_status() {
     }
     // Without a usable code, the message of the body is still the error's (conformance
     // `error/null-code`, `error/unrecognized-code`).
-    for body in [&br#"{"code":null,"message":"oops"}"#[..], br#"{"code":"foobar","message":"oops"}"#] {
+    for body in [
+        &br#"{"code":null,"message":"oops"}"#[..],
+        br#"{"code":"foobar","message":"oops"}"#,
+    ] {
         let mut call = client_with(Protocol::Connect, UNARY);
         call.recv_head(response(429, &[("content-type", "application/json")]));
         call.recv_data(Bytes::copy_from_slice(body));

@@ -5,8 +5,8 @@
 fn main() -> std::io::Result<()> {
     use conformance::client::{run, Transports};
     use conformance::proto::connectrpc::conformance::v1 as pb;
-    use pb::__buffa::oneof::client_compat_response::Result as CompatResult;
     use conformance::wire::{read_message, write_message};
+    use pb::__buffa::oneof::client_compat_response::Result as CompatResult;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -436,15 +436,19 @@ mod tests {
 
     #[test]
     fn trap01_connect_error_decode_variants() {
-        let d =
-            decode_error(br#"{"code":"unavailable","details":[{"type":"a.B","value":"CgI="}]}"#, Code::UNKNOWN)
-                .unwrap();
+        let d = decode_error(
+            br#"{"code":"unavailable","details":[{"type":"a.B","value":"CgI="}]}"#,
+            Code::UNKNOWN,
+        )
+        .unwrap();
         assert_eq!(d.code(), Code::UNAVAILABLE);
         assert_eq!(d.message(), "");
         assert_eq!(&d.details()[0].value[..], b"\x0a\x02");
-        let d =
-            decode_error(br#"{"code":"internal","message":"m","details":[{"type":"a.B"}],"x":1}"#, Code::UNKNOWN)
-                .unwrap();
+        let d = decode_error(
+            br#"{"code":"internal","message":"m","details":[{"type":"a.B"}],"x":1}"#,
+            Code::UNKNOWN,
+        )
+        .unwrap();
         assert!(d.details()[0].value.is_empty());
         assert!(d.details()[0].debug.is_none());
         assert_eq!(
@@ -494,8 +498,7 @@ mod tests {
             (Code::UNAUTHENTICATED, "")
         );
         // EndStream: `unknown`.
-        let end =
-            decode_end_stream(br#"{"error":{"code":"foobar","message":"oops"}}"#).unwrap();
+        let end = decode_end_stream(br#"{"error":{"code":"foobar","message":"oops"}}"#).unwrap();
         let error = end.error.unwrap();
         assert_eq!((error.code(), error.message()), (Code::UNKNOWN, "oops"));
         for body in [
