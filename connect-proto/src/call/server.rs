@@ -7,8 +7,8 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 
 use super::{
-    check_raw_size, compress, decompress, header_str, message_flag, push_envelope, wire_limit,
-    BodyCollector,
+    check_raw_size, compress, decompress, header_str, message_flag, wire_limit, BodyCollector,
+    Outbox,
 };
 use crate::compression::{CompressionRegistry, Compressor};
 use crate::envelope::{flags, Envelope, EnvelopeDecoder, TooLarge};
@@ -157,7 +157,7 @@ pub struct ServerCall {
     unary_response: Option<Bytes>,
     messages_sent: u32,
     done: bool,
-    transmits: VecDeque<ServerTransmit>,
+    out: Outbox<ServerTransmit>,
     events: VecDeque<ServerEvent>,
 }
 
@@ -193,7 +193,7 @@ impl ServerCall {
             unary_response: None,
             messages_sent: 0,
             done: false,
-            transmits: VecDeque::new(),
+            out: Outbox::new(ServerTransmit::Data),
             events: VecDeque::new(),
         };
         match call.start(config, method, request, now) {
@@ -205,8 +205,8 @@ impl ServerCall {
                     head.headers_mut()
                         .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
                 }
-                call.transmits.push_back(ServerTransmit::Head(head));
-                call.transmits.push_back(ServerTransmit::End);
+                call.out.push(ServerTransmit::Head(head));
+                call.out.push(ServerTransmit::End);
                 let code = Code::from_http_status(status.as_u16());
                 call.abort(Status::new(code, why));
             }
@@ -543,7 +543,7 @@ impl ServerCall {
 
     /// Input: the client reset the stream or the connection went away. Nothing more is sent.
     pub fn recv_reset(&mut self) {
-        self.transmits.clear();
+        self.out.clear();
         if !self.done {
             self.abort(Status::canceled("the client reset the stream"));
         }
@@ -602,12 +602,7 @@ impl ServerCall {
         self.send_head();
         match compress(self.send_compression.as_ref(), self.compress_min, payload) {
             Ok((data, compressed)) => {
-                push_envelope(
-                    &mut self.transmits,
-                    ServerTransmit::Data,
-                    message_flag(compressed),
-                    data,
-                );
+                self.out.push_envelope(message_flag(compressed), data);
             }
             Err(status) => self.fail(status),
         }
@@ -641,9 +636,19 @@ impl ServerCall {
         Ok(())
     }
 
-    /// Output: the next thing to put on the wire.
+    /// Output: the next thing to put on the wire. Small response messages sent one after another are
+    /// framed into one buffer and come out as one `Data` chunk (however many were sent since the last
+    /// poll), so a caller that lets several messages gather before polling writes fewer, larger
+    /// chunks; see [`ServerCall::gathered_len`].
     pub fn poll_transmit(&mut self) -> Option<ServerTransmit> {
-        self.transmits.pop_front()
+        self.out.pop()
+    }
+
+    /// Bytes of framed messages gathered for the next `Data` chunk and not yet returned by
+    /// [`ServerCall::poll_transmit`]: a caller may go on sending messages while this is below the
+    /// chunk size it wants.
+    pub fn gathered_len(&self) -> usize {
+        self.out.gathered_len()
     }
 
     /// Output: the next event for the application.
@@ -708,7 +713,7 @@ impl ServerCall {
             headers.insert(accept, v.clone());
         }
         append_all(headers, std::mem::take(&mut self.response_headers));
-        self.transmits.push_back(ServerTransmit::Head(head));
+        self.out.push(ServerTransmit::Head(head));
     }
 
     /// Queues the end of the response in the protocol's form.
@@ -732,14 +737,14 @@ impl ServerCall {
                 )
                 .unwrap_or((end, false));
                 let flag = flags::END_STREAM | message_flag(compressed);
-                push_envelope(&mut self.transmits, ServerTransmit::Data, flag, data);
-                self.transmits.push_back(ServerTransmit::End);
+                self.out.push_envelope(flag, data);
+                self.out.push(ServerTransmit::End);
             }
             Some(Protocol::Grpc) => {
                 let mut block = trailers.clone();
                 grpc::write_status(result, &mut block);
                 if self.head_sent {
-                    self.transmits.push_back(ServerTransmit::Trailers(block));
+                    self.out.push(ServerTransmit::Trailers(block));
                 } else {
                     self.emit_trailers_only(block);
                 }
@@ -749,13 +754,8 @@ impl ServerCall {
                 grpc::write_status(result, &mut block);
                 if self.head_sent {
                     let payload = grpc_web::encode_trailers(&block);
-                    push_envelope(
-                        &mut self.transmits,
-                        ServerTransmit::Data,
-                        flags::TRAILERS,
-                        payload,
-                    );
-                    self.transmits.push_back(ServerTransmit::End);
+                    self.out.push_envelope(flags::TRAILERS, payload);
+                    self.out.push(ServerTransmit::End);
                 } else {
                     self.emit_trailers_only(block);
                 }
@@ -766,10 +766,10 @@ impl ServerCall {
     /// gRPC and gRPC-Web without any message: one head carrying the status (PROTOCOL-TRAPS 13, 21).
     fn emit_trailers_only(&mut self, block: HeaderMap) {
         self.send_head();
-        if let Some(ServerTransmit::Head(head)) = self.transmits.back_mut() {
+        if let Some(ServerTransmit::Head(head)) = self.out.last_mut() {
             append_all(head.headers_mut(), block);
         }
-        self.transmits.push_back(ServerTransmit::End);
+        self.out.push(ServerTransmit::End);
     }
 
     fn emit_connect_unary(
@@ -815,11 +815,11 @@ impl ServerCall {
         };
         *head.headers_mut() = headers;
         self.head_sent = true;
-        self.transmits.push_back(ServerTransmit::Head(head));
+        self.out.push(ServerTransmit::Head(head));
         if !body.is_empty() {
-            self.transmits.push_back(ServerTransmit::Data(body));
+            self.out.push(ServerTransmit::Data(body));
         }
-        self.transmits.push_back(ServerTransmit::End);
+        self.out.push(ServerTransmit::End);
     }
 }
 

@@ -457,9 +457,11 @@ impl ServerDriver {
                 progress = true;
             }
 
-            if self.out_bytes < COALESCE_BYTES && !self.done {
+            let mut sent_message = false;
+            if self.out_bytes + self.call.gathered_len() < COALESCE_BYTES && !self.done {
                 if let Some(responses) = self.responses.as_mut() {
                     if let Poll::Ready(item) = responses.as_mut().poll_next(cx) {
+                        sent_message = matches!(item, Some(Ok(_)));
                         self.on_response(item);
                         progress = true;
                     }
@@ -476,7 +478,10 @@ impl ServerDriver {
                 progress = true;
             }
 
-            while let Some(transmit) = self.call.poll_transmit() {
+            // While the handler has messages ready, let them gather in the call's buffer: they leave
+            // as one chunk, framed with one copy each.
+            let gathering = sent_message && self.call.gathered_len() < COALESCE_BYTES;
+            while let Some(transmit) = (!gathering).then(|| self.call.poll_transmit()).flatten() {
                 match &transmit {
                     ServerTransmit::End | ServerTransmit::Trailers(_) => {
                         self.done = true;
