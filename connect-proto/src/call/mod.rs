@@ -66,8 +66,9 @@ fn decompress(algorithm: &Arc<dyn Compressor>, data: &[u8], limit: usize) -> Res
     })
 }
 
-/// The first allocation of an [`Outbox`]'s gathering buffer; later ones are at least as large.
-const OUTBOX_MIN_CAPACITY: usize = 4 * 1024;
+/// The first allocation of a streaming [`Outbox`]'s gathering buffer; later ones are at least as
+/// large.
+const OUTBOX_STREAM_CAPACITY: usize = 4 * 1024;
 
 /// A call's queued transmits, with small envelopes gathered into one growing buffer: consecutive small
 /// messages leave as one body chunk, framed by a single copy into that buffer, with no allocation per
@@ -79,14 +80,19 @@ struct Outbox<T> {
     queue: std::collections::VecDeque<T>,
     pending: BytesMut,
     data: fn(Bytes) -> T,
+    gather: bool,
 }
 
 impl<T> Outbox<T> {
-    fn new(data: fn(Bytes) -> T) -> Self {
+    /// An outbox whose `Data` transmits are made by `data`. Only `streaming` outboxes gather (their
+    /// buffer starts at [`OUTBOX_STREAM_CAPACITY`]): where one message is sent, each envelope is
+    /// framed into a buffer of its own size, as gathering would only add a reallocation.
+    fn new(data: fn(Bytes) -> T, streaming: bool) -> Self {
         Outbox {
             queue: std::collections::VecDeque::new(),
             pending: BytesMut::new(),
             data,
+            gather: streaming,
         }
     }
 
@@ -102,7 +108,7 @@ impl<T> Outbox<T> {
     ///
     /// As [`envelope::encode`], for payloads over `u32::MAX` bytes (callers check their send limit).
     fn push_envelope(&mut self, flag: u8, payload: Bytes) {
-        if payload.len() > envelope::COPY_THRESHOLD {
+        if payload.len() > envelope::COPY_THRESHOLD || !self.gather {
             self.flush();
             let (head, tail) = envelope::encode(flag, payload);
             self.queue.push_back((self.data)(head));
@@ -112,7 +118,7 @@ impl<T> Outbox<T> {
         let needed = envelope::PREFIX_LEN + payload.len();
         if self.pending.capacity() - self.pending.len() < needed {
             if self.pending.capacity() == 0 {
-                self.pending = BytesMut::with_capacity(needed.max(OUTBOX_MIN_CAPACITY));
+                self.pending = BytesMut::with_capacity(needed.max(OUTBOX_STREAM_CAPACITY));
             } else {
                 self.pending.reserve(needed);
             }
@@ -236,7 +242,7 @@ mod tests {
 
     #[test]
     fn outbox_gathers_small_envelopes_and_keeps_order() {
-        let mut out = Outbox::new(T::Data);
+        let mut out = Outbox::new(T::Data, true);
         out.push_envelope(0, Bytes::from_static(b"ab"));
         out.push_envelope(1, Bytes::from_static(b"c"));
         assert_eq!(out.gathered_len(), 13);
@@ -282,5 +288,18 @@ mod tests {
         out.push(T::End);
         out.clear();
         assert_eq!(out.pop(), None);
+        // Without gathering, every envelope is a chunk of its own.
+        let mut out = Outbox::new(T::Data, false);
+        out.push_envelope(0, Bytes::from_static(b"a"));
+        out.push_envelope(0, Bytes::from_static(b"b"));
+        assert_eq!(out.gathered_len(), 0);
+        assert_eq!(
+            out.pop(),
+            Some(T::Data(Bytes::from_static(b"\0\0\0\0\x01a")))
+        );
+        assert_eq!(
+            out.pop(),
+            Some(T::Data(Bytes::from_static(b"\0\0\0\0\x01b")))
+        );
     }
 }

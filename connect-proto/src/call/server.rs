@@ -172,10 +172,11 @@ impl ServerCall {
         request: &http::request::Parts,
         now: Instant,
     ) -> Self {
+        let stream_type = method.map_or(StreamType::Unary, |m| m.stream_type);
         let mut call = ServerCall {
             protocol: None,
             codec: None,
-            stream_type: method.map_or(StreamType::Unary, |m| m.stream_type),
+            stream_type,
             request_headers: request.headers.clone(),
             deadline: None,
             recv_compression: None,
@@ -193,7 +194,7 @@ impl ServerCall {
             unary_response: None,
             messages_sent: 0,
             done: false,
-            out: Outbox::new(ServerTransmit::Data),
+            out: Outbox::new(ServerTransmit::Data, stream_type.server_streams()),
             events: VecDeque::new(),
         };
         match call.start(config, method, request, now) {
