@@ -844,41 +844,6 @@ pub async fn run(options: Options) -> Result<Summary, String> {
     }
 
     let transports = Transports::default();
-    // One call per pooled connection before the cases run concurrently: hyper-util's pool fails
-    // requests waiting for a connection whose first request was dropped (`CheckoutNoLongerWanted`),
-    // and cancellation cases drop requests early. See the README.
-    let mut warmed = std::collections::BTreeSet::new();
-    for p in &permutations {
-        let (_, server) = &servers[&p.server];
-        let key = (
-            p.server,
-            p.request.http_version.to_i32(),
-            p.request.protocol.to_i32(),
-        );
-        if !warmed.insert(key) {
-            continue;
-        }
-        let mut request = pb::ClientCompatRequest {
-            test_name: "warm-up".to_owned(),
-            http_version: p.request.http_version,
-            protocol: p.request.protocol,
-            codec: pb::Codec::CODEC_PROTO.into(),
-            compression: pb::Compression::COMPRESSION_IDENTITY.into(),
-            host: server.host.clone(),
-            port: server.port,
-            server_tls_cert: server.pem_cert.clone(),
-            stream_type: pb::StreamType::STREAM_TYPE_UNARY.into(),
-            request_messages: vec![pack(
-                &pb::UnaryRequest::default(),
-                pb::UnaryRequest::TYPE_URL,
-            )],
-            ..Default::default()
-        };
-        if p.server.client_certs {
-            request.client_tls_creds = MessageField::some(creds.client.clone());
-        }
-        let _ = client::run(&transports, request).await;
-    }
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.parallel.max(1)));
     let mut tasks = Vec::new();
     for mut p in permutations {

@@ -95,16 +95,62 @@ impl Transport for HyperTransport {
     type Future = ResponseFuture;
 
     fn send(&self, request: http::Request<RequestBody>) -> ResponseFuture {
+        let resend = Resend {
+            client: self.client.clone(),
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().clone(),
+            body: request.body().resend_handle(),
+            left: MAX_RESENDS,
+        };
         ResponseFuture {
             inner: self.client.request(request),
+            resend: Some(resend),
         }
     }
+}
+
+/// How many times a request is sent again after its connection was abandoned before it came up.
+const MAX_RESENDS: u8 = 3;
+
+/// What it takes to send a request again: hyper-util's pool fails the requests waiting for an HTTP/2
+/// connection that another request started, when that request is dropped before the connection is up
+/// (`CheckoutNoLongerWanted`, a connect error it does not retry itself). None of such a request has
+/// been sent, so sending it again is safe.
+struct Resend {
+    client: HyperClient<Connector, RequestBody>,
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    headers: http::HeaderMap,
+    body: RequestBody,
+    left: u8,
+}
+
+impl Resend {
+    fn request(&self) -> http::Request<RequestBody> {
+        let mut request = http::Request::new(self.body.resend_handle());
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+/// Whether `error` is the pool's "the connection this request waited for was abandoned".
+fn connection_abandoned(error: &hyper_util::client::legacy::Error) -> bool {
+    // The pool's error type is private; its message is the only handle on it.
+    error.is_connect()
+        && std::error::Error::source(error).is_some_and(|e| e.to_string() == "request was canceled")
 }
 
 /// The future of [`HyperTransport::send`].
 #[must_use = "futures do nothing unless polled"]
 pub struct ResponseFuture {
     inner: hyper_util::client::legacy::ResponseFuture,
+    resend: Option<Resend>,
 }
 
 impl std::fmt::Debug for ResponseFuture {
@@ -117,10 +163,26 @@ impl Future for ResponseFuture {
     type Output = Result<http::Response<ClientBody>, TransportError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.inner).poll(cx).map(|result| {
-            result
-                .map(|response| response.map(ClientBody::new))
-                .map_err(transport_error)
-        })
+        loop {
+            let result = std::task::ready!(Pin::new(&mut self.inner).poll(cx));
+            match result {
+                Ok(response) => {
+                    self.resend = None;
+                    return Poll::Ready(Ok(response.map(ClientBody::new)));
+                }
+                Err(error) => {
+                    if connection_abandoned(&error) {
+                        if let Some(resend) = self.resend.as_mut().filter(|r| r.left > 0) {
+                            resend.left -= 1;
+                            let request = resend.request();
+                            self.inner = resend.client.request(request);
+                            continue;
+                        }
+                    }
+                    self.resend = None;
+                    return Poll::Ready(Err(transport_error(error)));
+                }
+            }
+        }
     }
 }

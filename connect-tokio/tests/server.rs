@@ -230,6 +230,43 @@ async fn echo_server() -> (connect_tokio::ServerHandle, std::net::SocketAddr) {
     (server, addr)
 }
 
+/// Calls waiting for a fresh HTTP/2 connection that another call started are not failed when that
+/// call is cancelled before the connection is up. hyper-util's pool hands such waiters
+/// `CheckoutNoLongerWanted` (a connect error it does not retry); the transport sends them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_the_first_call_on_a_fresh_connection_fails_no_other() {
+    let (server, addr) = echo_server().await;
+    let base: http::Uri = format!("http://{addr}").parse().unwrap();
+    let client = EchoServiceClient::new(connect_tokio::Client::new(
+        HyperTransport::http2(),
+        base,
+        ClientConfig::new(Protocol::Grpc, Codec::Proto),
+        TokioRuntime,
+    ));
+    // The first call starts connecting and is never polled again until it is dropped.
+    let first_request = echo("first");
+    let mut first = Box::pin(client.unary(&first_request));
+    let pending = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(first.as_mut(), cx).is_pending())
+    })
+    .await;
+    assert!(pending);
+    let others: Vec<_> = (0..4)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.unary(&echo(&format!("other-{i}"))).await })
+        })
+        .collect();
+    // Let the others find the connection in progress and wait for it.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(first);
+    for other in others {
+        let result = tokio::time::timeout(LIMIT, other).await.unwrap().unwrap();
+        assert!(result.is_ok(), "{result:?}");
+    }
+    server.shutdown().await;
+}
+
 /// A gRPC error before any message is a trailers-only response: one HEADERS frame with END_STREAM
 /// (PROTOCOL-TRAPS 13). Found by interop: grpcio and grpc-js fail the call ("Data frame with
 /// END_STREAM flag received", "Call ended without gRPC status") when an empty DATA frame ends it.

@@ -122,6 +122,15 @@ impl RequestBody {
         RequestBody { chan }
     }
 
+    /// Another handle on the same body, for a transport that sends a request again after a failure
+    /// that came before any of its body was read (such as a connection that never came up): the new
+    /// handle yields whatever the first has not. Reading from both would split the body between them.
+    pub fn resend_handle(&self) -> Self {
+        RequestBody {
+            chan: self.chan.clone(),
+        }
+    }
+
     pub(crate) fn channel() -> (Self, Arc<BodyChannel>) {
         let chan = Arc::new(BodyChannel::default());
         (RequestBody { chan: chan.clone() }, chan)
