@@ -139,7 +139,6 @@ pub struct ServerCall {
     protocol: Option<Protocol>,
     codec: Option<Codec>,
     stream_type: StreamType,
-    request_headers: HeaderMap,
     deadline: Option<Instant>,
     recv_compression: Option<Arc<dyn Compressor>>,
     send_compression: Option<Arc<dyn Compressor>>,
@@ -177,7 +176,6 @@ impl ServerCall {
             protocol: None,
             codec: None,
             stream_type,
-            request_headers: request.headers.clone(),
             deadline: None,
             recv_compression: None,
             send_compression: None,
@@ -419,11 +417,6 @@ impl ServerCall {
     /// The codec of the request.
     pub fn codec(&self) -> Option<Codec> {
         self.codec
-    }
-
-    /// The request headers, all of them (the protocol's own included).
-    pub fn request_headers(&self) -> &HeaderMap {
-        &self.request_headers
     }
 
     /// The call's deadline, from the request's timeout header.

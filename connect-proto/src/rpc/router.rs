@@ -138,6 +138,14 @@ impl Router {
                 cors: None,
             };
         }
+        // CORS needs the request's origin when the head goes out; the headers go to the handler.
+        let cors = inner.cors.as_ref().map(|cors| {
+            let mut origin = http::HeaderMap::new();
+            if let Some(value) = parts.headers.get(http::header::ORIGIN) {
+                origin.insert(http::header::ORIGIN, value.clone());
+            }
+            (cors.clone(), origin)
+        });
         let route = inner.routes.get(parts.uri.path()).copied();
         let now = inner.runtime.now();
         let mut call = ServerCall::new(&inner.config, route.map(|(m, _)| m), &parts, now);
@@ -159,7 +167,7 @@ impl Router {
                 call.protocol().unwrap_or(Protocol::Connect),
                 call.codec().unwrap_or(Codec::Proto),
                 call.deadline(),
-                call.request_headers().clone(),
+                std::mem::take(&mut parts.headers),
                 std::mem::take(&mut parts.extensions),
             )
             .with_uri(parts.uri.clone());
@@ -194,7 +202,7 @@ impl Router {
         ServeFuture {
             driver: Some(driver),
             ready: None,
-            cors: inner.cors.clone(),
+            cors,
         }
     }
 }
@@ -218,7 +226,8 @@ pub struct ServeFuture {
     driver: Option<ServerDriver>,
     /// An answer known without running a call (a CORS preflight).
     ready: Option<http::Response<ResponseBody>>,
-    cors: Option<Arc<Cors>>,
+    /// The CORS policy, with the request's `Origin` (the only request header it reads).
+    cors: Option<(Arc<Cors>, http::HeaderMap)>,
 }
 
 impl fmt::Debug for ServeFuture {
@@ -234,18 +243,18 @@ impl Future for ServeFuture {
         if let Some(ready) = self.ready.take() {
             return Poll::Ready(ready);
         }
-        let cors = self.cors.clone();
-        let Some(driver) = self.driver.as_mut() else {
+        let this = &mut *self;
+        let Some(driver) = this.driver.as_mut() else {
             return Poll::Pending;
         };
         driver.drive(cx);
         match driver.out.pop_front() {
             Some(ServerTransmit::Head(head)) => {
                 let (mut parts, ()) = head.into_parts();
-                if let Some(cors) = cors {
-                    cors.apply(driver.call.request_headers(), &mut parts.headers);
+                if let Some((cors, origin)) = this.cors.take() {
+                    cors.apply(&origin, &mut parts.headers);
                 }
-                let driver = self.driver.take();
+                let driver = this.driver.take();
                 Poll::Ready(http::Response::from_parts(parts, ResponseBody { driver }))
             }
             Some(other) => {
