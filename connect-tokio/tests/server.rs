@@ -343,3 +343,88 @@ async fn http1_connection_is_reused_after_an_early_answer() {
     }
     server.shutdown().await;
 }
+
+async fn limited_server(
+    limits: connect_tokio::Limits,
+) -> (connect_tokio::ServerHandle, std::net::SocketAddr) {
+    let suite = Suite::new(common::Tokio::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Server::new(suite.router(ServerConfig::default()))
+        .limits(limits)
+        .spawn(listener)
+        .unwrap();
+    let addr = server.local_addr();
+    (server, addr)
+}
+
+/// `Limits::max_concurrent_streams` caps the calls one HTTP/2 connection carries at once: with two
+/// streams held open, a third call waits until one of them ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrent_streams_holds_back_the_extra_call() {
+    let mut limits = connect_tokio::Limits::default();
+    limits.max_concurrent_streams = Some(2);
+    let (server, addr) = limited_server(limits).await;
+    let base: http::Uri = format!("http://{addr}").parse().unwrap();
+    let client = EchoServiceClient::new(connect_tokio::Client::new(
+        HyperTransport::http2(),
+        base,
+        ClientConfig::new(Protocol::Grpc, Codec::Proto),
+        TokioRuntime,
+    ));
+    tokio::time::timeout(LIMIT, client.unary(&echo("warm")))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut open = Vec::new();
+    for i in 0..2 {
+        let (tx, rx) = futures_channel::mpsc::unbounded();
+        tx.unbounded_send(EchoRequest {
+            count: -1,
+            tag: format!("open-{i}"),
+            ..echo("open")
+        })
+        .unwrap();
+        let mut stream = tokio::time::timeout(LIMIT, client.bidi(rx))
+            .await
+            .unwrap()
+            .unwrap();
+        stream.next().await.unwrap().unwrap();
+        open.push((tx, stream));
+    }
+    let third_client = client.clone();
+    let mut third = tokio::spawn(async move { third_client.unary(&echo("third")).await });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut third)
+            .await
+            .is_err(),
+        "a third call ran while two streams were open"
+    );
+    drop(open.pop());
+    let result = tokio::time::timeout(LIMIT, third).await.unwrap().unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    drop(open);
+    tokio::time::timeout(LIMIT, server.shutdown()).await.unwrap();
+}
+
+/// `Limits::keepalive_interval`: the server pings idle HTTP/2 connections and closes one whose peer
+/// does not answer within `keepalive_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_closes_a_connection_that_does_not_answer_pings() {
+    let mut limits = connect_tokio::Limits::default();
+    limits.keepalive_interval = Some(Duration::from_millis(100));
+    limits.keepalive_timeout = Duration::from_millis(100);
+    let (server, addr) = limited_server(limits).await;
+    // A client that answers pings: the connection stays up.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (_live, live_connection) = h2::client::handshake(tcp).await.unwrap();
+    let live = tokio::spawn(live_connection);
+    // A client that never reads after the handshake: its connection is closed.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (_silent, silent_connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let closed = tokio::time::timeout(LIMIT, silent_connection).await;
+    assert!(closed.is_ok(), "the silent connection was not closed");
+    assert!(!live.is_finished(), "the answering connection was closed");
+    live.abort();
+    tokio::time::timeout(LIMIT, server.shutdown()).await.unwrap();
+}
