@@ -11,7 +11,8 @@ pub struct TransportSettings {
     pub http2_only: bool,
     /// How long connecting may take; `None`: no limit.
     pub connect_timeout: Option<Duration>,
-    /// How long an idle pooled connection is kept; `None`: for ever.
+    /// How long an idle pooled connection is kept; `None`: for ever. An HTTP/2 connection is idle
+    /// when no call has started on it for that long (calls still in flight finish on it).
     pub pool_idle_timeout: Option<Duration>,
     /// Interval of HTTP/2 keep-alive pings; `None` sends none.
     pub keepalive_interval: Option<Duration>,
@@ -87,7 +88,8 @@ impl<T: From<TransportSettings>> TransportBuilder<T> {
         self
     }
 
-    /// How long an idle pooled connection is kept; `None`: for ever.
+    /// How long an idle pooled connection is kept; `None`: for ever. An HTTP/2 connection is idle
+    /// when no call has started on it for that long (calls still in flight finish on it).
     pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.settings.pool_idle_timeout = timeout;
         self

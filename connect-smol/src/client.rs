@@ -127,8 +127,8 @@ impl std::fmt::Debug for Inner {
 /// The reusable connections to one origin.
 #[derive(Default)]
 struct Idle {
-    /// The HTTP/2 connection, shared by all calls.
-    http2: Option<http2::SendRequest<RequestBody>>,
+    /// The HTTP/2 connection, shared by all calls, and when a call last took it.
+    http2: Option<(http2::SendRequest<RequestBody>, Instant)>,
     /// HTTP/1.1 connections with no call in flight, and since when.
     http1: Vec<(http1::SendRequest<RequestBody>, Instant)>,
     /// Held while connecting where the connection may be HTTP/2, so that calls starting together
@@ -231,7 +231,7 @@ impl Inner {
     }
 
     /// A new connection, or the HTTP/2 connection another call opened meanwhile.
-    async fn connect_or_share(&self, origin: &Origin) -> Result<Sender, TransportError> {
+    async fn connect_or_share(self: &Arc<Self>, origin: &Origin) -> Result<Sender, TransportError> {
         let maybe_http2 = self.settings.http2_only || origin.0 == Scheme::HTTPS;
         if !maybe_http2 {
             return self.connect(origin).await;
@@ -251,13 +251,52 @@ impl Inner {
     fn checkout_http2(&self, origin: &Origin) -> Option<Sender> {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         let idle = pool.get_mut(origin)?;
-        match &idle.http2 {
-            Some(sender) if !sender.is_closed() => Some(Sender::Http2(sender.clone())),
+        let now = Instant::now();
+        let limit = self.settings.pool_idle_timeout;
+        match &mut idle.http2 {
+            Some((sender, last_used))
+                if !sender.is_closed()
+                    && limit.is_none_or(|limit| now.duration_since(*last_used) < limit) =>
+            {
+                *last_used = now;
+                Some(Sender::Http2(sender.clone()))
+            }
             _ => {
                 idle.http2 = None;
                 None
             }
         }
+    }
+
+    /// Drops the pool's handle on the HTTP/2 connection to `origin` once no call has taken it for the
+    /// pool's idle timeout; the connection closes when its calls in flight are done.
+    fn expire_http2(self: &Arc<Self>, origin: Origin) {
+        let Some(limit) = self.settings.pool_idle_timeout else {
+            return;
+        };
+        let pool: Weak<Inner> = Arc::downgrade(self);
+        smol::spawn(async move {
+            let mut wait = limit;
+            loop {
+                // A little past the limit, so that the connection counts as expired by then.
+                Timer::after(wait + Duration::from_millis(1)).await;
+                let Some(inner) = pool.upgrade() else { return };
+                let mut pool = inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(idle) = pool.get_mut(&origin) else {
+                    return;
+                };
+                let Some((sender, last_used)) = &idle.http2 else {
+                    return;
+                };
+                let idle_for = last_used.elapsed();
+                if sender.is_closed() || idle_for >= limit {
+                    idle.http2 = None;
+                    return;
+                }
+                wait = limit - idle_for;
+            }
+        })
+        .detach();
     }
 
     /// Drops the HTTP/1.1 connections to `origin` idle for longer than the pool's idle timeout.
@@ -308,7 +347,7 @@ impl Inner {
 
     /// A new connection to `origin`: TCP, TLS for `https` (ALPN picks the HTTP version), then hyper's
     /// handshake, with its driving task spawned. An HTTP/2 connection goes in the pool at once.
-    async fn connect(&self, origin: &Origin) -> Result<Sender, TransportError> {
+    async fn connect(self: &Arc<Self>, origin: &Origin) -> Result<Sender, TransportError> {
         let (scheme, authority) = origin;
         let host = authority
             .host()
@@ -341,7 +380,7 @@ impl Inner {
     }
 
     async fn handshake<I>(
-        &self,
+        self: &Arc<Self>,
         origin: &Origin,
         io: I,
         http2: bool,
@@ -361,7 +400,9 @@ impl Inner {
             // The connection's task ends when it closes (its error has nowhere else to go).
             smol::spawn(conn).detach();
             let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.entry(origin.clone()).or_default().http2 = Some(sender.clone());
+            pool.entry(origin.clone()).or_default().http2 = Some((sender.clone(), Instant::now()));
+            drop(pool);
+            self.expire_http2(origin.clone());
             return Ok(Sender::Http2(sender));
         }
         let (sender, conn) = http1::Builder::new()

@@ -119,6 +119,19 @@ fn connections_are_pooled() {
         let second = peers(&short, 1, false).await;
         assert_ne!(first, second, "an expired connection was reused");
 
+        // The same for HTTP/2: after the idle timeout with no call, the next call connects anew.
+        let short = SmolTransport::builder()
+            .http2_only(true)
+            .pool_idle_timeout(Some(Duration::from_millis(100)))
+            .build();
+        let short = client(&base, short, Protocol::Grpc);
+        let mut first = peers(&short, 3, true).await;
+        first.dedup();
+        assert_eq!(first.len(), 1, "{first:?}");
+        smol::Timer::after(Duration::from_millis(300)).await;
+        let second = peers(&short, 1, false).await;
+        assert_ne!(first, second, "an expired HTTP/2 connection was reused");
+
         bounded(&SmolRuntime, LIMIT, "shutdown", server.shutdown()).await;
     });
 }

@@ -403,7 +403,9 @@ async fn max_concurrent_streams_holds_back_the_extra_call() {
     let result = tokio::time::timeout(LIMIT, third).await.unwrap().unwrap();
     assert!(result.is_ok(), "{result:?}");
     drop(open);
-    tokio::time::timeout(LIMIT, server.shutdown()).await.unwrap();
+    tokio::time::timeout(LIMIT, server.shutdown())
+        .await
+        .unwrap();
 }
 
 /// `Limits::keepalive_interval`: the server pings idle HTTP/2 connections and closes one whose peer
@@ -426,5 +428,7 @@ async fn keepalive_closes_a_connection_that_does_not_answer_pings() {
     assert!(closed.is_ok(), "the silent connection was not closed");
     assert!(!live.is_finished(), "the answering connection was closed");
     live.abort();
-    tokio::time::timeout(LIMIT, server.shutdown()).await.unwrap();
+    tokio::time::timeout(LIMIT, server.shutdown())
+        .await
+        .unwrap();
 }
