@@ -131,10 +131,10 @@ impl Router {
             let (head, ()) = cors.preflight(&parts).into_parts();
             return ServeFuture {
                 driver: None,
-                ready: Some(http::Response::from_parts(
+                ready: Some(Box::new(http::Response::from_parts(
                     head,
                     ResponseBody { driver: None },
-                )),
+                ))),
                 cors: None,
             };
         }
@@ -225,7 +225,8 @@ impl std::error::Error for CallReset {}
 pub struct ServeFuture {
     driver: Option<ServerDriver>,
     /// An answer known without running a call (a CORS preflight).
-    ready: Option<http::Response<ResponseBody>>,
+    /// Boxed: it is rare, and the future is moved a few times per call.
+    ready: Option<Box<http::Response<ResponseBody>>>,
     /// The CORS policy, with the request's `Origin` (the only request header it reads).
     cors: Option<(Arc<Cors>, http::HeaderMap)>,
 }
@@ -241,7 +242,7 @@ impl Future for ServeFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         if let Some(ready) = self.ready.take() {
-            return Poll::Ready(ready);
+            return Poll::Ready(*ready);
         }
         let this = &mut *self;
         let Some(driver) = this.driver.as_mut() else {
