@@ -181,7 +181,8 @@ fn encode_stream<Resp>(codec: Codec, stream: HandlerStream<Resp>) -> RawResponse
 where
     Resp: buffa::Message + serde::Serialize + 'static,
 {
-    Box::pin(stream.map(move |item| item.and_then(|m| encode(codec, &m))))
+    let mut buffer = crate::codec::EncodeBuffer::default();
+    Box::pin(stream.map(move |item| item.and_then(|m| buffer.encode(codec, &m))))
 }
 
 fn failed(status: Status) -> RawResponses {
