@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 
 use super::context::Context;
 use super::message::{decode_request, encode, RequestView};
-use super::runtime::BoxStream;
+use super::runtime::{BoxFuture, BoxStream};
 use crate::protocol::{Codec, MethodInfo};
 use crate::status::Status;
 
@@ -177,16 +177,60 @@ where
     }
 }
 
-fn encode_stream<Resp>(codec: Codec, stream: HandlerStream<Resp>) -> RawResponses
+/// A streaming method's responses: the handler's start (which yields its stream or fails the call),
+/// then each message of its stream serialized into one [`EncodeBuffer`](crate::codec::EncodeBuffer).
+/// One stream of our own instead of `once(start).flat_map(map(encode))`: a message passes through
+/// one layer here, not three.
+struct StreamResponses<Resp> {
+    codec: Codec,
+    start: Option<BoxFuture<'static, Result<HandlerStream<Resp>, Status>>>,
+    stream: Option<HandlerStream<Resp>>,
+    buffer: crate::codec::EncodeBuffer,
+}
+
+impl<Resp> StreamResponses<Resp>
 where
     Resp: buffa::Message + serde::Serialize + 'static,
 {
-    let mut buffer = crate::codec::EncodeBuffer::default();
-    Box::pin(stream.map(move |item| item.and_then(|m| buffer.encode(codec, &m))))
+    fn new(codec: Codec, start: BoxFuture<'static, Result<HandlerStream<Resp>, Status>>) -> Self {
+        StreamResponses {
+            codec,
+            start: Some(start),
+            stream: None,
+            buffer: crate::codec::EncodeBuffer::default(),
+        }
+    }
 }
 
-fn failed(status: Status) -> RawResponses {
-    Box::pin(futures_util::stream::once(async move { Err(status) }))
+impl<Resp> Stream for StreamResponses<Resp>
+where
+    Resp: buffa::Message + serde::Serialize + 'static,
+{
+    type Item = Result<Bytes, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(start) = this.start.as_mut() {
+            let started = std::task::ready!(start.as_mut().poll(cx));
+            this.start = None;
+            match started {
+                Ok(stream) => this.stream = Some(stream),
+                Err(status) => return Poll::Ready(Some(Err(status))),
+            }
+        }
+        let Some(stream) = this.stream.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match std::task::ready!(stream.as_mut().poll_next(cx)) {
+            Some(item) => Poll::Ready(Some(
+                item.and_then(|message| this.buffer.encode(this.codec, &message)),
+            )),
+            None => {
+                this.stream = None;
+                Poll::Ready(None)
+            }
+        }
+    }
 }
 
 /// Serves a unary method with `handler`.
@@ -219,15 +263,14 @@ where
     Fut: Future<Output = Result<HandlerStream<Resp>, Status>> + Send + 'static,
 {
     let codec = ctx.codec();
-    let started = futures_util::stream::once(async move {
-        let payload = requests.single().await?;
-        let request = decode_request::<Req>(codec, payload)?;
-        handler(ctx, request).await
-    });
-    Box::pin(started.flat_map(move |result| match result {
-        Ok(stream) => encode_stream(codec, stream),
-        Err(status) => failed(status),
-    }))
+    Box::pin(StreamResponses::new(
+        codec,
+        Box::pin(async move {
+            let payload = requests.single().await?;
+            let request = decode_request::<Req>(codec, payload)?;
+            handler(ctx, request).await
+        }),
+    ))
 }
 
 /// Serves a client-streaming method with `handler`.
@@ -262,9 +305,8 @@ where
     Fut: Future<Output = Result<HandlerStream<Resp>, Status>> + Send + 'static,
 {
     let codec = ctx.codec();
-    let started = futures_util::stream::once(handler(ctx, Streaming::new(requests, codec)));
-    Box::pin(started.flat_map(move |result| match result {
-        Ok(stream) => encode_stream(codec, stream),
-        Err(status) => failed(status),
-    }))
+    Box::pin(StreamResponses::new(
+        codec,
+        Box::pin(handler(ctx, Streaming::new(requests, codec))),
+    ))
 }
