@@ -174,13 +174,7 @@ async fn cancelled_calls_leave_no_client_tasks() {
     let server = Server::new(suite.router(ServerConfig::default()))
         .spawn(listener)
         .unwrap();
-    let base: http::Uri = format!("http://{}", server.local_addr()).parse().unwrap();
-    let client = EchoServiceClient::new(connect_tokio::Client::new(
-        HyperTransport::http2(),
-        base,
-        ClientConfig::new(Protocol::Grpc, Codec::Proto),
-        TokioRuntime,
-    ));
+    let client = grpc_client(server.local_addr());
     // Warm up: the pooled connection and its task exist from here on.
     tokio::time::timeout(LIMIT, client.unary(&echo("warm")))
         .await
@@ -220,6 +214,16 @@ async fn cancelled_calls_leave_no_client_tasks() {
     server.shutdown().await;
 }
 
+/// A gRPC client over HTTP/2 (h2c) to the server at `addr`.
+fn grpc_client(addr: std::net::SocketAddr) -> EchoServiceClient<HyperTransport> {
+    EchoServiceClient::new(connect_tokio::Client::new(
+        HyperTransport::http2(),
+        format!("http://{addr}").parse().unwrap(),
+        ClientConfig::new(Protocol::Grpc, Codec::Proto),
+        TokioRuntime,
+    ))
+}
+
 async fn echo_server() -> (connect_tokio::ServerHandle, std::net::SocketAddr) {
     let suite = Suite::new(common::Tokio::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -236,13 +240,7 @@ async fn echo_server() -> (connect_tokio::ServerHandle, std::net::SocketAddr) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_the_first_call_on_a_fresh_connection_fails_no_other() {
     let (server, addr) = echo_server().await;
-    let base: http::Uri = format!("http://{addr}").parse().unwrap();
-    let client = EchoServiceClient::new(connect_tokio::Client::new(
-        HyperTransport::http2(),
-        base,
-        ClientConfig::new(Protocol::Grpc, Codec::Proto),
-        TokioRuntime,
-    ));
+    let client = grpc_client(addr);
     // The first call starts connecting and is never polled again until it is dropped.
     let first_request = echo("first");
     let mut first = Box::pin(client.unary(&first_request));
@@ -364,13 +362,7 @@ async fn max_concurrent_streams_holds_back_the_extra_call() {
     let mut limits = connect_tokio::Limits::default();
     limits.max_concurrent_streams = Some(2);
     let (server, addr) = limited_server(limits).await;
-    let base: http::Uri = format!("http://{addr}").parse().unwrap();
-    let client = EchoServiceClient::new(connect_tokio::Client::new(
-        HyperTransport::http2(),
-        base,
-        ClientConfig::new(Protocol::Grpc, Codec::Proto),
-        TokioRuntime,
-    ));
+    let client = grpc_client(addr);
     tokio::time::timeout(LIMIT, client.unary(&echo("warm")))
         .await
         .unwrap()
