@@ -536,3 +536,38 @@ fn trap25_grpc_over_http1_is_refused_in_the_head() {
     };
     assert_eq!(head.version(), http::Version::HTTP_2);
 }
+
+/// Requests carry a structured user agent (H2 §User Agents), and gRPC-Web also `x-user-agent`
+/// (WEB §User Agent); one the application set is kept.
+#[test]
+fn requests_carry_a_user_agent_unless_the_application_set_one() {
+    let base: http::Uri = "http://127.0.0.1:1".parse().unwrap();
+    let request_head = |protocol: Protocol, options: CallOptions| {
+        let config = client_config(protocol, Codec::Proto, None);
+        let mut call = ClientCall::new(&config, UNARY, &base, options, Instant::now());
+        call.send_message(Bytes::from_static(b"req")).unwrap();
+        match call.poll_transmit() {
+            Some(ClientTransmit::Head(head)) => head,
+            other => panic!("{other:?}"),
+        }
+    };
+    for (protocol, prefix) in [
+        (Protocol::Connect, "connect-rust-connect-proto/"),
+        (Protocol::Grpc, "grpc-rust-connect-proto/"),
+        (Protocol::GrpcWeb, "grpc-web-rust-connect-proto/"),
+    ] {
+        let head = request_head(protocol, CallOptions::default());
+        let agent = head.headers()["user-agent"].to_str().unwrap();
+        assert!(agent.starts_with(prefix), "{agent}");
+        assert_eq!(
+            head.headers().get("x-user-agent").is_some(),
+            protocol == Protocol::GrpcWeb
+        );
+        let mut options = CallOptions::default();
+        options
+            .headers
+            .insert("user-agent", http::HeaderValue::from_static("mine/1"));
+        let head = request_head(protocol, options);
+        assert_eq!(head.headers()["user-agent"], "mine/1");
+    }
+}

@@ -284,6 +284,7 @@ impl ClientCall {
         };
         let headers = head.headers_mut();
         metadata::merge_application(self.protocol, &self.user_headers, headers);
+        add_user_agent(self.protocol, headers);
         let streaming = self.method.stream_type != StreamType::Unary;
         if query.is_none() {
             let ct = ContentType::format(self.protocol, streaming, self.codec);
@@ -809,5 +810,22 @@ impl ClientCall {
 fn insert_str(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(name, v);
+    }
+}
+
+/// A structured user agent unless the application set its own (H2 §User Agents). Browsers own
+/// `user-agent`, so there (wasm32) only gRPC-Web's `x-user-agent` is sent (WEB §User Agent), which
+/// gRPC-Web also sends elsewhere.
+fn add_user_agent(protocol: Protocol, headers: &mut HeaderMap) {
+    let agent = match protocol {
+        Protocol::Connect => concat!("connect-rust-connect-proto/", env!("CARGO_PKG_VERSION")),
+        Protocol::Grpc => concat!("grpc-rust-connect-proto/", env!("CARGO_PKG_VERSION")),
+        Protocol::GrpcWeb => concat!("grpc-web-rust-connect-proto/", env!("CARGO_PKG_VERSION")),
+    };
+    if !cfg!(target_arch = "wasm32") && !headers.contains_key(header::USER_AGENT) {
+        headers.insert(header::USER_AGENT, HeaderValue::from_static(agent));
+    }
+    if protocol == Protocol::GrpcWeb && !headers.contains_key("x-user-agent") {
+        headers.insert("x-user-agent", HeaderValue::from_static(agent));
     }
 }
