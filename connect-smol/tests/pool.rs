@@ -135,38 +135,3 @@ fn connections_are_pooled() {
         bounded(&SmolRuntime, LIMIT, "shutdown", server.shutdown()).await;
     });
 }
-
-/// Calls waiting for a fresh HTTP/2 connection another call started are not failed when that call
-/// is dropped before the connection is up: the next waiter connects instead.
-#[test]
-fn cancelling_the_first_call_on_a_fresh_connection_fails_no_other() {
-    smol::block_on(async {
-        let suite = Suite::new(common::Smol::default());
-        let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = Server::new(suite.router(ServerConfig::default()))
-            .spawn(listener)
-            .unwrap();
-        let base: http::Uri = format!("http://{}", server.local_addr()).parse().unwrap();
-        let h2 = client(&base, SmolTransport::http2(), Protocol::Grpc);
-        let first_request = echo("first");
-        let mut first = Box::pin(h2.unary(&first_request));
-        let pending = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(std::future::Future::poll(first.as_mut(), cx).is_pending())
-        })
-        .await;
-        assert!(pending);
-        let others: Vec<_> = (0..4)
-            .map(|i| {
-                let h2 = h2.clone();
-                smol::spawn(async move { h2.unary(&echo(&format!("other-{i}"))).await })
-            })
-            .collect();
-        smol::Timer::after(Duration::from_millis(50)).await;
-        drop(first);
-        let results = bounded(&SmolRuntime, LIMIT, "calls", join_all(others)).await;
-        for result in results {
-            assert!(result.is_ok(), "{result:?}");
-        }
-        server.shutdown().await;
-    });
-}

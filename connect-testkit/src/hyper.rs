@@ -209,6 +209,49 @@ impl<A: HyperAdapter> Suite<A> {
             .expect("the silent connection was closed within 5 s");
         server.stop_within(&*self.runtime, CALL_LIMIT).await;
     }
+
+    /// Calls waiting for a fresh HTTP/2 connection that another call started are not failed when that
+    /// call is dropped before the connection is up. (hyper-util's pool hands such waiters
+    /// `CheckoutNoLongerWanted`, a connect error it does not retry; the transports send them again.)
+    pub async fn cancelling_the_first_call_on_a_fresh_connection_fails_no_other(&self) {
+        let router = self.router(connect_proto::ServerConfig::default());
+        let serve = self.adapter.serve(router, Http::H2c);
+        let server = self.call("starting a server", serve).await;
+        // Whether the others are waiting for the connection when the first call is dropped is a race
+        // with the connector; a few rounds, each on a fresh connection, make sure it is run into.
+        for round in 0..4 {
+            let transport = self.adapter.transport(Http::H2c);
+            let client = client(self, transport, server.base(), Protocol::Grpc);
+            // The first call starts connecting and is not polled again until it is dropped.
+            let first_request = echo("first");
+            let mut first = Box::pin(client.unary(&first_request));
+            let pending = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::future::Future::poll(first.as_mut(), cx).is_pending())
+            })
+            .await;
+            assert!(pending, "the first call finished at its first poll");
+            // The others run as tasks of their own, as calls of other parts of an application would.
+            let others: Vec<_> = (0..4)
+                .map(|i| {
+                    let (client, (done, result)) =
+                        (client.clone(), futures_channel::oneshot::channel());
+                    self.runtime.spawn(Box::pin(async move {
+                        let _ = done.send(client.unary(&echo(&format!("other-{i}"))).await);
+                    }));
+                    result
+                })
+                .collect();
+            // Let the others find the connection in progress and wait for it.
+            self.sleep(Duration::from_millis(50)).await;
+            drop(first);
+            let results = self.call("the other calls", futures_util::future::join_all(others));
+            for result in results.await {
+                let result = result.expect("the call's task ends");
+                assert!(result.is_ok(), "round {round}: {result:?}");
+            }
+        }
+        server.stop_within(&*self.runtime, CALL_LIMIT).await;
+    }
 }
 
 /// Expands to one `#[test]` per hyper-level check of [`Suite`] over an adapter that implements
@@ -218,7 +261,8 @@ macro_rules! hyper_tests {
     ($adapter:expr, $block_on:path) => {
         $crate::e2e_tests!(@each $adapter, $block_on;
             request_body_limit, tls_client_certificates_reach_handlers,
-            header_read_timeout_closes_silent_connections);
+            header_read_timeout_closes_silent_connections,
+            cancelling_the_first_call_on_a_fresh_connection_fails_no_other);
     };
 }
 

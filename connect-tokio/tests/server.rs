@@ -185,19 +185,7 @@ async fn cancelled_calls_leave_no_client_tasks() {
     let baseline = metrics.num_alive_tasks();
     for i in 0..10 {
         let tag = format!("no-leak-{i}");
-        let (tx, rx) = futures_channel::mpsc::unbounded();
-        tx.unbounded_send(EchoRequest {
-            count: -1,
-            tag: tag.clone(),
-            ..echo("open")
-        })
-        .unwrap();
-        let mut stream = tokio::time::timeout(LIMIT, client.bidi(rx))
-            .await
-            .unwrap()
-            .unwrap();
-        stream.next().await.unwrap().unwrap();
-        drop(stream);
+        drop(open_bidi(&client, &tag).await);
         wait_dropped(&suite, &tag).await;
     }
     let settled = tokio::time::timeout(LIMIT, async {
@@ -224,6 +212,30 @@ fn grpc_client(addr: std::net::SocketAddr) -> EchoServiceClient<HyperTransport> 
     ))
 }
 
+/// A bidi stream tagged `tag` whose handler answers without end, once its first answer is in.
+/// Dropping the sender and the stream cancels it.
+async fn open_bidi(
+    client: &EchoServiceClient<HyperTransport>,
+    tag: &str,
+) -> (
+    futures_channel::mpsc::UnboundedSender<EchoRequest>,
+    impl futures_util::Stream + use<>,
+) {
+    let (tx, rx) = futures_channel::mpsc::unbounded();
+    tx.unbounded_send(EchoRequest {
+        count: -1,
+        tag: tag.to_owned(),
+        ..echo("open")
+    })
+    .unwrap();
+    let mut stream = tokio::time::timeout(LIMIT, client.bidi(rx))
+        .await
+        .unwrap()
+        .unwrap();
+    stream.next().await.unwrap().unwrap();
+    (tx, stream)
+}
+
 async fn echo_server() -> (connect_tokio::ServerHandle, std::net::SocketAddr) {
     let suite = Suite::new(common::Tokio::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -232,37 +244,6 @@ async fn echo_server() -> (connect_tokio::ServerHandle, std::net::SocketAddr) {
         .unwrap();
     let addr = server.local_addr();
     (server, addr)
-}
-
-/// Calls waiting for a fresh HTTP/2 connection that another call started are not failed when that
-/// call is cancelled before the connection is up. hyper-util's pool hands such waiters
-/// `CheckoutNoLongerWanted` (a connect error it does not retry); the transport sends them again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_the_first_call_on_a_fresh_connection_fails_no_other() {
-    let (server, addr) = echo_server().await;
-    let client = grpc_client(addr);
-    // The first call starts connecting and is never polled again until it is dropped.
-    let first_request = echo("first");
-    let mut first = Box::pin(client.unary(&first_request));
-    let pending = std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(std::future::Future::poll(first.as_mut(), cx).is_pending())
-    })
-    .await;
-    assert!(pending);
-    let others: Vec<_> = (0..4)
-        .map(|i| {
-            let client = client.clone();
-            tokio::spawn(async move { client.unary(&echo(&format!("other-{i}"))).await })
-        })
-        .collect();
-    // Let the others find the connection in progress and wait for it.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    drop(first);
-    for other in others {
-        let result = tokio::time::timeout(LIMIT, other).await.unwrap().unwrap();
-        assert!(result.is_ok(), "{result:?}");
-    }
-    server.shutdown().await;
 }
 
 /// A gRPC error before any message is a trailers-only response: one HEADERS frame with END_STREAM
@@ -369,19 +350,7 @@ async fn max_concurrent_streams_holds_back_the_extra_call() {
         .unwrap();
     let mut open = Vec::new();
     for i in 0..2 {
-        let (tx, rx) = futures_channel::mpsc::unbounded();
-        tx.unbounded_send(EchoRequest {
-            count: -1,
-            tag: format!("open-{i}"),
-            ..echo("open")
-        })
-        .unwrap();
-        let mut stream = tokio::time::timeout(LIMIT, client.bidi(rx))
-            .await
-            .unwrap()
-            .unwrap();
-        stream.next().await.unwrap().unwrap();
-        open.push((tx, stream));
+        open.push(open_bidi(&client, &format!("open-{i}")).await);
     }
     let third_client = client.clone();
     let mut third = tokio::spawn(async move { third_client.unary(&echo("third")).await });
