@@ -110,9 +110,7 @@ impl<T> Outbox<T> {
     fn push_envelope(&mut self, flag: u8, payload: Bytes) {
         if payload.len() > envelope::COPY_THRESHOLD || !self.gather {
             self.flush();
-            let (head, tail) = envelope::encode(flag, payload);
-            self.queue.push_back((self.data)(head));
-            self.queue.extend(tail.map(self.data));
+            push_envelope(&mut self.queue, self.data, flag, payload);
             return;
         }
         let needed = envelope::PREFIX_LEN + payload.len();
