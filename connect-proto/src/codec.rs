@@ -27,41 +27,30 @@ where
     }
 }
 
-/// A buffer that a stream's messages are serialized into one after another, each split off as its
-/// own `Bytes`: after the first block, no allocation per message (a new block when one is full).
-#[derive(Debug, Default)]
-pub(crate) struct EncodeBuffer {
-    buf: BytesMut,
-    cache: buffa::SizeCache,
-}
-
-/// The block size of an [`EncodeBuffer`].
-const ENCODE_BLOCK: usize = 4 * 1024;
-
-impl EncodeBuffer {
-    /// Serializes `message` with `codec`, as [`encode`] does.
-    pub(crate) fn encode<M>(&mut self, codec: Codec, message: &M) -> Result<Bytes, Status>
-    where
-        M: buffa::Message + serde::Serialize,
-    {
-        // A new block when little is left: most messages then fit where they start.
-        if self.buf.capacity() - self.buf.len() < ENCODE_BLOCK / 16 {
-            self.buf.reserve(ENCODE_BLOCK);
+/// Serializes `message` with `codec`, appending it to `buf` (the proto form reserves its exact size
+/// first). `cache` is scratch space that callers encoding many messages keep between them. On error,
+/// `buf` may hold part of the message: callers drop what was appended.
+pub(crate) fn encode_into<M>(
+    codec: Codec,
+    message: &M,
+    cache: &mut buffa::SizeCache,
+    buf: &mut BytesMut,
+) -> Result<(), Status>
+where
+    M: buffa::Message + serde::Serialize,
+{
+    match codec {
+        Codec::Proto => {
+            cache.clear();
+            let size = buffa::checked_encode_size(message.compute_size(cache)).map_err(|err| {
+                Status::internal(format!("failed to encode proto message: {err}"))
+            })?;
+            buf.reserve(size as usize);
+            message.write_to(cache, buf);
+            Ok(())
         }
-        let result = match codec {
-            Codec::Proto => message
-                .try_encode_with_cache(&mut self.cache, &mut self.buf)
-                .map_err(|err| Status::internal(format!("failed to encode proto message: {err}"))),
-            Codec::Json => serde_json::to_writer((&mut self.buf).writer(), message)
-                .map_err(|err| Status::internal(format!("failed to encode json message: {err}"))),
-        };
-        match result {
-            Ok(()) => Ok(self.buf.split().freeze()),
-            Err(status) => {
-                self.buf.clear();
-                Err(status)
-            }
-        }
+        Codec::Json => serde_json::to_writer(buf.writer(), message)
+            .map_err(|err| Status::internal(format!("failed to encode json message: {err}"))),
     }
 }
 
@@ -121,23 +110,20 @@ mod tests {
         message
     }
 
-    /// The stream encoder gives the same bytes as `encode`, message after message, across blocks.
+    /// Serializing in place gives the same bytes as `encode`, message after message.
     #[test]
-    fn encode_buffer_matches_encode() {
-        let mut buffer = EncodeBuffer::default();
+    fn encode_into_matches_encode() {
+        let mut cache = buffa::SizeCache::new();
         for codec in [Codec::Proto, Codec::Json] {
-            let mut previous: Option<(Bytes, Struct)> = None;
-            for i in 0..300 {
+            let mut buf = BytesMut::new();
+            let mut expected = Vec::new();
+            for i in 0..50 {
                 let mut message = sample_struct();
                 message.insert("i", f64::from(i));
-                let bytes = buffer.encode(codec, &message).unwrap();
-                assert_eq!(bytes, encode(codec, &message).unwrap());
-                // Earlier messages stay intact while later ones are written.
-                if let Some((bytes, message)) = previous.take() {
-                    assert_eq!(decode::<Struct>(codec, &bytes).unwrap(), message);
-                }
-                previous = Some((bytes, message));
+                encode_into(codec, &message, &mut cache, &mut buf).unwrap();
+                expected.extend_from_slice(&encode(codec, &message).unwrap());
             }
+            assert_eq!(&buf[..], &expected[..], "{codec:?}");
         }
     }
 

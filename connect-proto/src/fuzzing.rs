@@ -533,7 +533,8 @@ pub enum ServerOp {
     Advance(u16),
     /// `send_headers`.
     SendHeaders(Vec<(Vec<u8>, Vec<u8>)>),
-    /// `send_message`.
+    /// `send_message`, or for odd lengths `message_writer` (then dropped unsent when the first byte
+    /// is 0xff).
     SendMessage(Vec<u8>),
     /// `finish`: code (0 is Ok), message, details (type, value), trailers.
     Finish(
@@ -762,7 +763,16 @@ pub fn server_call(script: ServerScript) {
                 let _ = call.send_headers(header_map(hs));
             }
             ServerOp::SendMessage(d) => {
-                let _ = call.send_message(Bytes::copy_from_slice(d));
+                // Odd lengths are written in place; those starting with 0xff are then dropped unsent.
+                if d.len() % 2 == 1 {
+                    let mut writer = call.message_writer();
+                    writer.buffer().extend_from_slice(d);
+                    if d[0] != 0xff {
+                        let _ = writer.send();
+                    }
+                } else {
+                    let _ = call.send_message(Bytes::copy_from_slice(d));
+                }
             }
             ServerOp::Finish(code, message, details, trailers) => {
                 let was_done = call.is_done();

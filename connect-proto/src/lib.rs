@@ -23,8 +23,8 @@ mod time;
 pub mod timeout;
 
 pub use call::{
-    CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit, ServerCall, ServerConfig,
-    ServerEvent, ServerTransmit,
+    CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit, MessageWriter, ServerCall,
+    ServerConfig, ServerEvent, ServerTransmit,
 };
 pub use compression::{CompressionRegistry, Compressor};
 pub use protocol::{Codec, ContentType, MethodInfo, Protocol, StreamType};

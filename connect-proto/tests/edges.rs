@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use common::raw::*;
 use common::*;
 use connect_proto::{
@@ -114,6 +114,68 @@ fn send_limits_fail_the_call_with_resource_exhausted() {
         outcome(&mut call).1.unwrap_err().code(),
         Code::RESOURCE_EXHAUSTED
     );
+}
+
+/// A message written in place obeys the rules of `send_message`: the send limit, the one message of a
+/// unary call, nothing once the call is over; a writer dropped unsent leaves nothing on the wire.
+#[test]
+fn messages_written_in_place_follow_the_send_rules() {
+    let server = ServerConfig {
+        max_send_message_size: 8,
+        ..ServerConfig::default()
+    };
+    let grpc = request("POST", UNARY.path, &[("content-type", "application/grpc")]);
+    let body = |call: &mut ServerCall| {
+        let mut body = BytesMut::new();
+        while let Some(t) = call.poll_transmit() {
+            if let ServerTransmit::Data(d) = t {
+                body.extend_from_slice(&d);
+            }
+        }
+        body
+    };
+
+    // Dropped unsent: nothing; then one message, and a second is a usage error.
+    let mut call = ServerCall::new(&server, Some(UNARY), &grpc, Instant::now());
+    let mut writer = call.message_writer();
+    writer.buffer().extend_from_slice(b"dropped");
+    assert_eq!(writer.len(), 7);
+    drop(writer);
+    assert!(
+        call.poll_transmit().is_none(),
+        "a dropped writer sent something"
+    );
+    let mut writer = call.message_writer();
+    writer.buffer().extend_from_slice(b"ok");
+    writer.send().unwrap();
+    let mut writer = call.message_writer();
+    writer.buffer().extend_from_slice(b"again");
+    assert!(writer.send().is_err());
+    assert_eq!(&body(&mut call)[..], b"\0\0\0\0\x02ok");
+
+    // Over the limit: resource_exhausted, nothing of the message on the wire.
+    let mut call = ServerCall::new(&server, Some(SERVER_STREAM), &grpc, Instant::now());
+    let mut writer = call.message_writer();
+    writer.buffer().extend_from_slice(b"way too large");
+    writer.send().unwrap();
+    assert!(
+        matches!(call.poll_event(), Some(ServerEvent::Aborted(s)) if s.code() == Code::RESOURCE_EXHAUSTED)
+    );
+    assert!(!body(&mut call).windows(5).any(|w| w == b"large"));
+
+    // Once the call is over, a written message is dropped.
+    let mut writer = call.message_writer();
+    writer.buffer().extend_from_slice(b"late");
+    writer.send().unwrap();
+    assert!(call.poll_transmit().is_none());
+
+    // Taken out, the message is not sent.
+    let connect = request("POST", UNARY.path, &[("content-type", "application/proto")]);
+    let mut call = ServerCall::new(&server, Some(UNARY), &connect, Instant::now());
+    let mut writer = call.message_writer();
+    writer.buffer().extend_from_slice(b"taken");
+    assert_eq!(&writer.take()[..], b"taken");
+    assert!(call.poll_transmit().is_none());
 }
 
 #[test]

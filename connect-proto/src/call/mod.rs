@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 
 pub use client::{CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit};
-pub use server::{ServerCall, ServerConfig, ServerEvent, ServerTransmit};
+pub use server::{MessageWriter, ServerCall, ServerConfig, ServerEvent, ServerTransmit};
 
 use crate::compression::{Compressor, DecompressError};
 use crate::envelope::{self, flags};
@@ -70,6 +70,10 @@ fn decompress(algorithm: &Arc<dyn Compressor>, data: &[u8], limit: usize) -> Res
 /// large.
 const OUTBOX_STREAM_CAPACITY: usize = 4 * 1024;
 
+/// The least room an [`Outbox`] makes before a message is written in place: most messages then fit
+/// without the buffer growing while they are written.
+const IN_PLACE_MIN_SPARE: usize = 1024;
+
 /// A call's queued transmits, with small envelopes gathered into one growing buffer: consecutive small
 /// messages leave as one body chunk, framed by a single copy into that buffer, with no allocation per
 /// message (STYLE 4). Large payloads (over [`envelope::COPY_THRESHOLD`]) are not copied: the buffer is
@@ -125,6 +129,69 @@ impl<T> Outbox<T> {
         self.pending
             .extend_from_slice(&envelope::encode_prefix(flag, payload.len() as u32));
         self.pending.extend_from_slice(&payload);
+    }
+
+    /// Opens a message to be written in place at the end of the gathering buffer: for an enveloped
+    /// message, a placeholder prefix is written first. Returns where the message starts. A gathering
+    /// outbox makes room for a few messages; one that sends a single message lets the message's
+    /// serializer size the buffer (the proto form reserves its exact size).
+    fn begin_in_place(&mut self, enveloped: bool) -> usize {
+        if self.gather && self.pending.capacity() - self.pending.len() < IN_PLACE_MIN_SPARE {
+            if self.pending.capacity() == 0 {
+                self.pending = BytesMut::with_capacity(OUTBOX_STREAM_CAPACITY);
+            } else {
+                self.pending.reserve(OUTBOX_STREAM_CAPACITY);
+            }
+        }
+        let start = self.pending.len();
+        if enveloped {
+            self.pending.extend_from_slice(&[0; envelope::PREFIX_LEN]);
+        }
+        start
+    }
+
+    /// The buffer an in-place message is written to (after what it already holds).
+    fn in_place_buffer(&mut self) -> &mut BytesMut {
+        &mut self.pending
+    }
+
+    /// Drops the in-place message that starts at `start`.
+    fn discard_in_place(&mut self, start: usize) {
+        self.pending.truncate(start);
+    }
+
+    /// Takes the in-place message that starts at `start` out of the buffer, without the `prefix`
+    /// bytes written before it.
+    fn take_in_place(&mut self, start: usize, prefix: usize) -> BytesMut {
+        let mut payload = if start == 0 {
+            // The whole buffer: no split, which would make its allocation a shared one.
+            std::mem::take(&mut self.pending)
+        } else {
+            self.pending.split_off(start)
+        };
+        bytes::Buf::advance(&mut payload, prefix);
+        payload
+    }
+
+    /// Puts a message taken out with [`Outbox::take_in_place`] back at the end of the buffer; returns
+    /// where it now starts.
+    fn put_back_in_place(&mut self, message: BytesMut) -> usize {
+        let start = self.pending.len();
+        self.pending.unsplit(message);
+        start
+    }
+
+    /// Completes the enveloped in-place message that starts at `start` with its prefix.
+    fn commit_in_place(&mut self, start: usize, flag: u8) {
+        let len = self.pending.len() - start - envelope::PREFIX_LEN;
+        // Callers check their send limit, which is below u32::MAX.
+        let prefix = envelope::encode_prefix(flag, len as u32);
+        self.pending[start..start + envelope::PREFIX_LEN].copy_from_slice(&prefix);
+        if !self.gather {
+            // Nothing else goes in this buffer: the chunk takes all of it.
+            let chunk = std::mem::take(&mut self.pending).freeze();
+            self.queue.push_back((self.data)(chunk));
+        }
     }
 
     fn flush(&mut self) {

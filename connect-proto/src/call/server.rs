@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 
 use super::{
@@ -573,22 +573,9 @@ impl ServerCall {
     /// over the send limit fails the call with `resource_exhausted`. Ignored once the call is done (it
     /// may have been aborted concurrently).
     pub fn send_message(&mut self, payload: Bytes) -> Result<(), UsageError> {
-        if self.done {
+        if !self.admit_message(payload.len())? {
             return Ok(());
         }
-        if !self.stream_type.server_streams() && self.messages_sent > 0 {
-            return Err(UsageError("a unary response has exactly one message"));
-        }
-        if payload.len() > self.max_send {
-            let why = format!(
-                "response message of {} bytes exceeds the limit of {}",
-                payload.len(),
-                self.max_send
-            );
-            self.fail(Status::resource_exhausted(why));
-            return Ok(());
-        }
-        self.messages_sent += 1;
         if self.connect_unary() {
             self.unary_response = Some(payload);
             return Ok(());
@@ -601,6 +588,58 @@ impl ServerCall {
             Err(status) => self.fail(status),
         }
         Ok(())
+    }
+
+    /// Command, in two steps: a response message serialized straight into the call's send buffer,
+    /// where [`ServerCall::send_message`] copies a payload serialized elsewhere. Append the message's
+    /// bytes to [`MessageWriter::buffer`], then [`MessageWriter::send`] it; a writer dropped unsent
+    /// leaves nothing behind.
+    ///
+    /// ```
+    /// # use connect_proto::{ServerCall, ServerConfig};
+    /// # fn reply(call: &mut ServerCall) -> Result<(), connect_proto::UsageError> {
+    /// let mut writer = call.message_writer();
+    /// writer.buffer().extend_from_slice(b"serialized message");
+    /// writer.send()
+    /// # }
+    /// ```
+    pub fn message_writer(&mut self) -> MessageWriter<'_> {
+        // No envelope for a Connect unary body, nor for a message that can only be dropped.
+        let droppable = self.done || (!self.stream_type.server_streams() && self.messages_sent > 0);
+        let prefix = if self.connect_unary() || droppable {
+            0
+        } else {
+            crate::envelope::PREFIX_LEN
+        };
+        let start = self.out.begin_in_place(prefix > 0);
+        MessageWriter {
+            call: self,
+            start,
+            prefix,
+            open: true,
+        }
+    }
+
+    /// Checks a response message of `len` bytes against the call's state and send limit, counting it
+    /// when it may be sent: `Ok(false)` when it must be dropped (the call is over, or the message is
+    /// over the limit and the call failed).
+    fn admit_message(&mut self, len: usize) -> Result<bool, UsageError> {
+        if self.done {
+            return Ok(false);
+        }
+        if !self.stream_type.server_streams() && self.messages_sent > 0 {
+            return Err(UsageError("a unary response has exactly one message"));
+        }
+        if len > self.max_send {
+            let why = format!(
+                "response message of {len} bytes exceeds the limit of {}",
+                self.max_send
+            );
+            self.fail(Status::resource_exhausted(why));
+            return Ok(false);
+        }
+        self.messages_sent += 1;
+        Ok(true)
     }
 
     /// Command: the call's outcome and trailers (custom metadata). Nothing may be sent after it. Ignored
@@ -850,6 +889,87 @@ fn append_all(to: &mut HeaderMap, from: HeaderMap) {
         }
         if let Some(name) = &last {
             to.append(name.clone(), value);
+        }
+    }
+}
+
+/// A response message being written in place ([`ServerCall::message_writer`]).
+#[derive(Debug)]
+#[must_use = "a message writer sends nothing unless `send` is called"]
+pub struct MessageWriter<'a> {
+    call: &'a mut ServerCall,
+    /// Where the message (its placeholder prefix first) starts in the send buffer.
+    start: usize,
+    /// The placeholder prefix's length: 0 for a Connect unary response, which is not enveloped.
+    prefix: usize,
+    /// Whether the message is still in the buffer, to be discarded on drop.
+    open: bool,
+}
+
+impl MessageWriter<'_> {
+    /// The buffer to append the message's bytes to. It holds other bytes before them: append only.
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        self.call.out.in_place_buffer()
+    }
+
+    /// The bytes written so far.
+    pub fn len(&self) -> usize {
+        self.call.out.gathered_len() - self.start - self.prefix
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The message written so far, taken out of the call's buffer as it is: the call sends nothing.
+    pub fn take(mut self) -> BytesMut {
+        self.open = false;
+        self.call.out.take_in_place(self.start, self.prefix)
+    }
+
+    /// Sends what was written as one response message, exactly as [`ServerCall::send_message`] would
+    /// send those bytes (limits, compression, the one message of a unary call).
+    pub fn send(mut self) -> Result<(), UsageError> {
+        self.open = false;
+        let len = self.len();
+        let call = &mut *self.call;
+        if call.done || len > call.max_send {
+            // Dropped before the call's answer to it (a failed call flushes the send buffer).
+            call.out.discard_in_place(self.start);
+        }
+        let admitted = call.admit_message(len);
+        if !matches!(admitted, Ok(true)) {
+            call.out.discard_in_place(self.start);
+            return admitted.map(drop);
+        }
+        let compress = call
+            .send_compression
+            .as_ref()
+            .filter(|_| len >= call.compress_min && len > 0)
+            .cloned();
+        if call.connect_unary() || compress.is_some() {
+            // Sent as a payload of its own: the Connect unary body, or the input of the compressor.
+            let payload = call.out.take_in_place(self.start, self.prefix).freeze();
+            call.messages_sent -= 1;
+            return call.send_message(payload);
+        }
+        let mut start = self.start;
+        if !call.head_sent {
+            // The head goes out before the message: the message steps aside meanwhile.
+            let message = call.out.take_in_place(start, 0);
+            call.send_head();
+            start = call.out.put_back_in_place(message);
+        }
+        call.out.commit_in_place(start, 0);
+        Ok(())
+    }
+}
+
+impl Drop for MessageWriter<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.call.out.discard_in_place(self.start);
         }
     }
 }

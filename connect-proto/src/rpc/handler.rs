@@ -9,19 +9,93 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll, Waker};
 
 use buffa::view::HasMessageView;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_util::StreamExt;
 
 use super::context::Context;
-use super::message::{decode_request, encode, RequestView};
+use super::message::{decode_request, RequestView};
 use super::runtime::{BoxFuture, BoxStream};
 use crate::protocol::{Codec, MethodInfo};
 use crate::status::Status;
 
-/// The encoded response messages of one call; an `Err` item ends the call with that status, the end of
-/// the stream ends it successfully.
-pub type RawResponses = BoxStream<'static, Result<Bytes, Status>>;
+/// The response messages of one call, each serialized when the call's driver asks for it, straight
+/// into the buffer the driver hands over (the call's send buffer: a message is written once, in place).
+pub trait ResponseSource: Send {
+    /// Polls for the next response message. `Ready(Some(Ok(())))`: a message was appended to `buf`;
+    /// `Ready(Some(Err(status)))`: the call ends with `status`; `Ready(None)`: the call ends
+    /// successfully; `Pending`: no message yet (a waker is registered). Whatever was appended to `buf`
+    /// is dropped unless the result is a message.
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<Option<Result<(), Status>>>;
+}
+
+/// The response messages of one call, as a [`Service`] returns them.
+pub type RawResponses = Pin<Box<dyn ResponseSource>>;
+
+/// Responses serialized elsewhere (for a [`Service`] written by hand): each payload of `stream` is one
+/// message; an `Err` item ends the call with that status, the end of the stream ends it successfully.
+pub fn raw_responses<S>(stream: S) -> RawResponses
+where
+    S: Stream<Item = Result<Bytes, Status>> + Send + 'static,
+{
+    Box::pin(PayloadResponses {
+        stream: Box::pin(stream),
+    })
+}
+
+struct PayloadResponses {
+    stream: BoxStream<'static, Result<Bytes, Status>>,
+}
+
+impl ResponseSource for PayloadResponses {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<Option<Result<(), Status>>> {
+        self.stream
+            .as_mut()
+            .poll_next(cx)
+            .map(|item| item.map(|payload| payload.map(|payload| buf.extend_from_slice(&payload))))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The one response of a unary or client-streaming method: the handler's future, its message
+    /// serialized when it resolves.
+    struct OneResponse<Fut> {
+        codec: Codec,
+        done: bool,
+        #[pin]
+        future: Fut,
+    }
+}
+
+impl<Resp, Fut> ResponseSource for OneResponse<Fut>
+where
+    Resp: buffa::Message + serde::Serialize,
+    Fut: Future<Output = Result<Resp, Status>> + Send,
+{
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<Option<Result<(), Status>>> {
+        let this = self.project();
+        if *this.done {
+            return Poll::Ready(None);
+        }
+        let result = std::task::ready!(this.future.poll(cx));
+        *this.done = true;
+        Poll::Ready(Some(result.and_then(|message| {
+            crate::codec::encode_into(*this.codec, &message, &mut buffa::SizeCache::new(), buf)
+        })))
+    }
+}
 
 /// The stream of responses a server-streaming or bidi handler returns.
 pub type HandlerStream<T> = BoxStream<'static, Result<T, Status>>;
@@ -178,14 +252,12 @@ where
 }
 
 /// A streaming method's responses: the handler's start (which yields its stream or fails the call),
-/// then each message of its stream serialized into one [`EncodeBuffer`](crate::codec::EncodeBuffer).
-/// One stream of our own instead of `once(start).flat_map(map(encode))`: a message passes through
-/// one layer here, not three.
+/// then each message of its stream, serialized in place.
 struct StreamResponses<Resp> {
     codec: Codec,
     start: Option<BoxFuture<'static, Result<HandlerStream<Resp>, Status>>>,
     stream: Option<HandlerStream<Resp>>,
-    buffer: crate::codec::EncodeBuffer,
+    cache: buffa::SizeCache,
 }
 
 impl<Resp> StreamResponses<Resp>
@@ -197,18 +269,20 @@ where
             codec,
             start: Some(start),
             stream: None,
-            buffer: crate::codec::EncodeBuffer::default(),
+            cache: buffa::SizeCache::new(),
         }
     }
 }
 
-impl<Resp> Stream for StreamResponses<Resp>
+impl<Resp> ResponseSource for StreamResponses<Resp>
 where
     Resp: buffa::Message + serde::Serialize + 'static,
 {
-    type Item = Result<Bytes, Status>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<Option<Result<(), Status>>> {
         let this = &mut *self;
         if let Some(start) = this.start.as_mut() {
             let started = std::task::ready!(start.as_mut().poll(cx));
@@ -222,9 +296,9 @@ where
             return Poll::Ready(None);
         };
         match std::task::ready!(stream.as_mut().poll_next(cx)) {
-            Some(item) => Poll::Ready(Some(
-                item.and_then(|message| this.buffer.encode(this.codec, &message)),
-            )),
+            Some(item) => Poll::Ready(Some(item.and_then(|message| {
+                crate::codec::encode_into(this.codec, &message, &mut this.cache, buf)
+            }))),
             None => {
                 this.stream = None;
                 Poll::Ready(None)
@@ -242,12 +316,15 @@ where
     Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
 {
     let codec = ctx.codec();
-    Box::pin(futures_util::stream::once(async move {
-        let payload = requests.single().await?;
-        let request = decode_request::<Req>(codec, payload)?;
-        let response = handler(ctx, request).await?;
-        encode(codec, &response)
-    }))
+    Box::pin(OneResponse {
+        codec,
+        done: false,
+        future: async move {
+            let payload = requests.single().await?;
+            let request = decode_request::<Req>(codec, payload)?;
+            handler(ctx, request).await
+        },
+    })
 }
 
 /// Serves a server-streaming method with `handler`.
@@ -286,10 +363,11 @@ where
     Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
 {
     let codec = ctx.codec();
-    Box::pin(futures_util::stream::once(async move {
-        let response = handler(ctx, Streaming::new(requests, codec)).await?;
-        encode(codec, &response)
-    }))
+    Box::pin(OneResponse {
+        codec,
+        done: false,
+        future: handler(ctx, Streaming::new(requests, codec)),
+    })
 }
 
 /// Serves a bidi-streaming method with `handler`.

@@ -27,8 +27,8 @@ pub use body::{BoxError, RequestBody, TransportError};
 pub use client::{merge_options, Client, Outcome, Response, ResponseStream, Transport};
 pub use context::Context;
 pub use handler::{
-    bidi_streaming, client_streaming, server_streaming, unary, HandlerStream, RawRequests,
-    RawResponses, Service, Streaming,
+    bidi_streaming, client_streaming, raw_responses, server_streaming, unary, HandlerStream,
+    RawRequests, RawResponses, ResponseSource, Service, Streaming,
 };
 pub use message::{decode_request, decode_response, encode, RequestView};
 pub use router::{CallReset, ResponseBody, Router, ServeFuture};

@@ -380,6 +380,17 @@ const DRAIN_LIMIT: usize = 256 * 1024;
 /// For at most this long.
 const DRAIN_TIME: Duration = Duration::from_secs(1);
 
+/// The handler's response headers when they are due (once, before the first response; nothing when
+/// the handler set none and did not ask for them to be sent), marking them sent.
+fn due_headers(sent: &mut bool, ctx: Option<&Context>) -> Option<http::HeaderMap> {
+    if std::mem::replace(sent, true) {
+        return None;
+    }
+    let ctx = ctx?;
+    let headers = ctx.take_response_headers();
+    (!headers.is_empty() || ctx.response_headers_requested()).then_some(headers)
+}
+
 impl ServerDriver {
     /// Whether the rest of the request body should be read before the response ends.
     fn must_drain(&self) -> bool {
@@ -469,12 +480,9 @@ impl ServerDriver {
 
             let mut sent_message = false;
             if self.out_bytes + self.call.gathered_len() < COALESCE_BYTES && !self.done {
-                if let Some(responses) = self.responses.as_mut() {
-                    if let Poll::Ready(item) = responses.as_mut().poll_next(cx) {
-                        sent_message = matches!(item, Some(Ok(_)));
-                        self.on_response(item);
-                        progress = true;
-                    }
+                if let Some(sent) = self.poll_response(cx) {
+                    sent_message = sent;
+                    progress = true;
                 }
             }
 
@@ -552,32 +560,50 @@ impl ServerDriver {
         }
     }
 
-    fn on_response(&mut self, item: Option<Result<Bytes, crate::Status>>) {
-        self.send_headers_once();
-        match item {
-            Some(Ok(payload)) => {
-                if let Err(misuse) = self.call.send_message(payload) {
-                    self.finish(Err(crate::Status::internal(format!(
-                        "the handler's response could not be sent: {misuse}"
-                    ))));
+    /// Polls the handler for its next response, which it serializes straight into the call's send
+    /// buffer. `None` when it has none ready; else whether it was a message (not the call's end).
+    fn poll_response(&mut self, cx: &mut TaskContext<'_>) -> Option<bool> {
+        let responses = self.responses.as_mut()?;
+        let mut writer = self.call.message_writer();
+        let Poll::Ready(item) = responses.as_mut().poll_write(cx, writer.buffer()) else {
+            return None;
+        };
+        let sent = match item {
+            Some(Ok(())) => match due_headers(&mut self.headers_sent, self.ctx.as_ref()) {
+                // Response headers go first: the message steps out of the buffer meanwhile.
+                Some(headers) => {
+                    let message = writer.take().freeze();
+                    // Only fails when the call is already over; then the message is dropped too.
+                    let _ = self.call.send_headers(headers);
+                    self.call.send_message(message)
                 }
+                None => writer.send(),
+            },
+            Some(Err(status)) => {
+                drop(writer);
+                self.send_headers_once();
+                self.finish(Err(status));
+                return Some(false);
             }
-            Some(Err(status)) => self.finish(Err(status)),
-            None => self.finish(Ok(())),
+            None => {
+                drop(writer);
+                self.send_headers_once();
+                self.finish(Ok(()));
+                return Some(false);
+            }
+        };
+        if let Err(misuse) = sent {
+            self.finish(Err(crate::Status::internal(format!(
+                "the handler's response could not be sent: {misuse}"
+            ))));
         }
+        Some(true)
     }
 
     fn send_headers_once(&mut self) {
-        if self.headers_sent {
-            return;
-        }
-        self.headers_sent = true;
-        if let Some(ctx) = &self.ctx {
-            let headers = ctx.take_response_headers();
-            if !headers.is_empty() || ctx.response_headers_requested() {
-                // Only fails when the call is already over; then there is nothing left to send.
-                let _ = self.call.send_headers(headers);
-            }
+        if let Some(headers) = due_headers(&mut self.headers_sent, self.ctx.as_ref()) {
+            // Only fails when the call is already over; then there is nothing left to send.
+            let _ = self.call.send_headers(headers);
         }
     }
 

@@ -57,6 +57,8 @@ pub struct Script {
     pub copies: usize,
     /// Never finish (for deadline and cancellation tests).
     pub hang: bool,
+    /// Write response messages in place (`ServerCall::message_writer`) instead of `send_message`.
+    pub in_place: bool,
 }
 
 impl Default for Script {
@@ -67,6 +69,7 @@ impl Default for Script {
             outcome: Ok(()),
             copies: 3,
             hang: false,
+            in_place: false,
         }
     }
 }
@@ -260,6 +263,7 @@ impl Pair {
 
     fn run_app(&mut self, event: &ServerEvent) {
         let server = self.server.as_mut().unwrap();
+        let in_place = self.script.in_place;
         if self.server_finished {
             return;
         }
@@ -274,10 +278,10 @@ impl Pair {
                 }
                 self.received.push(m.clone());
                 match stream_type {
-                    StreamType::BidiStreaming => server.send_message(m.clone()).unwrap(),
+                    StreamType::BidiStreaming => respond(server, in_place, m),
                     StreamType::ServerStreaming => {
                         for _ in 0..self.script.copies {
-                            server.send_message(m.clone()).unwrap();
+                            respond(server, in_place, m);
                         }
                     }
                     _ => {}
@@ -293,14 +297,14 @@ impl Pair {
                 }
                 if self.script.outcome.is_ok() {
                     match stream_type {
-                        StreamType::Unary => server.send_message(self.received[0].clone()).unwrap(),
+                        StreamType::Unary => respond(server, in_place, &self.received[0]),
                         StreamType::ClientStreaming => {
                             let all: Vec<u8> = self
                                 .received
                                 .iter()
                                 .flat_map(|b| b.iter().copied())
                                 .collect();
-                            server.send_message(Bytes::from(all)).unwrap();
+                            respond(server, in_place, &all);
                         }
                         _ => {}
                     }
@@ -380,4 +384,17 @@ pub fn rich_error() -> Status {
             "test.v1.Extra",
             Bytes::from_static(b"\x00\xff"),
         ))
+}
+
+/// Sends one response message, written in place or as a payload.
+fn respond(server: &mut ServerCall, in_place: bool, payload: &[u8]) {
+    if in_place {
+        let mut writer = server.message_writer();
+        writer.buffer().extend_from_slice(payload);
+        writer.send().unwrap();
+    } else {
+        server
+            .send_message(Bytes::copy_from_slice(payload))
+            .unwrap();
+    }
 }
