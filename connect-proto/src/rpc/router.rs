@@ -478,11 +478,17 @@ impl ServerDriver {
                 progress = true;
             }
 
+            // The handler's ready messages, one after another while they fit the chunk being
+            // gathered.
             let mut sent_message = false;
-            if self.out_bytes + self.call.gathered_len() < COALESCE_BYTES && !self.done {
-                if let Some(sent) = self.poll_response(cx) {
-                    sent_message = sent;
-                    progress = true;
+            while self.out_bytes + self.call.gathered_len() < COALESCE_BYTES && !self.done {
+                let Some(sent) = self.poll_response(cx) else {
+                    break;
+                };
+                sent_message = sent;
+                progress = true;
+                if !sent || self.call.is_done() {
+                    break;
                 }
             }
 
