@@ -535,3 +535,63 @@ impl http_body::Body for EndedBody {
         Poll::Ready(None)
     }
 }
+
+/// A service written by hand: `GreetMany` answered with payloads serialized elsewhere
+/// (`raw_responses`), then an error.
+struct RawGreetMany;
+
+impl connect_proto::rpc::Service for RawGreetMany {
+    fn methods(&self) -> &'static [connect_proto::MethodInfo] {
+        &[connect_build_tests::proto::acme::greet::v1::greet_service_methods::GREET_MANY]
+    }
+
+    fn call(
+        &self,
+        path: &str,
+        ctx: Context,
+        _requests: connect_proto::rpc::RawRequests,
+    ) -> Option<connect_proto::rpc::RawResponses> {
+        if path != self.methods()[0].path {
+            return None;
+        }
+        let codec = ctx.codec();
+        let payloads = ["raw one", "raw two"]
+            .map(|greeting| connect_proto::rpc::encode(codec, &greeting_message(greeting)));
+        let end = Err(Status::new(Code::DATA_LOSS, "raw end"));
+        let items = payloads.into_iter().chain(std::iter::once(end));
+        Some(connect_proto::rpc::raw_responses(
+            futures_util::stream::iter(items),
+        ))
+    }
+}
+
+fn greeting_message(greeting: &str) -> GreetResponse {
+    GreetResponse {
+        greeting: greeting.to_owned(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn hand_written_service_answers_with_raw_payloads() {
+    for (protocol, codec) in MATRIX {
+        futures_executor::block_on(async {
+            let router = Router::new(ThreadRuntime).service(RawGreetMany);
+            let client = GreetServiceClient::new(Client::new(
+                InMemory(router),
+                "http://in-memory".parse().unwrap(),
+                ClientConfig::new(protocol, codec),
+                ThreadRuntime,
+            ));
+            let stream = client.greet_many(&request("raw", 2)).await.unwrap();
+            let items: Vec<_> = stream.collect().await;
+            let label = format!("{protocol:?}/{codec:?}");
+            assert_eq!(items.len(), 3, "{label}: {items:?}");
+            assert_eq!(items[0].as_ref().unwrap().greeting, "raw one", "{label}");
+            assert_eq!(items[1].as_ref().unwrap().greeting, "raw two", "{label}");
+            let status = items[2].as_ref().unwrap_err();
+            assert_eq!(status.code(), Code::DATA_LOSS, "{label}");
+            assert_eq!(status.message(), "raw end", "{label}");
+        });
+    }
+}

@@ -1,5 +1,6 @@
 //! The server side of the typed layer: the [`Service`] trait that generated code implements, and the
-//! adapters that turn typed handler functions into payload streams.
+//! adapters that turn typed handler functions into [`ResponseSource`]s, which serialize each response
+//! straight into the call's send buffer.
 
 use std::collections::VecDeque;
 use std::future::Future;

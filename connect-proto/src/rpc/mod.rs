@@ -8,7 +8,9 @@
 //!   `http::Request<impl http_body::Body>` and returns an `http::Response<`[`ResponseBody`]`>`; the
 //!   returned future and body drive the call's [`ServerCall`](crate::ServerCall), so serving spawns no
 //!   task. Handlers get a [`Context`] (deadline, request headers, extensions, response headers and
-//!   trailers) and decoded messages: zero-copy [`RequestView`]s, or a [`Streaming`] of them.
+//!   trailers) and decoded messages: zero-copy [`RequestView`]s, or a [`Streaming`] of them. Their
+//!   responses are serialized in place, into the call's send buffer
+//!   ([`ServerCall::message_writer`](crate::ServerCall::message_writer)).
 //! - **Client**: [`Client`] sends requests through a [`Transport`] and drives a
 //!   [`ClientCall`](crate::ClientCall) per RPC; per-call [`CallOptions`](crate::CallOptions) override the
 //!   client's defaults.
