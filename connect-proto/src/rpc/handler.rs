@@ -16,13 +16,13 @@ use futures_util::StreamExt;
 
 use super::context::Context;
 use super::message::{decode_request, RequestView};
-use super::runtime::{BoxFuture, BoxStream};
+use super::runtime::{BoxFuture, BoxStream, MaybeSend};
 use crate::protocol::{Codec, MethodInfo};
 use crate::status::Status;
 
 /// The response messages of one call, each serialized when the call's driver asks for it, straight
 /// into the buffer the driver hands over (the call's send buffer: a message is written once, in place).
-pub trait ResponseSource: Send {
+pub trait ResponseSource: MaybeSend {
     /// Polls for the next response message. `Ready(Some(Ok(())))`: a message was appended to `buf`;
     /// `Ready(Some(Err(status)))`: the call ends with `status`; `Ready(None)`: the call ends
     /// successfully; `Pending`: no message yet (a waker is registered). Whatever was appended to `buf`
@@ -41,7 +41,7 @@ pub type RawResponses = Pin<Box<dyn ResponseSource>>;
 /// message; an `Err` item ends the call with that status, the end of the stream ends it successfully.
 pub fn raw_responses<S>(stream: S) -> RawResponses
 where
-    S: Stream<Item = Result<Bytes, Status>> + Send + 'static,
+    S: Stream<Item = Result<Bytes, Status>> + MaybeSend + 'static,
 {
     Box::pin(PayloadResponses {
         stream: Box::pin(stream),
@@ -79,7 +79,7 @@ pin_project_lite::pin_project! {
 impl<Resp, Fut> ResponseSource for OneResponse<Fut>
 where
     Resp: buffa::Message + serde::Serialize,
-    Fut: Future<Output = Result<Resp, Status>> + Send,
+    Fut: Future<Output = Result<Resp, Status>> + MaybeSend,
 {
     fn poll_write(
         self: Pin<&mut Self>,
