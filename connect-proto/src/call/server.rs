@@ -943,12 +943,8 @@ impl MessageWriter<'_> {
             call.out.discard_in_place(self.start);
             return admitted.map(drop);
         }
-        let compress = call
-            .send_compression
-            .as_ref()
-            .filter(|_| len >= call.compress_min && len > 0)
-            .cloned();
-        if call.connect_unary() || compress.is_some() {
+        let compress = call.send_compression.is_some() && len >= call.compress_min && len > 0;
+        if call.connect_unary() || compress {
             // Sent as a payload of its own: the Connect unary body, or the input of the compressor.
             let payload = call.out.take_in_place(self.start, self.prefix).freeze();
             call.messages_sent -= 1;
