@@ -12,6 +12,7 @@ mod accept;
 mod client_body;
 mod conn;
 mod graceful;
+mod io;
 mod limits;
 mod peer;
 mod server;
@@ -24,6 +25,7 @@ pub use accept::{accept_loop, within};
 pub use client_body::{transport_error, ClientBody};
 pub use conn::{http_builder, serve_connection};
 pub use graceful::{GracefulShutdown, Watcher};
+pub use io::{BatchedWrites, HOLD_LIMIT};
 pub use limits::Limits;
 pub use peer::PeerAddr;
 #[cfg(feature = "tls")]
