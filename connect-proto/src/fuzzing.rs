@@ -1604,12 +1604,12 @@ fn add_trace_seeds(seeds: &mut Corpora, script: &PairScript, trace: &[Wire]) {
                 }
                 request_encoding = request_encoding.or_else(|| {
                     [
-                        "content-encoding",
+                        http::header::CONTENT_ENCODING,
                         h::CONNECT_CONTENT_ENCODING,
                         h::GRPC_ENCODING,
                     ]
                     .iter()
-                    .find_map(|n| parts.headers.get(*n)?.to_str().ok().map(str::to_owned))
+                    .find_map(|n| parts.headers.get(n)?.to_str().ok().map(str::to_owned))
                 });
                 maps.push(parts.headers.clone());
             }
@@ -1646,12 +1646,12 @@ fn add_trace_seeds(seeds: &mut Corpora, script: &PairScript, trace: &[Wire]) {
                 ));
                 connect_unary_error = parts.status != StatusCode::OK;
                 response_encoding = [
-                    "content-encoding",
+                    http::header::CONTENT_ENCODING,
                     h::CONNECT_CONTENT_ENCODING,
                     h::GRPC_ENCODING,
                 ]
                 .iter()
-                .find_map(|n| parts.headers.get(*n)?.to_str().ok().map(str::to_owned));
+                .find_map(|n| parts.headers.get(n)?.to_str().ok().map(str::to_owned));
                 maps.push(parts.headers.clone());
             }
             Wire::ResponseData(d) => {
@@ -1728,10 +1728,12 @@ fn add_trace_seeds(seeds: &mut Corpora, script: &PairScript, trace: &[Wire]) {
             let bytes = value.as_bytes().to_vec();
             match name.as_str() {
                 "content-type" => add("content_type", bytes),
-                h::CONNECT_TIMEOUT_MS | h::GRPC_TIMEOUT => add("timeout", bytes),
-                h::GRPC_MESSAGE => add("grpc_message", bytes),
+                _ if name == h::CONNECT_TIMEOUT_MS || name == h::GRPC_TIMEOUT => {
+                    add("timeout", bytes)
+                }
+                _ if name == h::GRPC_MESSAGE => add("grpc_message", bytes),
                 n if n.ends_with("-bin") => {
-                    if n == h::GRPC_STATUS_DETAILS_BIN {
+                    if name == h::GRPC_STATUS_DETAILS_BIN {
                         if let Ok(details) = metadata::decode_binary(value) {
                             add("grpc_status_details", details.to_vec());
                         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::{
     check_raw_size, compress, decompress, header_str, message_flag, push_envelope, wire_limit,
@@ -310,10 +310,7 @@ impl ClientCall {
                 let (enc_name, accept_name) = if streaming {
                     (h::CONNECT_CONTENT_ENCODING, h::CONNECT_ACCEPT_ENCODING)
                 } else {
-                    (
-                        header::CONTENT_ENCODING.as_str(),
-                        header::ACCEPT_ENCODING.as_str(),
-                    )
+                    (header::CONTENT_ENCODING, header::ACCEPT_ENCODING)
                 };
                 if let Some(enc) =
                     encoding.filter(|_| streaming || unary_compressed && query.is_none())
@@ -454,7 +451,7 @@ impl ClientCall {
         if connect_unary && parts.status != StatusCode::OK {
             // An error: the body should be the JSON error; read it at the end.
             self.recv_compression =
-                self.response_compression(&headers, header::CONTENT_ENCODING.as_str())?;
+                self.response_compression(&headers, &header::CONTENT_ENCODING)?;
             let (headers, trailers) = connect::split_unary_trailers(headers);
             self.unary_trailers = trailers;
             self.events.push_back(ClientEvent::Headers(headers));
@@ -469,7 +466,7 @@ impl ClientCall {
         }
         let is_grpc = matches!(self.protocol, Protocol::Grpc | Protocol::GrpcWeb);
         let trailers_only = is_grpc && headers.contains_key(h::GRPC_STATUS);
-        let ct = header_str(&headers, header::CONTENT_TYPE.as_str()).and_then(ContentType::parse);
+        let ct = header_str(&headers, &header::CONTENT_TYPE).and_then(ContentType::parse);
         match ct {
             None if trailers_only && !headers.contains_key(header::CONTENT_TYPE) => {}
             Some(ct) if ct.grpc_web_text => {
@@ -491,7 +488,7 @@ impl ClientCall {
             }
             _ => {
                 let code = Code::from_http_status(parts.status.as_u16());
-                let got = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or("none");
+                let got = header_str(&headers, &header::CONTENT_TYPE).unwrap_or("none");
                 return Err(Status::new(
                     code,
                     format!("not an RPC response: content type {got:?}"),
@@ -499,11 +496,11 @@ impl ClientCall {
             }
         }
         let encoding_header = match self.protocol {
-            Protocol::Connect if connect_unary => header::CONTENT_ENCODING.as_str(),
+            Protocol::Connect if connect_unary => header::CONTENT_ENCODING,
             Protocol::Connect => h::CONNECT_CONTENT_ENCODING,
             Protocol::Grpc | Protocol::GrpcWeb => h::GRPC_ENCODING,
         };
-        self.recv_compression = self.response_compression(&headers, encoding_header)?;
+        self.recv_compression = self.response_compression(&headers, &encoding_header)?;
         if connect_unary {
             let (headers, trailers) = connect::split_unary_trailers(headers);
             self.unary_trailers = trailers;
@@ -522,7 +519,7 @@ impl ClientCall {
     fn response_compression(
         &self,
         headers: &HeaderMap,
-        name: &str,
+        name: &HeaderName,
     ) -> Result<Option<Arc<dyn Compressor>>, Status> {
         match header_str(headers, name).map(str::trim) {
             None | Some("") | Some("identity") => Ok(None),
@@ -807,7 +804,7 @@ impl ClientCall {
     }
 }
 
-fn insert_str(headers: &mut HeaderMap, name: &'static str, value: &str) {
+fn insert_str(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(name, v);
     }

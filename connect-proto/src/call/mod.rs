@@ -6,7 +6,7 @@ mod server;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 pub use client::{CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit};
 pub use server::{MessageWriter, ServerCall, ServerConfig, ServerEvent, ServerTransmit};
@@ -291,7 +291,7 @@ impl BodyCollector {
 }
 
 /// Reads a header as a string, `None` when absent or not visible ASCII.
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

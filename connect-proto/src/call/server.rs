@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::{
     check_raw_size, compress, decompress, header_str, message_flag, wire_limit, BodyCollector,
@@ -227,8 +227,7 @@ impl ServerCall {
         if request.method == Method::GET {
             return self.start_get(config, method, request, now);
         }
-        let ct = header_str(&request.headers, header::CONTENT_TYPE.as_str())
-            .and_then(ContentType::parse);
+        let ct = header_str(&request.headers, &header::CONTENT_TYPE).and_then(ContentType::parse);
         let Some(ct) = ct else {
             return Err(Reject::Http(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -295,16 +294,15 @@ impl ServerCall {
         let connect_unary =
             ct.protocol == Protocol::Connect && method.stream_type == StreamType::Unary;
         let (encoding, accept) = match ct.protocol {
-            Protocol::Connect if connect_unary => (
-                header::CONTENT_ENCODING.as_str(),
-                header::ACCEPT_ENCODING.as_str(),
-            ),
+            Protocol::Connect if connect_unary => {
+                (header::CONTENT_ENCODING, header::ACCEPT_ENCODING)
+            }
             Protocol::Connect => (h::CONNECT_CONTENT_ENCODING, h::CONNECT_ACCEPT_ENCODING),
             Protocol::Grpc | Protocol::GrpcWeb => (h::GRPC_ENCODING, h::GRPC_ACCEPT_ENCODING),
         };
         self.recv_compression =
-            request_compression(config, header_str(&request.headers, encoding))?;
-        self.send_compression = match header_str(&request.headers, accept) {
+            request_compression(config, header_str(&request.headers, &encoding))?;
+        self.send_compression = match header_str(&request.headers, &accept) {
             Some(list) => config.compression.negotiate(Some(list)).cloned(),
             // Without an accept list, the request's own encoding is acceptable (PROTOCOL-TRAPS 10).
             None => self.recv_compression.clone(),
@@ -346,8 +344,7 @@ impl ServerCall {
         // Timeouts stay in headers for GET (PROTOCOL-TRAPS 8).
         self.read_timeout(&request.headers, Protocol::Connect, now)?;
         self.recv_compression = request_compression(config, get.compression.as_deref())?;
-        self.send_compression = match header_str(&request.headers, header::ACCEPT_ENCODING.as_str())
-        {
+        self.send_compression = match header_str(&request.headers, &header::ACCEPT_ENCODING) {
             Some(list) => config.compression.negotiate(Some(list)).cloned(),
             // Without an accept list the request's own compression is acceptable.
             None => self.recv_compression.clone(),
@@ -383,11 +380,11 @@ impl ServerCall {
         protocol: Protocol,
         now: Instant,
     ) -> Result<(), Reject> {
-        let (name, parse): (&str, fn(&[u8]) -> Result<_, _>) = match protocol {
+        let (name, parse): (HeaderName, fn(&[u8]) -> Result<_, _>) = match protocol {
             Protocol::Connect => (h::CONNECT_TIMEOUT_MS, timeout::parse_connect_timeout),
             Protocol::Grpc | Protocol::GrpcWeb => (h::GRPC_TIMEOUT, timeout::parse_grpc_timeout),
         };
-        let Some(value) = headers.get(name) else {
+        let Some(value) = headers.get(&name) else {
             return Ok(());
         };
         match parse(value.as_bytes()) {

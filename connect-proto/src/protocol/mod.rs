@@ -180,32 +180,41 @@ fn sub_codec(rest: &str) -> Option<String> {
     (!codec.is_empty()).then(|| codec.to_owned())
 }
 
-/// Header names used across the protocols, lower-case as HTTP/2 requires.
+/// Header names used across the protocols, lower-case as HTTP/2 requires. They are [`HeaderName`]s
+/// (built at compile time) so that looking them up or inserting them parses nothing.
+///
+/// [`HeaderName`]: http::HeaderName
 pub mod headers {
+    use http::HeaderName;
+
     /// `connect-protocol-version`
-    pub const CONNECT_PROTOCOL_VERSION: &str = "connect-protocol-version";
+    pub const CONNECT_PROTOCOL_VERSION: HeaderName =
+        HeaderName::from_static("connect-protocol-version");
     /// `connect-timeout-ms`
-    pub const CONNECT_TIMEOUT_MS: &str = "connect-timeout-ms";
+    pub const CONNECT_TIMEOUT_MS: HeaderName = HeaderName::from_static("connect-timeout-ms");
     /// `connect-content-encoding` (streaming)
-    pub const CONNECT_CONTENT_ENCODING: &str = "connect-content-encoding";
+    pub const CONNECT_CONTENT_ENCODING: HeaderName =
+        HeaderName::from_static("connect-content-encoding");
     /// `connect-accept-encoding` (streaming)
-    pub const CONNECT_ACCEPT_ENCODING: &str = "connect-accept-encoding";
+    pub const CONNECT_ACCEPT_ENCODING: HeaderName =
+        HeaderName::from_static("connect-accept-encoding");
     /// Prefix of Connect unary trailers sent as headers.
     pub const CONNECT_TRAILER_PREFIX: &str = "trailer-";
     /// `grpc-timeout`
-    pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+    pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
     /// `grpc-encoding`
-    pub const GRPC_ENCODING: &str = "grpc-encoding";
+    pub const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
     /// `grpc-accept-encoding`
-    pub const GRPC_ACCEPT_ENCODING: &str = "grpc-accept-encoding";
+    pub const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
     /// `grpc-status`
-    pub const GRPC_STATUS: &str = "grpc-status";
+    pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
     /// `grpc-message`
-    pub const GRPC_MESSAGE: &str = "grpc-message";
+    pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
     /// `grpc-status-details-bin`
-    pub const GRPC_STATUS_DETAILS_BIN: &str = "grpc-status-details-bin";
+    pub const GRPC_STATUS_DETAILS_BIN: HeaderName =
+        HeaderName::from_static("grpc-status-details-bin");
     /// `te`
-    pub const TE: &str = "te";
+    pub const TE: HeaderName = HeaderName::from_static("te");
 }
 
 #[cfg(test)]
