@@ -1,7 +1,8 @@
 //! The hyper glue that every hyper-based adapter of [`connect_proto`] shares, whatever its runtime:
 //! the per-connection service that hands requests to a [`Router`](connect_proto::rpc::Router) under a
 //! request-body limit, the server and client bodies, the peer's identity for handlers, [`Limits`],
-//! rustls configurations, a runtime-free graceful shutdown and [`serve_connection`].
+//! rustls configurations, a runtime-free graceful shutdown, [`serve_connection`] and [`BatchedWrites`]
+//! (server connection IO that sends many small responses in few writes).
 //!
 //! An adapter (connect-tokio, connect-smol) adds only what its runtime decides: a [`ServerRuntime`]
 //! (listener, tasks, timer, the IO types behind `hyper::rt`) and the connection pool of its client.
