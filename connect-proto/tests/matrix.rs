@@ -55,6 +55,27 @@ fn expected_responses(method: MethodInfo, reqs: &[Bytes], copies: usize) -> Vec<
     }
 }
 
+/// One combination's pair, with the label its assertions print.
+fn combination(
+    protocol: Protocol,
+    method: MethodInfo,
+    codec: Codec,
+    compression: Option<&'static str>,
+    options: CallOptions,
+) -> (String, Pair) {
+    let label = format!(
+        "{protocol:?} {:?} {codec} {compression:?}",
+        method.stream_type
+    );
+    let pair = Pair::new(
+        &client_config(protocol, codec, compression),
+        server_config(),
+        method,
+        options,
+    );
+    (label, pair)
+}
+
 fn for_each_combination(mut f: impl FnMut(Protocol, MethodInfo, Codec, Option<&'static str>)) {
     for protocol in PROTOCOLS {
         for method in METHODS {
@@ -72,16 +93,9 @@ fn matrix_success_with_headers_messages_trailers() {
     let mut count = 0;
     for_each_combination(|protocol, method, codec, compression| {
         for in_place in [false, true] {
-            let label = format!(
-                "{protocol:?} {:?} {codec} {compression:?} in place: {in_place}",
-                method.stream_type
-            );
-            let mut pair = Pair::new(
-                &client_config(protocol, codec, compression),
-                server_config(),
-                method,
-                CallOptions::default(),
-            );
+            let (label, mut pair) =
+                combination(protocol, method, codec, compression, CallOptions::default());
+            let label = format!("{label} in place: {in_place}");
             pair.script.in_place = in_place;
             pair.script.headers =
                 metadata(&[("x-header", "h1"), ("x-multi", "a"), ("x-multi", "b")]);
@@ -141,16 +155,8 @@ fn matrix_success_with_headers_messages_trailers() {
 #[test]
 fn matrix_messages_written_in_place() {
     for_each_combination(|protocol, method, codec, compression| {
-        let label = format!(
-            "{protocol:?} {:?} {codec} {compression:?}",
-            method.stream_type
-        );
-        let mut pair = Pair::new(
-            &client_config(protocol, codec, compression),
-            server_config(),
-            method,
-            CallOptions::default(),
-        );
+        let (label, mut pair) =
+            combination(protocol, method, codec, compression, CallOptions::default());
         pair.script.in_place = true;
         pair.script.copies = 40;
         let reqs = requests(method, codec);
@@ -169,16 +175,8 @@ fn matrix_messages_written_in_place() {
 #[test]
 fn matrix_error_with_details_and_trailers() {
     for_each_combination(|protocol, method, codec, compression| {
-        let label = format!(
-            "{protocol:?} {:?} {codec} {compression:?}",
-            method.stream_type
-        );
-        let mut pair = Pair::new(
-            &client_config(protocol, codec, compression),
-            server_config(),
-            method,
-            CallOptions::default(),
-        );
+        let (label, mut pair) =
+            combination(protocol, method, codec, compression, CallOptions::default());
         pair.script.headers = metadata(&[("x-header", "h1")]);
         pair.script.trailers = metadata(&[("x-trailer", "t1"), ("x-bin-bin", "AAEC")]);
         pair.script.outcome = Err(rich_error());
@@ -218,20 +216,11 @@ fn matrix_error_with_details_and_trailers() {
 #[test]
 fn matrix_deadline_expires_on_both_sides() {
     for_each_combination(|protocol, method, codec, compression| {
-        let label = format!(
-            "{protocol:?} {:?} {codec} {compression:?}",
-            method.stream_type
-        );
         let options = CallOptions {
             timeout: Some(Duration::from_millis(250)),
             ..CallOptions::default()
         };
-        let mut pair = Pair::new(
-            &client_config(protocol, codec, compression),
-            server_config(),
-            method,
-            options,
-        );
+        let (label, mut pair) = combination(protocol, method, codec, compression, options);
         pair.script.hang = true;
         let reqs = requests(method, codec);
         send_all(&mut pair, &reqs);
@@ -254,16 +243,8 @@ fn matrix_deadline_expires_on_both_sides() {
 #[test]
 fn matrix_cancellation_reaches_the_server() {
     for_each_combination(|protocol, method, codec, compression| {
-        let label = format!(
-            "{protocol:?} {:?} {codec} {compression:?}",
-            method.stream_type
-        );
-        let mut pair = Pair::new(
-            &client_config(protocol, codec, compression),
-            server_config(),
-            method,
-            CallOptions::default(),
-        );
+        let (label, mut pair) =
+            combination(protocol, method, codec, compression, CallOptions::default());
         pair.script.hang = true;
         let reqs = requests(method, codec);
         send_all(&mut pair, &reqs);
