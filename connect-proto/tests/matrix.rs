@@ -55,6 +55,25 @@ fn expected_responses(method: MethodInfo, reqs: &[Bytes], copies: usize) -> Vec<
     }
 }
 
+/// Sends the method's requests, runs the pair for a second and checks that the client received the
+/// `copies` responses the script answers with.
+fn exchange_and_check_messages(
+    pair: &mut Pair,
+    method: MethodInfo,
+    codec: Codec,
+    copies: usize,
+    label: &str,
+) {
+    let reqs = requests(method, codec);
+    send_all(pair, &reqs);
+    pair.run(Duration::from_secs(1));
+    assert_eq!(
+        pair.observed.messages(),
+        expected_responses(method, &reqs, copies),
+        "{label}"
+    );
+}
+
 /// One combination's pair, with the label its assertions print.
 fn combination(
     protocol: Protocol,
@@ -100,15 +119,8 @@ fn matrix_success_with_headers_messages_trailers() {
             pair.script.headers =
                 metadata(&[("x-header", "h1"), ("x-multi", "a"), ("x-multi", "b")]);
             pair.script.trailers = metadata(&[("x-trailer", "t1")]);
-            let reqs = requests(method, codec);
-            send_all(&mut pair, &reqs);
-            pair.run(Duration::from_secs(1));
+            exchange_and_check_messages(&mut pair, method, codec, 3, &label);
             let obs = &pair.observed;
-            assert_eq!(
-                obs.messages(),
-                expected_responses(method, &reqs, 3),
-                "{label}"
-            );
             let (result, trailers) = obs.finished();
             assert_eq!(result, &Ok(()), "{label}");
             assert_eq!(
@@ -159,16 +171,8 @@ fn matrix_messages_written_in_place() {
             combination(protocol, method, codec, compression, CallOptions::default());
         pair.script.in_place = true;
         pair.script.copies = 40;
-        let reqs = requests(method, codec);
-        send_all(&mut pair, &reqs);
-        pair.run(Duration::from_secs(1));
-        let obs = &pair.observed;
-        assert_eq!(
-            obs.messages(),
-            expected_responses(method, &reqs, 40),
-            "{label}"
-        );
-        assert_eq!(obs.finished().0, &Ok(()), "{label}");
+        exchange_and_check_messages(&mut pair, method, codec, 40, &label);
+        assert_eq!(pair.observed.finished().0, &Ok(()), "{label}");
     });
 }
 
