@@ -24,6 +24,7 @@ where
         .http2()
         .timer(timer)
         .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_frame_size(crate::limits::http2_frame_size(limits.http2_max_frame_size))
         .keep_alive_interval(limits.keepalive_interval)
         .keep_alive_timeout(limits.keepalive_timeout);
     builder

@@ -14,6 +14,10 @@ pub struct TransportSettings {
     /// How long an idle pooled connection is kept; `None`: for ever. An HTTP/2 connection is idle
     /// when no call has started on it for that long (calls still in flight finish on it).
     pub pool_idle_timeout: Option<Duration>,
+    /// The largest HTTP/2 frame payload a server may send (`SETTINGS_MAX_FRAME_SIZE`): a response
+    /// message that fits in one DATA frame is decoded without a copy. Default:
+    /// [`DEFAULT_HTTP2_MAX_FRAME_SIZE`](crate::DEFAULT_HTTP2_MAX_FRAME_SIZE) (64 KiB).
+    pub http2_max_frame_size: u32,
     /// Interval of HTTP/2 keep-alive pings; `None` sends none.
     pub keepalive_interval: Option<Duration>,
     /// How long to wait for a keep-alive ping's answer.
@@ -29,6 +33,7 @@ impl Default for TransportSettings {
             http2_only: false,
             connect_timeout: Some(Duration::from_secs(10)),
             pool_idle_timeout: Some(Duration::from_secs(90)),
+            http2_max_frame_size: crate::DEFAULT_HTTP2_MAX_FRAME_SIZE,
             keepalive_interval: None,
             keepalive_timeout: Duration::from_secs(20),
             #[cfg(feature = "tls")]
@@ -92,6 +97,14 @@ impl<T: From<TransportSettings>> TransportBuilder<T> {
     /// when no call has started on it for that long (calls still in flight finish on it).
     pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.settings.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// The largest HTTP/2 frame payload the server may send (default 64 KiB; clamped to HTTP/2's
+    /// 16 KiB to 16 MiB - 1):
+    /// response messages that fit in one frame are decoded without a copy.
+    pub fn http2_max_frame_size(mut self, size: u32) -> Self {
+        self.settings.http2_max_frame_size = size;
         self
     }
 
