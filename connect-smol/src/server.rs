@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use connect_hyper::ServerRuntime;
+use connect_hyper::{BatchedWrites, ServerRuntime};
 use smol::net::{TcpListener, TcpStream};
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 
@@ -24,7 +24,7 @@ impl ServerRuntime for SmolRuntime {
     type Stream = TcpStream;
     type Executor = SmolExecutor;
     type Timer = SmolTimer;
-    type Io = FuturesIo<TcpStream>;
+    type Io = BatchedWrites<FuturesIo<TcpStream>>;
     #[cfg(feature = "tls")]
     type TlsIo = FuturesIo<futures_rustls::server::TlsStream<TcpStream>>;
 
@@ -58,9 +58,9 @@ impl ServerRuntime for SmolRuntime {
         SmolTimer::new()
     }
 
-    fn io(stream: TcpStream) -> FuturesIo<TcpStream> {
+    fn io(stream: TcpStream) -> BatchedWrites<FuturesIo<TcpStream>> {
         let _ = stream.set_nodelay(true);
-        FuturesIo::new(stream)
+        BatchedWrites::without_yield(FuturesIo::new(stream))
     }
 
     #[cfg(feature = "tls")]
