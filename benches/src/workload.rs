@@ -52,7 +52,7 @@ pub fn mix_record<'a>(
     acc
 }
 
-/// The log-ingest request: 50 records of about 300 bytes each (~15 KB encoded).
+/// The log-ingest request: 50 records of about 390 bytes each (19.5 KB encoded).
 pub fn ingest_request() -> IngestRequest {
     let records = (0..LOG_RECORDS)
         .map(|i| {
