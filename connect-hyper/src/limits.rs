@@ -25,9 +25,10 @@ pub struct Limits {
     /// The most concurrent HTTP/2 streams (calls) per connection.
     pub max_concurrent_streams: Option<u32>,
     /// The largest HTTP/2 frame payload a client may send (`SETTINGS_MAX_FRAME_SIZE`; values
-    /// outside HTTP/2's 16 KiB to 16 MiB - 1 are clamped). A message that fits in one DATA frame reaches the decoder without a copy, so
-    /// the default, [`DEFAULT_HTTP2_MAX_FRAME_SIZE`], is four times HTTP/2's 16 KiB: memory a
-    /// client can make the server hold stays bounded by the flow-control windows either way.
+    /// outside HTTP/2's 16 KiB to 16 MiB - 1 are clamped). A message that fits in one DATA frame
+    /// reaches the decoder without a copy, so the default, [`DEFAULT_HTTP2_MAX_FRAME_SIZE`], is four
+    /// times HTTP/2's 16 KiB: memory a client can make the server hold stays bounded by the
+    /// flow-control windows either way.
     pub http2_max_frame_size: u32,
     /// Interval of HTTP/2 keep-alive pings; `None` sends none.
     pub keepalive_interval: Option<Duration>,
