@@ -27,7 +27,7 @@ pub use client_body::{transport_error, ClientBody};
 pub use conn::{http_builder, serve_connection};
 pub use graceful::{GracefulShutdown, Watcher};
 pub use io::{BatchedWrites, HOLD_LIMIT};
-pub use limits::{http2_frame_size, Limits, DEFAULT_HTTP2_MAX_FRAME_SIZE};
+pub use limits::{Limits, DEFAULT_HTTP2_MAX_FRAME_SIZE};
 pub use peer::PeerAddr;
 #[cfg(feature = "tls")]
 pub use peer::PeerCertificates;

@@ -8,7 +8,7 @@ pub const DEFAULT_HTTP2_MAX_FRAME_SIZE: u32 = 64 << 10;
 
 /// `size` within the range HTTP/2 allows for `SETTINGS_MAX_FRAME_SIZE` (RFC 9113, 6.5.2): h2
 /// panics on a value outside it, so every builder goes through here.
-pub fn http2_frame_size(size: u32) -> u32 {
+pub(crate) fn http2_frame_size(size: u32) -> u32 {
     size.clamp(1 << 14, (1 << 24) - 1)
 }
 

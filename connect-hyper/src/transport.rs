@@ -43,6 +43,12 @@ impl Default for TransportSettings {
 }
 
 impl TransportSettings {
+    /// The HTTP/2 frame size to announce: [`http2_max_frame_size`](Self::http2_max_frame_size)
+    /// within the range RFC 9113 allows.
+    pub fn http2_frame_size(&self) -> u32 {
+        crate::limits::http2_frame_size(self.http2_max_frame_size)
+    }
+
     /// The TLS configuration to connect with: the one given (or one trusting nothing), its ALPN list
     /// `h2` (then `http/1.1` unless HTTP/2 only).
     #[cfg(feature = "tls")]

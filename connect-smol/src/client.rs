@@ -392,9 +392,7 @@ impl Inner {
         if http2 {
             let (sender, conn) = http2::Builder::new(SmolExecutor)
                 .timer(SmolTimer::new())
-                .max_frame_size(connect_hyper::http2_frame_size(
-                    self.settings.http2_max_frame_size,
-                ))
+                .max_frame_size(self.settings.http2_frame_size())
                 .keep_alive_interval(self.settings.keepalive_interval)
                 .keep_alive_timeout(self.settings.keepalive_timeout)
                 .handshake(io)
