@@ -424,7 +424,7 @@ pub fn charts(records: &[Record]) -> Vec<(&'static str, String)> {
         charts.push((
             "ingest.svg",
             bar_chart(
-                "Log ingest (50 records, ~20 KB), unary",
+                "Log ingest (50 records, ~15 KB), unary",
                 "calls/s, higher is better",
                 records,
                 &ingest,
