@@ -1,7 +1,6 @@
-//! The load generator: one raw hyper h2c client for every server, sending pre-encoded gRPC and
+//! The load generator: one raw h2c client (the h2 crate, as under hyper) for every server, sending pre-encoded gRPC and
 //! Connect requests, so that all servers face exactly the same client.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,10 +8,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::Frame;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 
 /// The wire protocol of a scenario.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -105,8 +100,6 @@ fn frame(payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
-type ReqBody = BoxBody<Bytes, Infallible>;
-
 /// A call spec turned into request parts that are cheap to clone per call.
 #[derive(Clone, Debug)]
 struct Prepared {
@@ -139,11 +132,15 @@ impl Prepared {
                 headers.insert("connect-protocol-version", HeaderValue::from_static("1"));
             }
         }
-        let frames = if enveloped {
+        let frames: Vec<Bytes> = if enveloped {
             spec.messages.iter().map(|m| frame(m)).collect()
         } else {
             spec.messages.clone()
         };
+        // A body known in full carries its length, as HTTP clients send it (hyper's among them).
+        if let [only] = frames.as_slice() {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(only.len()));
+        }
         Prepared {
             uri,
             headers,
@@ -151,18 +148,8 @@ impl Prepared {
         }
     }
 
-    fn request(&self) -> http::Request<ReqBody> {
-        let body: ReqBody = if self.frames.len() == 1 {
-            Full::new(self.frames[0].clone()).boxed()
-        } else {
-            let frames: Vec<Result<Frame<Bytes>, Infallible>> = self
-                .frames
-                .iter()
-                .map(|f| Ok(Frame::data(f.clone())))
-                .collect();
-            StreamBody::new(futures_util::stream::iter(frames)).boxed()
-        };
-        let mut request = http::Request::new(body);
+    fn request(&self) -> http::Request<()> {
+        let mut request = http::Request::new(());
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
@@ -170,14 +157,30 @@ impl Prepared {
     }
 }
 
-/// An open h2c connection.
-type Conn = hyper::client::conn::http2::SendRequest<ReqBody>;
+/// An open h2c connection. The load generator speaks HTTP/2 through the h2 crate directly: hyper's
+/// client would add a channel hop to its connection task and a oneshot back per call, and the load
+/// generator must cost less per call than the fastest server it drives.
+type Conn = h2::client::SendRequest<Bytes>;
+
+/// HTTP/2 settings of the load generator's connections: hyper's client defaults (2 MiB stream and
+/// 5 MiB connection windows, 16 KiB frames), so that every server sees what a hyper client sends.
+fn h2_builder() -> h2::client::Builder {
+    let mut builder = h2::client::Builder::new();
+    builder
+        .initial_window_size(2 * 1024 * 1024)
+        .initial_connection_window_size(5 * 1024 * 1024)
+        .max_frame_size(16 * 1024)
+        .max_header_list_size(16 * 1024)
+        .max_send_buffer_size(1024 * 1024)
+        .enable_push(false);
+    builder
+}
 
 async fn connect(addr: SocketAddr) -> std::io::Result<(Conn, tokio::task::JoinHandle<()>)> {
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
-    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .handshake(TokioIo::new(tcp))
+    let (send, conn) = h2_builder()
+        .handshake(tcp)
         .await
         .map_err(std::io::Error::other)?;
     let driver = tokio::spawn(async move {
@@ -198,27 +201,34 @@ fn describe(e: &dyn std::error::Error) -> String {
 }
 
 async fn call(conn: &mut Conn, prepared: &Prepared, keep_body: bool) -> Result<Answer, String> {
-    conn.ready().await.map_err(|e| describe(&e))?;
-    let response = conn
-        .send_request(prepared.request())
+    std::future::poll_fn(|cx| conn.poll_ready(cx))
         .await
         .map_err(|e| describe(&e))?;
+    let (response, mut sending) = conn
+        .send_request(prepared.request(), prepared.frames.is_empty())
+        .map_err(|e| describe(&e))?;
+    // Data beyond the peer's flow-control window waits in h2's send buffer until it opens.
+    let last = prepared.frames.len().saturating_sub(1);
+    for (i, data) in prepared.frames.iter().enumerate() {
+        sending
+            .send_data(data.clone(), i == last)
+            .map_err(|e| describe(&e))?;
+    }
+    let response = response.await.map_err(|e| describe(&e))?;
     let (parts, mut body) = response.into_parts();
     let mut kept = BytesMut::new();
     let mut body_len = 0;
-    let mut trailers = None;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| describe(&e))?;
-        match frame.into_data() {
-            Ok(data) => {
-                body_len += data.len();
-                if keep_body {
-                    kept.extend_from_slice(&data);
-                }
-            }
-            Err(frame) => trailers = frame.into_trailers().ok(),
+    while let Some(data) = body.data().await {
+        let data = data.map_err(|e| describe(&e))?;
+        body_len += data.len();
+        body.flow_control()
+            .release_capacity(data.len())
+            .map_err(|e| describe(&e))?;
+        if keep_body {
+            kept.extend_from_slice(&data);
         }
     }
+    let trailers = body.trailers().await.map_err(|e| describe(&e))?;
     Ok(Answer {
         status: parts.status,
         headers: parts.headers,

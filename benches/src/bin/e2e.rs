@@ -378,7 +378,7 @@ fn run(args: &[String]) -> Result<(), Error> {
         load_at_start: load_at_start.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
         setup: format!(
             "loopback h2c (prior knowledge); each server in its own process with {server_threads} tokio \
-             worker thread(s){}; one load generator (raw hyper h2 client, pre-encoded requests) with \
+             worker thread(s){}; one load generator (h2 client, pre-encoded requests) with \
              {client_threads} thread(s){}; {connections} connections (1 at c=1); warmup {:?}, \
              window {:?}, {rounds} round(s), median reported; release build",
             if pin { " pinned to CPU 1" } else { "" },
