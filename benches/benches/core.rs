@@ -141,6 +141,26 @@ fn calls(c: &mut Criterion) {
     }
     group.finish();
 
+    // The typed layer on top: the router, our generated server and the echo handler, in memory (no
+    // HTTP stack), request body in one chunk, response body read to its end.
+    let router = pair::rpc_router();
+    let mut group = c.benchmark_group("rpc-unary-call");
+    for protocol in PROTOCOLS {
+        let client_config = pair::client_config(protocol);
+        let (_, request) = pair::client_request(&client_config, pair::ECHO, echo.clone());
+        group.bench_function(
+            BenchmarkId::new("router+handler", protocol_name(protocol)),
+            |b| {
+                b.iter_batched(
+                    || pair::http_request(&request),
+                    |request| pair::rpc_call(&router, request),
+                    criterion::BatchSize::SmallInput,
+                )
+            },
+        );
+    }
+    group.finish();
+
     // Per-message cost of a stream: one request, 100 response messages, both machines.
     let mut group = c.benchmark_group("server-stream-100-messages");
     group.throughput(Throughput::Elements(100));

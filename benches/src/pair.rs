@@ -139,3 +139,37 @@ pub fn unary_round_trip(
 pub fn client_config(protocol: Protocol) -> ClientConfig {
     ClientConfig::new(protocol, Codec::Proto)
 }
+
+/// The captured request as an `http::Request` with its body in one chunk, for
+/// [`Router::handle`](connect_proto::rpc::Router::handle).
+pub fn http_request(request: &CapturedRequest) -> http::Request<http_body_util::Full<Bytes>> {
+    let body: Bytes = match request.body.as_slice() {
+        [one] => one.clone(),
+        chunks => chunks.iter().flat_map(|b| b.iter().copied()).collect(),
+    };
+    let mut http_request = http::Request::new(http_body_util::Full::new(body));
+    *http_request.method_mut() = request.parts.method.clone();
+    *http_request.version_mut() = request.parts.version;
+    *http_request.uri_mut() = request.parts.uri.clone();
+    *http_request.headers_mut() = request.parts.headers.clone();
+    http_request
+}
+
+/// One call through the typed layer: `router` (our generated server behind it) answers `request`,
+/// and the whole response body is read. Returns the body length.
+pub fn rpc_call(
+    router: &connect_proto::rpc::Router,
+    request: http::Request<http_body_util::Full<Bytes>>,
+) -> usize {
+    use http_body_util::BodyExt;
+    let response = futures_executor::block_on(router.handle(request));
+    let body = futures_executor::block_on(response.into_body().collect()).expect("body");
+    body.to_bytes().len()
+}
+
+/// A router serving the benchmark service on our stack.
+pub fn rpc_router() -> connect_proto::rpc::Router {
+    connect_proto::rpc::Router::new(connect_tokio::TokioRuntime).service(
+        crate::ours::bench::v1::BenchServiceServer::new(crate::servers::OursBench),
+    )
+}

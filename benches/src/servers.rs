@@ -164,6 +164,10 @@ fn serve_smol(
     })
 }
 
+/// The benchmark service on our stack (also what the allocation counter and the rpc-layer
+/// micro-benchmark call in memory).
+pub use ours::Bench as OursBench;
+
 mod ours {
     use connect_proto::rpc::{Context, HandlerStream, RequestView, Streaming};
     use connect_proto::Status;
@@ -174,7 +178,9 @@ mod ours {
     };
     use crate::workload::mix_record;
 
-    pub(super) struct Bench;
+    /// Our handlers: the same work as every other server's.
+    #[derive(Debug)]
+    pub struct Bench;
 
     impl BenchService for Bench {
         async fn echo(

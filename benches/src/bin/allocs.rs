@@ -12,9 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use connect_benches::pair::{self, protocol_name, PROTOCOLS};
 use connect_benches::workload;
-use connect_proto::rpc::{Context, HandlerStream, RequestView, Router, Streaming};
-use connect_proto::{ServerConfig, Status};
-use http_body_util::BodyExt;
+use connect_proto::ServerConfig;
 
 struct Counting;
 
@@ -66,52 +64,11 @@ fn per_call(mut f: impl FnMut()) -> (f64, f64) {
     )
 }
 
-struct Echo;
-
-impl connect_benches::ours::bench::v1::BenchService for Echo {
-    async fn echo(
-        &self,
-        _ctx: Context,
-        request: RequestView<connect_benches::ours::bench::v1::EchoRequest>,
-    ) -> Result<connect_benches::ours::bench::v1::EchoResponse, Status> {
-        Ok(connect_benches::ours::bench::v1::EchoResponse {
-            message: request.reborrow().message.to_owned(),
-            ..Default::default()
-        })
-    }
-
-    async fn ingest(
-        &self,
-        _ctx: Context,
-        _request: RequestView<connect_benches::ours::bench::v1::IngestRequest>,
-    ) -> Result<connect_benches::ours::bench::v1::IngestResponse, Status> {
-        Err(Status::unimplemented("not measured"))
-    }
-
-    async fn server_stream(
-        &self,
-        _ctx: Context,
-        _request: RequestView<connect_benches::ours::bench::v1::StreamRequest>,
-    ) -> Result<HandlerStream<connect_benches::ours::bench::v1::EchoResponse>, Status> {
-        Err(Status::unimplemented("not measured"))
-    }
-
-    async fn client_stream(
-        &self,
-        _ctx: Context,
-        _requests: Streaming<connect_benches::ours::bench::v1::EchoRequest>,
-    ) -> Result<connect_benches::ours::bench::v1::IngestResponse, Status> {
-        Err(Status::unimplemented("not measured"))
-    }
-}
-
 fn main() {
     let out_path = std::env::args().skip_while(|a| a != "--out").nth(1);
     let server_config = ServerConfig::default();
     let echo: Bytes = workload::echo_request_bytes();
-    let router = Router::new(connect_tokio::TokioRuntime).service(
-        connect_benches::ours::bench::v1::BenchServiceServer::new(Echo),
-    );
+    let router = pair::rpc_router();
     let mut table = String::from(
         "| protocol | client machine | server machine | both machines | server rpc layer (router + generated handler) |\n|---|---:|---:|---:|---:|\n",
     );
@@ -168,33 +125,11 @@ fn main() {
             pair::unary_round_trip(&client_config, &server_config, echo.clone());
         });
         let rpc = per_call(|| {
-            let mut http_request = http::Request::new(http_body_util::Full::new(
-                request
-                    .body
-                    .iter()
-                    .flat_map(|b| b.iter().copied())
-                    .collect::<Bytes>(),
-            ));
-            *http_request.method_mut() = request.parts.method.clone();
-            *http_request.uri_mut() = request.parts.uri.clone();
-            *http_request.headers_mut() = request.parts.headers.clone();
-            let response = futures_executor::block_on(router.handle(http_request));
-            let body = futures_executor::block_on(response.into_body().collect()).expect("body");
-            std::hint::black_box(body);
+            std::hint::black_box(pair::rpc_call(&router, pair::http_request(&request)));
         });
-        // The rpc figure includes building the http::Request (headers copied): that is the HTTP
-        // stack's part; measure and subtract it.
+        // Building the http::Request (headers copied) is the HTTP stack's part: subtract it.
         let build = per_call(|| {
-            let mut http_request = http::Request::new(http_body_util::Full::new(
-                request
-                    .body
-                    .iter()
-                    .flat_map(|b| b.iter().copied())
-                    .collect::<Bytes>(),
-            ));
-            *http_request.uri_mut() = request.parts.uri.clone();
-            *http_request.headers_mut() = request.parts.headers.clone();
-            std::hint::black_box(http_request);
+            std::hint::black_box(pair::http_request(&request));
         });
         let _ = writeln!(
             table,
