@@ -178,7 +178,7 @@ impl Router {
             );
             ctx = Some(context);
         }
-        let mut driver = ServerDriver {
+        let mut driver = Box::new(ServerDriver {
             call,
             runtime: inner.runtime.clone(),
             timer: CallTimer::default(),
@@ -195,7 +195,7 @@ impl Router {
             drain_deadline: None,
             drain_timer: CallTimer::default(),
             drained: 0,
-        };
+        });
         for event in early_events {
             driver.on_event(event);
         }
@@ -223,7 +223,9 @@ impl std::error::Error for CallReset {}
 /// The future of [`Router::handle`]: resolves to the response once its head is known.
 #[must_use = "futures do nothing unless polled"]
 pub struct ServeFuture {
-    driver: Option<ServerDriver>,
+    /// Boxed, like the response body's: the driver is ~700 bytes, and this future and then the body
+    /// are moved several times per call (into the HTTP stack's per-stream task among others).
+    driver: Option<Box<ServerDriver>>,
     /// An answer known without running a call (a CORS preflight).
     /// Boxed: it is rare, and the future is moved a few times per call.
     ready: Option<Box<http::Response<ResponseBody>>>,
@@ -277,7 +279,7 @@ impl Future for ServeFuture {
 /// The body of a response from [`Router::handle`]. Polling it drives the call: it reads the request
 /// body, runs the handler and frames its messages. Dropping it cancels the handler.
 pub struct ResponseBody {
-    driver: Option<ServerDriver>,
+    driver: Option<Box<ServerDriver>>,
 }
 
 impl fmt::Debug for ResponseBody {
