@@ -5,6 +5,7 @@ pub mod connect;
 pub mod grpc;
 pub mod grpc_web;
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// One of the three protocols a call can speak.
@@ -106,7 +107,7 @@ pub struct ContentType {
     /// The codec, `None` when the codec name is one we do not speak.
     pub codec: Option<Codec>,
     /// The codec name as written (lower-cased).
-    pub codec_name: String,
+    pub codec_name: Cow<'static, str>,
 }
 
 impl ContentType {
@@ -116,42 +117,42 @@ impl ContentType {
     /// content types are only recognised for codecs we know, since `application/<anything>` would
     /// otherwise claim every content type on the web.
     pub fn parse(value: &str) -> Option<ContentType> {
-        let essence = value
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        let rest = essence.strip_prefix("application/")?;
+        let essence = value.split(';').next().unwrap_or("").trim();
+        let rest = strip_prefix_ignore_case(essence, "application/")?;
         let mut ct = ContentType {
             protocol: Protocol::Connect,
             connect_streaming: false,
             grpc_web_text: false,
             codec: None,
-            codec_name: String::new(),
+            codec_name: Cow::Borrowed(""),
         };
-        let codec_name = if let Some(rest) = rest.strip_prefix("grpc-web-text") {
+        let codec_name = if let Some(rest) = strip_prefix_ignore_case(rest, "grpc-web-text") {
             ct.protocol = Protocol::GrpcWeb;
             ct.grpc_web_text = true;
             sub_codec(rest)?
-        } else if let Some(rest) = rest.strip_prefix("grpc-web") {
+        } else if let Some(rest) = strip_prefix_ignore_case(rest, "grpc-web") {
             ct.protocol = Protocol::GrpcWeb;
             sub_codec(rest)?
-        } else if let Some(rest) = rest.strip_prefix("grpc") {
+        } else if let Some(rest) = strip_prefix_ignore_case(rest, "grpc") {
             ct.protocol = Protocol::Grpc;
             sub_codec(rest)?
-        } else if let Some(rest) = rest.strip_prefix("connect+") {
+        } else if let Some(rest) = strip_prefix_ignore_case(rest, "connect+") {
             ct.connect_streaming = true;
             if rest.is_empty() {
                 return None;
             }
-            rest.to_owned()
+            rest
         } else {
-            Codec::from_name(rest)?;
-            rest.to_owned()
+            codec_from_name(rest)?;
+            rest
         };
-        ct.codec = Codec::from_name(&codec_name);
-        ct.codec_name = codec_name;
+        // Known codecs (every call we serve) name themselves without allocating; an unknown one is
+        // kept, lower-cased, for the error message.
+        ct.codec = codec_from_name(codec_name);
+        ct.codec_name = match ct.codec {
+            Some(codec) => Cow::Borrowed(codec.name()),
+            None => Cow::Owned(codec_name.to_ascii_lowercase()),
+        };
         Some(ct)
     }
 
@@ -172,12 +173,26 @@ impl ContentType {
 }
 
 /// `""` or `"+codec"` after a gRPC prefix; an empty suffix means proto.
-fn sub_codec(rest: &str) -> Option<String> {
+fn sub_codec(rest: &str) -> Option<&str> {
     if rest.is_empty() {
-        return Some("proto".to_owned());
+        return Some("proto");
     }
     let codec = rest.strip_prefix('+')?;
-    (!codec.is_empty()).then(|| codec.to_owned())
+    (!codec.is_empty()).then_some(codec)
+}
+
+/// `s` without `prefix` (ASCII lower case), compared without regard to ASCII case.
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// [`Codec::from_name`] without regard to ASCII case (media types are case-insensitive).
+fn codec_from_name(name: &str) -> Option<Codec> {
+    [Codec::Proto, Codec::Json]
+        .into_iter()
+        .find(|codec| codec.name().eq_ignore_ascii_case(name))
 }
 
 /// Header names used across the protocols, lower-case as HTTP/2 requires. They are [`HeaderName`]s
@@ -222,7 +237,14 @@ mod tests {
     use super::*;
 
     fn ct(v: &str) -> Option<(Protocol, bool, Option<Codec>, String)> {
-        ContentType::parse(v).map(|c| (c.protocol, c.connect_streaming, c.codec, c.codec_name))
+        ContentType::parse(v).map(|c| {
+            (
+                c.protocol,
+                c.connect_streaming,
+                c.codec,
+                c.codec_name.into_owned(),
+            )
+        })
     }
 
     #[test]
@@ -243,9 +265,20 @@ mod tests {
             ct("application/connect+thrift"),
             Some((Protocol::Connect, true, None, "thrift".into()))
         );
+        // Media types are case-insensitive; an unknown codec's name is kept lower-cased.
+        assert_eq!(
+            ct("APPLICATION/Connect+Thrift"),
+            Some((Protocol::Connect, true, None, "thrift".into()))
+        );
+        assert_eq!(
+            ct("application/JSON"),
+            Some((Protocol::Connect, false, Some(Codec::Json), "json".into()))
+        );
         assert_eq!(ct("application/xml"), None);
         assert_eq!(ct("text/plain"), None);
         assert_eq!(ct("application/connect+"), None);
+        assert_eq!(ct("applicatio"), None);
+        assert_eq!(ct("application/é"), None);
     }
 
     #[test]
