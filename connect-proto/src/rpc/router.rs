@@ -170,7 +170,7 @@ impl Router {
                 std::mem::take(&mut parts.headers),
                 std::mem::take(&mut parts.extensions),
             )
-            .with_uri(parts.uri.clone());
+            .with_uri(std::mem::take(&mut parts.uri));
             responses = inner.services[index].call(
                 method.path,
                 context.clone(),
