@@ -126,32 +126,39 @@ impl ContentType {
             codec: None,
             codec_name: Cow::Borrowed(""),
         };
-        let codec_name = if let Some(rest) = strip_prefix_ignore_case(rest, "grpc-web-text") {
-            ct.protocol = Protocol::GrpcWeb;
-            ct.grpc_web_text = true;
-            sub_codec(rest)?
-        } else if let Some(rest) = strip_prefix_ignore_case(rest, "grpc-web") {
-            ct.protocol = Protocol::GrpcWeb;
-            sub_codec(rest)?
-        } else if let Some(rest) = strip_prefix_ignore_case(rest, "grpc") {
-            ct.protocol = Protocol::Grpc;
-            sub_codec(rest)?
-        } else if let Some(rest) = strip_prefix_ignore_case(rest, "connect+") {
-            ct.connect_streaming = true;
-            if rest.is_empty() {
-                return None;
-            }
-            rest
+        // Connect unary content types name the codec alone, so only known codecs count as ours.
+        let (codec_name, known_only) =
+            if let Some(rest) = strip_prefix_ignore_case(rest, "grpc-web-text") {
+                ct.protocol = Protocol::GrpcWeb;
+                ct.grpc_web_text = true;
+                (sub_codec(rest)?, false)
+            } else if let Some(rest) = strip_prefix_ignore_case(rest, "grpc-web") {
+                ct.protocol = Protocol::GrpcWeb;
+                (sub_codec(rest)?, false)
+            } else if let Some(rest) = strip_prefix_ignore_case(rest, "grpc") {
+                ct.protocol = Protocol::Grpc;
+                (sub_codec(rest)?, false)
+            } else if let Some(rest) = strip_prefix_ignore_case(rest, "connect+") {
+                ct.connect_streaming = true;
+                (rest, false)
+            } else {
+                (rest, true)
+            };
+        if codec_name.is_empty() {
+            return None;
+        }
+        // Lower-cased only when it is not already (never, for the peers we know): a known codec's
+        // name is then a static string and parsing allocates nothing.
+        let lowered = if codec_name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(codec_name.to_ascii_lowercase())
         } else {
-            codec_from_name(rest)?;
-            rest
+            Cow::Borrowed(codec_name)
         };
-        // Known codecs (every call we serve) name themselves without allocating; an unknown one is
-        // kept, lower-cased, for the error message.
-        ct.codec = codec_from_name(codec_name);
+        ct.codec = Codec::from_name(&lowered);
         ct.codec_name = match ct.codec {
             Some(codec) => Cow::Borrowed(codec.name()),
-            None => Cow::Owned(codec_name.to_ascii_lowercase()),
+            None if known_only => return None,
+            None => Cow::Owned(lowered.into_owned()),
         };
         Some(ct)
     }
@@ -186,13 +193,6 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &s[prefix.len()..])
-}
-
-/// [`Codec::from_name`] without regard to ASCII case (media types are case-insensitive).
-fn codec_from_name(name: &str) -> Option<Codec> {
-    [Codec::Proto, Codec::Json]
-        .into_iter()
-        .find(|codec| codec.name().eq_ignore_ascii_case(name))
 }
 
 /// Header names used across the protocols, lower-case as HTTP/2 requires. They are [`HeaderName`]s
