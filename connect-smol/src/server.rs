@@ -1,5 +1,5 @@
 //! The hyper server on async-io: connect-hyper's [`Server`](connect_hyper::Server) with async-io's
-//! listener and timer, smol's executor, and `smol-hyper`'s IO adapter.
+//! listener and timer, smol's executor, and `smol-hyper`'s IO adapter over our [`TcpIo`].
 
 use std::future::Future;
 use std::io;
@@ -10,6 +10,7 @@ use connect_hyper::{BatchedWrites, ServerRuntime};
 use smol::net::{TcpListener, TcpStream};
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 
+use crate::io::TcpIo;
 use crate::runtime::{SmolExecutor, SmolRuntime};
 
 /// Serves a [`Router`](crate::Router) on a smol (async-io) [`TcpListener`]: HTTP/1.1 and HTTP/2
@@ -24,9 +25,9 @@ impl ServerRuntime for SmolRuntime {
     type Stream = TcpStream;
     type Executor = SmolExecutor;
     type Timer = SmolTimer;
-    type Io = BatchedWrites<FuturesIo<TcpStream>>;
+    type Io = BatchedWrites<FuturesIo<TcpIo>>;
     #[cfg(feature = "tls")]
-    type TlsIo = FuturesIo<futures_rustls::server::TlsStream<TcpStream>>;
+    type TlsIo = FuturesIo<futures_rustls::server::TlsStream<TcpIo>>;
 
     async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
         TcpListener::bind(addr).await
@@ -58,9 +59,9 @@ impl ServerRuntime for SmolRuntime {
         SmolTimer::new()
     }
 
-    fn io(stream: TcpStream) -> BatchedWrites<FuturesIo<TcpStream>> {
+    fn io(stream: TcpStream) -> BatchedWrites<FuturesIo<TcpIo>> {
         let _ = stream.set_nodelay(true);
-        BatchedWrites::without_yield(FuturesIo::new(stream))
+        BatchedWrites::without_yield(FuturesIo::new(TcpIo::new(stream)))
     }
 
     #[cfg(feature = "tls")]
@@ -72,7 +73,7 @@ impl ServerRuntime for SmolRuntime {
         let _ = stream.set_nodelay(true);
         async move {
             let tls = futures_rustls::TlsAcceptor::from(config)
-                .accept(stream)
+                .accept(TcpIo::new(stream))
                 .await?;
             let certificates = crate::PeerCertificates::of(tls.get_ref().1);
             Ok((FuturesIo::new(tls), certificates))
