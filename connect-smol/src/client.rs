@@ -358,7 +358,6 @@ impl Inner {
         let tcp = self
             .within_connect_timeout(TcpStream::connect((host, port)))
             .await?;
-        let _ = tcp.set_nodelay(true);
         let tcp = crate::io::TcpIo::new(tcp);
         if *scheme == Scheme::HTTPS {
             #[cfg(feature = "tls")]

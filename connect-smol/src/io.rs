@@ -25,8 +25,10 @@ pub struct TcpIo {
 }
 
 impl TcpIo {
-    /// Wraps an accepted or connected smol stream.
+    /// Wraps an accepted or connected smol stream, with Nagle's algorithm off (RPC messages are
+    /// small and latency-bound).
     pub fn new(stream: smol::net::TcpStream) -> Self {
+        let _ = stream.set_nodelay(true);
         TcpIo {
             inner: stream.into(),
             read_blocked: false,

@@ -60,7 +60,6 @@ impl ServerRuntime for SmolRuntime {
     }
 
     fn io(stream: TcpStream) -> BatchedWrites<FuturesIo<TcpIo>> {
-        let _ = stream.set_nodelay(true);
         BatchedWrites::without_yield(FuturesIo::new(TcpIo::new(stream)))
     }
 
@@ -70,10 +69,10 @@ impl ServerRuntime for SmolRuntime {
         stream: TcpStream,
     ) -> impl Future<Output = io::Result<(Self::TlsIo, Option<crate::PeerCertificates>)>> + Send
     {
-        let _ = stream.set_nodelay(true);
+        let stream = TcpIo::new(stream);
         async move {
             let tls = futures_rustls::TlsAcceptor::from(config)
-                .accept(TcpIo::new(stream))
+                .accept(stream)
                 .await?;
             let certificates = crate::PeerCertificates::of(tls.get_ref().1);
             Ok((FuturesIo::new(tls), certificates))
