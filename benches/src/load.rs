@@ -1,5 +1,5 @@
-//! The load generator: one raw h2c client (the h2 crate, as under hyper) for every server, sending pre-encoded gRPC and
-//! Connect requests, so that all servers face exactly the same client.
+//! The load generator: one raw h2c client (the h2 crate, as under hyper) for every server, sending
+//! pre-encoded gRPC and Connect requests, so that all servers face exactly the same client.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
