@@ -35,6 +35,7 @@
 //! The `protoc-gen-connect-rust` binary reads a `CodeGeneratorRequest` on stdin and writes the same
 //! files (messages and services) as a `CodeGeneratorResponse`.
 
+mod decoder;
 mod service;
 
 use std::fmt;

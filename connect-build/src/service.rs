@@ -11,6 +11,7 @@ use buffa_codegen::{CodeGenConfig, GeneratedFile, GeneratedFileKind};
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 
+use crate::decoder::MessageIndex;
 use crate::Error;
 
 /// Settings of the service generator.
@@ -43,6 +44,7 @@ pub(crate) fn generate(
     options: &ServiceOptions,
 ) -> Result<Vec<GeneratedFile>, Error> {
     let ctx = CodeGenContext::for_generate(descriptors, files_to_generate, codegen);
+    let messages = MessageIndex::new(descriptors, files_to_generate);
     let runtime: syn::Path = syn::parse_str(&options.runtime_crate).map_err(|e| {
         Error::new(format!(
             "connect_proto_path {:?} is not a path: {e}",
@@ -58,17 +60,21 @@ pub(crate) fn generate(
         let package = file.package.clone().unwrap_or_default();
         let comments = service_comments(file);
         let mut items = TokenStream::new();
+        // Request decoders, one per input message of the file's services.
+        let mut decoders = std::collections::BTreeMap::new();
         for (index, service) in file.service.iter().enumerate() {
             let gen = ServiceGen {
                 ctx: &ctx,
+                messages: &messages,
                 runtime: &runtime,
                 package: &package,
                 service,
                 index: index as i32,
                 comments: &comments,
             };
-            items.extend(gen.generate()?);
+            items.extend(gen.generate(&mut decoders)?);
         }
+        items.extend(decoders.into_values());
         let syntax: syn::File = syn::parse2(quote! { #items }).map_err(|e| {
             Error::new(format!(
                 "generated service code for {name} does not parse: {e}"
@@ -166,6 +172,7 @@ fn method_ident(name: &str) -> Ident {
 
 struct ServiceGen<'a> {
     ctx: &'a CodeGenContext<'a>,
+    messages: &'a MessageIndex<'a>,
     runtime: &'a syn::Path,
     package: &'a str,
     service: &'a ServiceDescriptorProto,
@@ -181,6 +188,8 @@ struct MethodGen {
     path: String,
     input: TokenStream,
     output: TokenStream,
+    /// The request decoder generated for the input message, if any: its name and code.
+    decoder: Option<(Ident, TokenStream)>,
     client_streaming: bool,
     server_streaming: bool,
     no_side_effects: bool,
@@ -244,13 +253,29 @@ impl ServiceGen<'_> {
                 output_name.trim_start_matches('.'),
             )],
         );
+        let input = self.rust_type(input_name)?;
+        // Named after the message's full name, so methods taking the same message share it.
+        let decoder_name = format_ident!(
+            "__Decode_{}",
+            input_name.trim_start_matches('.').replace('.', "_")
+        );
+        let decoder = crate::decoder::generate(
+            self.messages,
+            self.runtime,
+            &decoder_name,
+            input_name,
+            &input,
+            |name| self.rust_type(name).ok(),
+        )
+        .map(|code| (decoder_name, code));
         Ok(MethodGen {
             with_options: format_ident!("{}_with_options", base),
             konst: format_ident!("{}", base.to_ascii_uppercase()),
             proto_name,
             ident,
             path,
-            input: self.rust_type(input_name)?,
+            input,
+            decoder,
             output: self.rust_type(output_name)?,
             client_streaming,
             server_streaming,
@@ -259,7 +284,10 @@ impl ServiceGen<'_> {
         })
     }
 
-    fn generate(&self) -> Result<TokenStream, Error> {
+    fn generate(
+        &self,
+        decoders: &mut std::collections::BTreeMap<String, TokenStream>,
+    ) -> Result<TokenStream, Error> {
         let rt = self.runtime;
         let name = self.service.name.as_deref().unwrap_or("");
         let full_name = self.full_name();
@@ -306,6 +334,11 @@ impl ServiceGen<'_> {
             }
         });
         let all = methods.iter().map(|m| &m.konst);
+        for (name, code) in methods.iter().filter_map(|m| m.decoder.as_ref()) {
+            decoders
+                .entry(name.to_string())
+                .or_insert_with(|| code.clone());
+        }
 
         let trait_methods = methods.iter().map(|m| {
             let MethodGen { ident, input, output, doc, .. } = m;
@@ -337,10 +370,15 @@ impl ServiceGen<'_> {
                 (true, false) => quote! { client_streaming },
                 (true, true) => quote! { bidi_streaming },
             };
+            let decoder = match &m.decoder {
+                Some((name, _)) => quote! { #rt::rpc::RequestDecoder::new(&#name) },
+                None => quote! { ::core::default::Default::default() },
+            };
             quote! {
                 p if p == #methods_mod::#konst.path => ::core::option::Option::Some(#rt::rpc::#adapter::<#input, #output, _, _>(
                     ctx,
                     requests,
+                    #decoder,
                     move |ctx, request| async move { service.#ident(ctx, request).await },
                 )),
             }

@@ -173,6 +173,7 @@ impl<S: GreetService> ::connect_proto::rpc::Service for GreetServiceServer<S> {
                     >(
                         ctx,
                         requests,
+                        ::core::default::Default::default(),
                         move |ctx, request| async move {
                             service.greet(ctx, request).await
                         },
@@ -189,6 +190,7 @@ impl<S: GreetService> ::connect_proto::rpc::Service for GreetServiceServer<S> {
                     >(
                         ctx,
                         requests,
+                        ::core::default::Default::default(),
                         move |ctx, request| async move {
                             service.greet_idempotent(ctx, request).await
                         },
@@ -205,6 +207,7 @@ impl<S: GreetService> ::connect_proto::rpc::Service for GreetServiceServer<S> {
                     >(
                         ctx,
                         requests,
+                        ::core::default::Default::default(),
                         move |ctx, request| async move {
                             service.greet_many(ctx, request).await
                         },
@@ -221,6 +224,7 @@ impl<S: GreetService> ::connect_proto::rpc::Service for GreetServiceServer<S> {
                     >(
                         ctx,
                         requests,
+                        ::core::default::Default::default(),
                         move |ctx, request| async move {
                             service.greet_all(ctx, request).await
                         },
@@ -237,6 +241,7 @@ impl<S: GreetService> ::connect_proto::rpc::Service for GreetServiceServer<S> {
                     >(
                         ctx,
                         requests,
+                        ::core::default::Default::default(),
                         move |ctx, request| async move {
                             service.chat(ctx, request).await
                         },
@@ -253,6 +258,7 @@ impl<S: GreetService> ::connect_proto::rpc::Service for GreetServiceServer<S> {
                     >(
                         ctx,
                         requests,
+                        ::core::default::Default::default(),
                         move |ctx, request| async move {
                             service.fail(ctx, request).await
                         },

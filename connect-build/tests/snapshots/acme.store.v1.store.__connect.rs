@@ -139,6 +139,7 @@ impl<S: StoreService> ::connect_proto::rpc::Service for StoreServiceServer<S> {
                     >(
                         ctx,
                         requests,
+                        ::core::default::Default::default(),
                         move |ctx, request| async move {
                             service.get_item(ctx, request).await
                         },
@@ -155,6 +156,7 @@ impl<S: StoreService> ::connect_proto::rpc::Service for StoreServiceServer<S> {
                     >(
                         ctx,
                         requests,
+                        ::core::default::Default::default(),
                         move |ctx, request| async move {
                             service.list_items(ctx, request).await
                         },
@@ -171,6 +173,9 @@ impl<S: StoreService> ::connect_proto::rpc::Service for StoreServiceServer<S> {
                     >(
                         ctx,
                         requests,
+                        ::connect_proto::rpc::RequestDecoder::new(
+                            &__Decode_acme_store_v1_Item,
+                        ),
                         move |ctx, request| async move {
                             service.put_items(ctx, request).await
                         },
@@ -187,6 +192,7 @@ impl<S: StoreService> ::connect_proto::rpc::Service for StoreServiceServer<S> {
                     >(
                         ctx,
                         requests,
+                        ::core::default::Default::default(),
                         move |ctx, request| async move {
                             service.greet(ctx, request).await
                         },
@@ -427,6 +433,7 @@ impl<S: AdminService> ::connect_proto::rpc::Service for AdminServiceServer<S> {
                     >(
                         ctx,
                         requests,
+                        ::core::default::Default::default(),
                         move |ctx, request| async move {
                             service.reset(ctx, request).await
                         },
@@ -443,6 +450,7 @@ impl<S: AdminService> ::connect_proto::rpc::Service for AdminServiceServer<S> {
                     >(
                         ctx,
                         requests,
+                        ::core::default::Default::default(),
                         move |ctx, request| async move {
                             service.watch(ctx, request).await
                         },
@@ -529,5 +537,30 @@ impl<T: ::connect_proto::rpc::Transport> AdminServiceClient<T> {
             + ::connect_proto::rpc::MaybeSend + 'static,
     {
         self.client.bidi_streaming(admin_service_methods::WATCH, requests, options).await
+    }
+}
+/// Decodes `acme.store.v1.Item` request views with the capacities of repeated fields allocated up front.
+#[allow(non_camel_case_types)]
+struct __Decode_acme_store_v1_Item;
+impl ::connect_proto::rpc::ViewDecoder<Item> for __Decode_acme_store_v1_Item {
+    #[allow(clippy::field_reassign_with_default)]
+    fn decode_view<'a>(
+        &self,
+        buf: &'a [u8],
+    ) -> ::core::result::Result<
+        <Item as ::buffa::view::HasMessageView>::View<'a>,
+        ::buffa::DecodeError,
+    > {
+        use ::buffa::view::MessageView as _;
+        use ::connect_proto::rpc::view_decode as __d;
+        let budget = __d::Budget::new();
+        let ctx = budget.context();
+        let [n0, n1, n2] = __d::count_fields(buf, [4u32, 5u32, 9u32]);
+        let mut view: <Item as ::buffa::view::HasMessageView>::View<'a> = ::core::default::Default::default();
+        view.labels = ::buffa::view::MapView::new(budget.vec(n0));
+        view.parts = ::buffa::view::MapView::new(budget.vec(n1));
+        view.extras = ::buffa::view::RepeatedView::new(budget.vec(n2));
+        view.merge_into_view(buf, ctx)?;
+        ::core::result::Result::Ok(view)
     }
 }

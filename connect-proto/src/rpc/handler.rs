@@ -4,7 +4,6 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll, Waker};
@@ -15,7 +14,7 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 
 use super::context::Context;
-use super::message::{decode_request, RequestView};
+use super::message::{RequestDecoder, RequestView};
 use super::runtime::{BoxFuture, BoxStream, MaybeSend};
 use crate::protocol::{Codec, MethodInfo};
 use crate::status::Status;
@@ -211,13 +210,13 @@ impl Stream for RawRequests {
 /// The request messages of a client-streaming or bidi call, decoded as zero-copy views.
 ///
 /// A message that cannot be decoded is an `Err(invalid_argument)` item; the handler may return it.
-pub struct Streaming<M> {
+pub struct Streaming<M: HasMessageView> {
     raw: RawRequests,
     codec: Codec,
-    _message: PhantomData<fn() -> M>,
+    decoder: RequestDecoder<M>,
 }
 
-impl<M> std::fmt::Debug for Streaming<M> {
+impl<M: HasMessageView> std::fmt::Debug for Streaming<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Streaming")
             .field("codec", &self.codec)
@@ -225,13 +224,18 @@ impl<M> std::fmt::Debug for Streaming<M> {
     }
 }
 
-impl<M> Streaming<M> {
+impl<M: HasMessageView> Streaming<M> {
     /// Decodes `raw` with `codec`.
     pub fn new(raw: RawRequests, codec: Codec) -> Self {
+        Streaming::with_decoder(raw, codec, RequestDecoder::default())
+    }
+
+    /// Decodes `raw` with `codec`, proto payloads with `decoder`.
+    pub fn with_decoder(raw: RawRequests, codec: Codec, decoder: RequestDecoder<M>) -> Self {
         Streaming {
             raw,
             codec,
-            _message: PhantomData,
+            decoder,
         }
     }
 }
@@ -245,7 +249,7 @@ where
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let codec = self.codec;
         match Pin::new(&mut self.raw).poll_next(cx) {
-            Poll::Ready(Some(payload)) => Poll::Ready(Some(decode_request::<M>(codec, payload))),
+            Poll::Ready(Some(payload)) => Poll::Ready(Some(self.decoder.decode(codec, payload))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -308,8 +312,14 @@ where
     }
 }
 
-/// Serves a unary method with `handler`.
-pub fn unary<Req, Resp, F, Fut>(ctx: Context, requests: RawRequests, handler: F) -> RawResponses
+/// Serves a unary method with `handler`, its request decoded by `decoder` (generated code passes its
+/// own for batch-shaped messages; `RequestDecoder::default()` is buffa's).
+pub fn unary<Req, Resp, F, Fut>(
+    ctx: Context,
+    requests: RawRequests,
+    decoder: RequestDecoder<Req>,
+    handler: F,
+) -> RawResponses
 where
     Req: HasMessageView + serde::de::DeserializeOwned,
     Resp: buffa::Message + serde::Serialize + 'static,
@@ -322,16 +332,17 @@ where
         done: false,
         future: async move {
             let payload = requests.single().await?;
-            let request = decode_request::<Req>(codec, payload)?;
+            let request = decoder.decode(codec, payload)?;
             handler(ctx, request).await
         },
     })
 }
 
-/// Serves a server-streaming method with `handler`.
+/// Serves a server-streaming method with `handler`, its request decoded by `decoder`.
 pub fn server_streaming<Req, Resp, F, Fut>(
     ctx: Context,
     requests: RawRequests,
+    decoder: RequestDecoder<Req>,
     handler: F,
 ) -> RawResponses
 where
@@ -345,16 +356,17 @@ where
         codec,
         Box::pin(async move {
             let payload = requests.single().await?;
-            let request = decode_request::<Req>(codec, payload)?;
+            let request = decoder.decode(codec, payload)?;
             handler(ctx, request).await
         }),
     ))
 }
 
-/// Serves a client-streaming method with `handler`.
+/// Serves a client-streaming method with `handler`, its requests decoded by `decoder`.
 pub fn client_streaming<Req, Resp, F, Fut>(
     ctx: Context,
     requests: RawRequests,
+    decoder: RequestDecoder<Req>,
     handler: F,
 ) -> RawResponses
 where
@@ -367,14 +379,15 @@ where
     Box::pin(OneResponse {
         codec,
         done: false,
-        future: handler(ctx, Streaming::new(requests, codec)),
+        future: handler(ctx, Streaming::with_decoder(requests, codec, decoder)),
     })
 }
 
-/// Serves a bidi-streaming method with `handler`.
+/// Serves a bidi-streaming method with `handler`, its requests decoded by `decoder`.
 pub fn bidi_streaming<Req, Resp, F, Fut>(
     ctx: Context,
     requests: RawRequests,
+    decoder: RequestDecoder<Req>,
     handler: F,
 ) -> RawResponses
 where
@@ -386,6 +399,9 @@ where
     let codec = ctx.codec();
     Box::pin(StreamResponses::new(
         codec,
-        Box::pin(handler(ctx, Streaming::new(requests, codec))),
+        Box::pin(handler(
+            ctx,
+            Streaming::with_decoder(requests, codec, decoder),
+        )),
     ))
 }

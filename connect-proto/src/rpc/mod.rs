@@ -24,6 +24,7 @@ mod handler;
 mod message;
 mod router;
 mod runtime;
+pub mod view_decode;
 
 pub use body::{BoxError, RequestBody, TransportError};
 pub use client::{merge_options, Client, Outcome, Response, ResponseStream, Transport};
@@ -32,7 +33,9 @@ pub use handler::{
     bidi_streaming, client_streaming, raw_responses, server_streaming, unary, HandlerStream,
     RawRequests, RawResponses, ResponseSource, Service, Streaming,
 };
-pub use message::{decode_request, decode_response, encode, RequestView};
+pub use message::{
+    decode_request, decode_response, encode, RequestDecoder, RequestView, ViewDecoder,
+};
 pub use router::{CallReset, ResponseBody, Router, ServeFuture};
 pub use runtime::{BoxFuture, BoxStream, MaybeSend, Runtime};
 

@@ -1,0 +1,250 @@
+//! The request decoder connect-build generates for batch-shaped messages decodes exactly what
+//! buffa's view decoder decodes and rejects what it rejects: random batches, then random damage to
+//! them, each served through the generated server and compared with `OwnedView::decode`.
+
+use std::task::{Context as TaskContext, Poll};
+
+use buffa::view::OwnedView;
+use buffa::Message;
+use bytes::{Bytes, BytesMut};
+use connect_build_tests::proto::acme::batch::v1::__buffa::oneof::record::Origin;
+use connect_build_tests::proto::acme::batch::v1::__buffa::view::BatchView;
+use connect_build_tests::proto::acme::batch::v1::{
+    batch_service_methods, Batch, BatchService, BatchServiceServer, Odd, Record, Span,
+};
+use connect_proto::rpc::{Context, RawRequests, RequestView, Service, Streaming};
+use connect_proto::{Code, Codec, MethodInfo, Protocol, Status};
+use futures_util::StreamExt;
+use proptest::prelude::*;
+
+struct Echo;
+
+impl BatchService for Echo {
+    async fn ingest(&self, _ctx: Context, request: RequestView<Batch>) -> Result<Batch, Status> {
+        Ok(request.to_owned_message())
+    }
+
+    async fn ingest_all(
+        &self,
+        _ctx: Context,
+        mut requests: Streaming<Batch>,
+    ) -> Result<Batch, Status> {
+        let mut last = Batch::default();
+        while let Some(request) = requests.next().await {
+            last = request?.to_owned_message();
+        }
+        Ok(last)
+    }
+}
+
+/// Serves `payloads` to `method` of the generated server; the decoded answer or the error.
+fn serve(method: MethodInfo, payloads: Vec<Bytes>) -> Result<Batch, Status> {
+    let server = BatchServiceServer::new(Echo);
+    let ctx = Context::new(
+        method,
+        Protocol::Grpc,
+        Codec::Proto,
+        None,
+        http::HeaderMap::new(),
+        http::Extensions::new(),
+    );
+    let mut responses = server
+        .call(method.path, ctx, RawRequests::from_payloads(payloads))
+        .expect("the method is served");
+    let mut buf = BytesMut::new();
+    let waker = futures_util::task::noop_waker();
+    let mut cx = TaskContext::from_waker(&waker);
+    match responses.as_mut().poll_write(&mut cx, &mut buf) {
+        Poll::Ready(Some(Ok(()))) => Ok(Batch::decode_from_slice(&buf).expect("answer decodes")),
+        Poll::Ready(Some(Err(status))) => Err(status),
+        other => panic!("the handler answers at once, got {other:?}"),
+    }
+}
+
+/// What buffa's own view decoder makes of `bytes`.
+fn buffa_decode(bytes: &Bytes) -> Result<Batch, buffa::DecodeError> {
+    OwnedView::<BatchView<'static>>::decode(bytes.clone()).map(|v| v.to_owned_message())
+}
+
+fn check(bytes: Bytes) -> Result<(), TestCaseError> {
+    let expected = buffa_decode(&bytes);
+    for (method, payloads) in [
+        (batch_service_methods::INGEST, vec![bytes.clone()]),
+        (
+            batch_service_methods::INGEST_ALL,
+            vec![Bytes::from_static(b"\x2a\x01x"), bytes.clone()],
+        ),
+    ] {
+        match (&expected, serve(method, payloads)) {
+            (Ok(want), Ok(got)) => prop_assert_eq!(want, &got),
+            (Err(_), Err(status)) => {
+                prop_assert_eq!(status.code(), Code::INVALID_ARGUMENT);
+                prop_assert!(status
+                    .message()
+                    .starts_with("invalid proto request message"));
+            }
+            (want, got) => prop_assert!(false, "buffa: {want:?}, generated decoder: {got:?}"),
+        }
+    }
+    Ok(())
+}
+
+fn text() -> impl Strategy<Value = String> {
+    "[a-z0-9 .é]{0,12}"
+}
+
+fn span() -> impl Strategy<Value = Span> {
+    (text(), prop::collection::vec(text(), 0..4)).prop_map(|(name, events)| Span {
+        name,
+        events,
+        ..Default::default()
+    })
+}
+
+fn record() -> impl Strategy<Value = Record> {
+    (
+        any::<i64>(),
+        text(),
+        prop::collection::hash_map(text(), text(), 0..6),
+        prop::collection::vec(text(), 0..5),
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..6), 0..3),
+        prop::collection::vec(span(), 0..3),
+        prop::option::of(span()),
+        prop::option::of(text()),
+        prop::option::of(prop_oneof![
+            text().prop_map(Origin::Host),
+            span().prop_map(|s| Origin::Via(Box::new(s)))
+        ]),
+    )
+        .prop_map(
+            |(at, text, labels, tags, blobs, spans, parent, note, origin)| Record {
+                at,
+                text,
+                labels: labels.into_iter().collect(),
+                tags,
+                blobs,
+                spans,
+                parent: parent.into(),
+                note,
+                origin,
+                ..Default::default()
+            },
+        )
+}
+
+fn batch() -> impl Strategy<Value = Batch> {
+    (
+        prop::collection::vec(record(), 0..8),
+        prop::collection::vec(text(), 0..4),
+        prop::collection::hash_map(text(), record(), 0..3),
+        prop::collection::vec((text(), prop::collection::vec(text(), 0..3)), 0..3),
+        text(),
+        prop::collection::vec(any::<i32>(), 0..5),
+    )
+        .prop_map(|(records, sources, by_key, odds, name, counts)| Batch {
+            records,
+            sources,
+            by_key: by_key.into_iter().collect(),
+            odds: odds
+                .into_iter()
+                .map(|(display_name, items)| Odd {
+                    displayName: display_name,
+                    items,
+                    ..Default::default()
+                })
+                .collect(),
+            name,
+            counts,
+            ..Default::default()
+        })
+}
+
+/// Damage to an encoded message: a byte changed, bytes cut or inserted.
+#[derive(Clone, Debug)]
+enum Damage {
+    Set(usize, u8),
+    Truncate(usize),
+    Insert(usize, Vec<u8>),
+}
+
+fn damage() -> impl Strategy<Value = Vec<Damage>> {
+    prop::collection::vec(
+        prop_oneof![
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Damage::Set(i, b)),
+            any::<usize>().prop_map(Damage::Truncate),
+            (any::<usize>(), prop::collection::vec(any::<u8>(), 1..4))
+                .prop_map(|(i, b)| Damage::Insert(i, b)),
+        ],
+        1..4,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn valid_batches_decode_as_buffa_decodes_them(batch in batch()) {
+        let bytes = Bytes::from(batch.encode_to_vec());
+        let decoded = buffa_decode(&bytes);
+        prop_assert_eq!(decoded.as_ref(), Ok(&batch));
+        check(bytes)?;
+    }
+
+    #[test]
+    fn damaged_batches_decode_or_fail_as_buffa_does(batch in batch(), damage in damage()) {
+        let mut bytes = batch.encode_to_vec();
+        for d in damage {
+            let at = |i: usize| if bytes.is_empty() { 0 } else { i % (bytes.len() + 1) };
+            match d {
+                Damage::Set(i, b) if !bytes.is_empty() => {
+                    let i = i % bytes.len();
+                    bytes[i] = b;
+                }
+                Damage::Set(..) => {}
+                Damage::Truncate(i) => bytes.truncate(at(i)),
+                Damage::Insert(i, b) => {
+                    let i = at(i);
+                    bytes.splice(i..i, b);
+                }
+            }
+        }
+        check(Bytes::from(bytes))?;
+    }
+}
+
+/// A batch whose first record holds many tags and whose next records are empty: each empty record
+/// gets room for as many tags as its two bytes could hold (none), not the first record's count.
+#[test]
+fn a_large_first_element_does_not_size_the_next_ones() {
+    let mut batch = Batch {
+        records: vec![Record {
+            tags: vec!["t".to_owned(); 10_000],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    batch.records.extend((0..10_000).map(|_| Record::default()));
+    let bytes = Bytes::from(batch.encode_to_vec());
+    assert_eq!(serve(batch_service_methods::INGEST, vec![bytes]), Ok(batch));
+}
+
+/// Wire-type errors and the recursion limit stay buffa's.
+#[test]
+fn recursion_and_wire_type_errors_match_buffa() {
+    // field 1 (records) with the varint wire type
+    let wrong_wire_type = Bytes::from_static(&[0x08, 0x01]);
+    assert!(buffa_decode(&wrong_wire_type).is_err());
+    assert_eq!(
+        serve(batch_service_methods::INGEST, vec![wrong_wire_type]).map_err(|s| s.code()),
+        Err(Code::INVALID_ARGUMENT)
+    );
+    // Unknown groups (field 15) nested deeper than the recursion limit, at the top level and
+    // inside a record: both fail, as they do for buffa.
+    let deep = vec![0x7b; 150];
+    assert!(buffa_decode(&Bytes::from(deep.clone())).is_err());
+    check(Bytes::from(deep.clone())).unwrap();
+    let mut in_record = vec![0x0a, 150, 1];
+    in_record.extend(&deep);
+    assert!(buffa_decode(&Bytes::from(in_record.clone())).is_err());
+    check(Bytes::from(in_record)).unwrap();
+}
