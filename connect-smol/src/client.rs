@@ -17,7 +17,7 @@ use hyper::client::conn::{http1, http2, TrySendError};
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::net::TcpStream;
 use smol::Timer;
-use smol_hyper::rt::{FuturesIo, SmolTimer};
+use smol_hyper::rt::SmolTimer;
 
 use crate::runtime::SmolExecutor;
 
@@ -388,7 +388,7 @@ impl Inner {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let io = FuturesIo::new(io);
+        let io = crate::io::HyperIo::new(io);
         if http2 {
             let (sender, conn) = http2::Builder::new(SmolExecutor)
                 .timer(SmolTimer::new())

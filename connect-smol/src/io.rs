@@ -1,4 +1,5 @@
-//! A TCP stream on async-io that remembers when its socket had nothing to read.
+//! A TCP stream on async-io that remembers when its socket had nothing to read, and the adapter that
+//! gives hyper a futures-io stream.
 
 use std::io::{self, IoSlice, Read};
 use std::pin::Pin;
@@ -85,6 +86,91 @@ impl AsyncWrite for TcpIo {
     }
 }
 
+/// The most bytes [`HyperIo`] reads at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// hyper's IO traits over a futures-io stream (a [`TcpIo`], or TLS over one), for the server's and
+/// the client's connections.
+///
+/// hyper reads into memory it has not initialised, which a futures-io stream cannot take, so an
+/// adapter must hand the stream initialised memory. smol-hyper's `FuturesIo` zero-fills whatever
+/// hyper offers before every read (for h2, its whole read buffer: kilobytes per read). This one
+/// reads into a buffer of its own, filled with zeros once, up to 64 KiB at a time, and copies what
+/// hyper asks for from it: fewer and larger reads than h2's own buffer sizes would make, and no
+/// filling. The buffer is allocated at the first read and kept with the connection.
+#[derive(Debug)]
+pub struct HyperIo<T> {
+    io: T,
+    read: Box<[u8]>,
+    /// The part of `read` not yet handed to hyper.
+    start: usize,
+    end: usize,
+}
+
+impl<T> HyperIo<T> {
+    /// Wraps a stream.
+    pub fn new(io: T) -> Self {
+        HyperIo {
+            io,
+            read: Box::default(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+}
+
+impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.start == this.end {
+            if this.read.is_empty() {
+                this.read = vec![0; READ_CHUNK].into_boxed_slice();
+            }
+            this.end = ready!(Pin::new(&mut this.io).poll_read(cx, &mut this.read))?;
+            this.start = 0;
+        }
+        let n = buf.remaining().min(this.end - this.start);
+        buf.put_slice(&this.read[this.start..this.start + n]);
+        this.start += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> hyper::rt::Write for HyperIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_close(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +207,59 @@ mod tests {
             client.close().await.unwrap();
             drop(client);
             assert_eq!(server.read(&mut buf).await.unwrap(), 0);
+        });
+    }
+
+    #[test]
+    fn hyper_reads_come_from_large_reads_in_order() {
+        smol::block_on(async {
+            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (client, accepted) =
+                smol::future::zip(smol::net::TcpStream::connect(addr), listener.accept()).await;
+            let mut client = client.unwrap();
+            let mut server = HyperIo::new(TcpIo::new(accepted.unwrap().0));
+            let data: Vec<u8> = (0..200_000).map(|i| (i * 7 % 251) as u8).collect();
+            let writer = smol::spawn({
+                let data = data.clone();
+                async move {
+                    client.write_all(&data).await.unwrap();
+                    client.close().await.unwrap();
+                    client
+                }
+            });
+            let mut got = Vec::new();
+            loop {
+                let mut space = [std::mem::MaybeUninit::<u8>::uninit(); 1000];
+                let mut buf = hyper::rt::ReadBuf::uninit(&mut space);
+                std::future::poll_fn(|cx| {
+                    hyper::rt::Read::poll_read(Pin::new(&mut server), cx, buf.unfilled())
+                })
+                .await
+                .unwrap();
+                if buf.filled().is_empty() {
+                    break;
+                }
+                assert!(server.end <= READ_CHUNK);
+                got.extend_from_slice(buf.filled());
+            }
+            assert_eq!(
+                got, data,
+                "every byte, in order, then the end of the stream"
+            );
+            // Writes go straight through.
+            let mut client = writer.await;
+            std::future::poll_fn(|cx| {
+                hyper::rt::Write::poll_write(Pin::new(&mut server), cx, b"ok")
+            })
+            .await
+            .unwrap();
+            std::future::poll_fn(|cx| hyper::rt::Write::poll_shutdown(Pin::new(&mut server), cx))
+                .await
+                .unwrap();
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.unwrap();
+            assert_eq!(back, b"ok");
         });
     }
 }

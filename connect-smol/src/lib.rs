@@ -38,7 +38,7 @@ pub use connect_hyper::tls;
 pub use connect_hyper::PeerCertificates;
 pub use connect_hyper::ServerHandle;
 pub use connect_hyper::{ClientBody, Limits, PeerAddr, ServerBody};
-pub use io::TcpIo;
+pub use io::{HyperIo, TcpIo};
 pub use runtime::{SmolExecutor, SmolRuntime};
 pub use server::Server;
 

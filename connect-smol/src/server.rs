@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use connect_hyper::{BatchedWrites, ServerRuntime};
 use smol::net::{TcpListener, TcpStream};
-use smol_hyper::rt::{FuturesIo, SmolTimer};
+use smol_hyper::rt::SmolTimer;
 
-use crate::io::TcpIo;
+use crate::io::{HyperIo, TcpIo};
 use crate::runtime::{SmolExecutor, SmolRuntime};
 
 /// Serves a [`Router`](crate::Router) on a smol (async-io) [`TcpListener`]: HTTP/1.1 and HTTP/2
@@ -25,9 +25,9 @@ impl ServerRuntime for SmolRuntime {
     type Stream = TcpStream;
     type Executor = SmolExecutor;
     type Timer = SmolTimer;
-    type Io = BatchedWrites<FuturesIo<TcpIo>>;
+    type Io = BatchedWrites<HyperIo<TcpIo>>;
     #[cfg(feature = "tls")]
-    type TlsIo = FuturesIo<futures_rustls::server::TlsStream<TcpIo>>;
+    type TlsIo = HyperIo<futures_rustls::server::TlsStream<TcpIo>>;
 
     async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
         TcpListener::bind(addr).await
@@ -59,8 +59,8 @@ impl ServerRuntime for SmolRuntime {
         SmolTimer::new()
     }
 
-    fn io(stream: TcpStream) -> BatchedWrites<FuturesIo<TcpIo>> {
-        BatchedWrites::without_yield(FuturesIo::new(TcpIo::new(stream)))
+    fn io(stream: TcpStream) -> BatchedWrites<HyperIo<TcpIo>> {
+        BatchedWrites::without_yield(HyperIo::new(TcpIo::new(stream)))
     }
 
     #[cfg(feature = "tls")]
@@ -75,7 +75,7 @@ impl ServerRuntime for SmolRuntime {
                 .accept(stream)
                 .await?;
             let certificates = crate::PeerCertificates::of(tls.get_ref().1);
-            Ok((FuturesIo::new(tls), certificates))
+            Ok((HyperIo::new(tls), certificates))
         }
     }
 }
