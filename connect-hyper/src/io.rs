@@ -40,8 +40,7 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0";
 /// server CPU per unary call under load). connect-smol's uses [`BatchedWrites::without_yield`]: smol's
 /// executor does not run a woken task first, so yielding gained nothing there, but copying the frames
 /// h2 writes between two flushes into one write takes 10–25 % off long server streams. Its reads are
-/// not gathered: smol-hyper's `FuturesIo` zero-fills every buffer it reads into, which would be 64 KiB
-/// per read here.
+/// not gathered here: connect-smol's `HyperIo` underneath already reads in chunks.
 #[derive(Debug)]
 pub struct BatchedWrites<T> {
     io: T,

@@ -9,7 +9,7 @@ use std::task::{ready, Context, Poll};
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::Async;
 
-/// The server's and the client's TCP stream (wrapped in smol-hyper's `FuturesIo` for hyper).
+/// The server's and the client's TCP stream (wrapped in a [`HyperIo`] for hyper).
 ///
 /// async-io's stream tries the `recv` first and asks the reactor only when it fails, so every time
 /// an HTTP/2 connection task wakes for something else (a handler's response is ready, say) it makes a
