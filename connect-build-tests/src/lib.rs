@@ -6,3 +6,112 @@
 pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/proto.rs"));
 }
+
+/// The generated request decoder of `acme.batch.v1.Batch` against buffa's view decoder: shared by
+/// the property tests (`tests/view_decoder.rs`) and the `view_decoder` fuzz target.
+pub mod view_decoder {
+    use std::task::{Context as TaskContext, Poll};
+
+    use buffa::view::OwnedView;
+    use buffa::Message;
+    use bytes::{Bytes, BytesMut};
+    use connect_proto::rpc::{Context, RawRequests, RequestView, Service, Streaming};
+    use connect_proto::{Code, Codec, MethodInfo, Protocol, Status};
+    use futures_util::StreamExt;
+
+    use crate::proto::acme::batch::v1::__buffa::view::BatchView;
+    use crate::proto::acme::batch::v1::{
+        batch_service_methods, Batch, BatchService, BatchServiceServer,
+    };
+
+    /// Answers with the (last) batch it received.
+    #[derive(Debug)]
+    pub struct Echo;
+
+    impl BatchService for Echo {
+        async fn ingest(
+            &self,
+            _ctx: Context,
+            request: RequestView<Batch>,
+        ) -> Result<Batch, Status> {
+            Ok(request.to_owned_message())
+        }
+
+        async fn ingest_all(
+            &self,
+            _ctx: Context,
+            mut requests: Streaming<Batch>,
+        ) -> Result<Batch, Status> {
+            let mut last = Batch::default();
+            while let Some(request) = requests.next().await {
+                last = request?.to_owned_message();
+            }
+            Ok(last)
+        }
+    }
+
+    /// Serves `payloads` to `method` of the generated server (so through its request decoder): the
+    /// answer, decoded, or the error.
+    pub fn serve(method: MethodInfo, payloads: Vec<Bytes>) -> Result<Batch, Status> {
+        let server = BatchServiceServer::new(Echo);
+        let ctx = Context::new(
+            method,
+            Protocol::Grpc,
+            Codec::Proto,
+            None,
+            http::HeaderMap::new(),
+            http::Extensions::new(),
+        );
+        let Some(mut responses) =
+            server.call(method.path, ctx, RawRequests::from_payloads(payloads))
+        else {
+            return Err(Status::unimplemented(method.path));
+        };
+        let mut buf = BytesMut::new();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = TaskContext::from_waker(&waker);
+        match responses.as_mut().poll_write(&mut cx, &mut buf) {
+            Poll::Ready(Some(Ok(()))) => Batch::decode_from_slice(&buf)
+                .map_err(|e| Status::internal(format!("the answer does not decode: {e}"))),
+            Poll::Ready(Some(Err(status))) => Err(status),
+            other => Err(Status::internal(format!(
+                "the handler did not answer at once: {other:?}"
+            ))),
+        }
+    }
+
+    /// What buffa's own view decoder makes of `bytes`.
+    pub fn buffa_decode(bytes: &Bytes) -> Result<Batch, buffa::DecodeError> {
+        OwnedView::<BatchView<'static>>::decode(bytes.clone()).map(|v| v.to_owned_message())
+    }
+
+    /// Serves `bytes` to both methods (after another message for the streaming one) and compares
+    /// with buffa's decode: the same batch, or an `invalid_argument` error where buffa fails.
+    pub fn compare(bytes: &[u8]) -> Result<(), String> {
+        let bytes = Bytes::copy_from_slice(bytes);
+        let expected = buffa_decode(&bytes);
+        for (method, payloads) in [
+            (batch_service_methods::INGEST, vec![bytes.clone()]),
+            (
+                batch_service_methods::INGEST_ALL,
+                vec![Bytes::from_static(b"\x2a\x01x"), bytes.clone()],
+            ),
+        ] {
+            match (&expected, serve(method, payloads)) {
+                (Ok(want), Ok(got)) if *want == got => {}
+                (Err(_), Err(status))
+                    if status.code() == Code::INVALID_ARGUMENT
+                        && status
+                            .message()
+                            .starts_with("invalid proto request message") => {}
+                (want, got) => {
+                    return Err(format!(
+                        "{}: buffa decodes {want:?}, the generated decoder {got:?}",
+                        method.path
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -2,91 +2,18 @@
 //! buffa's view decoder decodes and rejects what it rejects: random batches, then random damage to
 //! them, each served through the generated server and compared with `OwnedView::decode`.
 
-use std::task::{Context as TaskContext, Poll};
-
-use buffa::view::OwnedView;
 use buffa::Message;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use connect_build_tests::proto::acme::batch::v1::__buffa::oneof::record::Origin;
-use connect_build_tests::proto::acme::batch::v1::__buffa::view::BatchView;
 use connect_build_tests::proto::acme::batch::v1::{
-    batch_service_methods, Batch, BatchService, BatchServiceServer, Odd, Record, Span,
+    batch_service_methods, Batch, Odd, Record, Span,
 };
-use connect_proto::rpc::{Context, RawRequests, RequestView, Service, Streaming};
-use connect_proto::{Code, Codec, MethodInfo, Protocol, Status};
-use futures_util::StreamExt;
+use connect_build_tests::view_decoder::{buffa_decode, compare, serve};
+use connect_proto::Code;
 use proptest::prelude::*;
 
-struct Echo;
-
-impl BatchService for Echo {
-    async fn ingest(&self, _ctx: Context, request: RequestView<Batch>) -> Result<Batch, Status> {
-        Ok(request.to_owned_message())
-    }
-
-    async fn ingest_all(
-        &self,
-        _ctx: Context,
-        mut requests: Streaming<Batch>,
-    ) -> Result<Batch, Status> {
-        let mut last = Batch::default();
-        while let Some(request) = requests.next().await {
-            last = request?.to_owned_message();
-        }
-        Ok(last)
-    }
-}
-
-/// Serves `payloads` to `method` of the generated server; the decoded answer or the error.
-fn serve(method: MethodInfo, payloads: Vec<Bytes>) -> Result<Batch, Status> {
-    let server = BatchServiceServer::new(Echo);
-    let ctx = Context::new(
-        method,
-        Protocol::Grpc,
-        Codec::Proto,
-        None,
-        http::HeaderMap::new(),
-        http::Extensions::new(),
-    );
-    let mut responses = server
-        .call(method.path, ctx, RawRequests::from_payloads(payloads))
-        .expect("the method is served");
-    let mut buf = BytesMut::new();
-    let waker = futures_util::task::noop_waker();
-    let mut cx = TaskContext::from_waker(&waker);
-    match responses.as_mut().poll_write(&mut cx, &mut buf) {
-        Poll::Ready(Some(Ok(()))) => Ok(Batch::decode_from_slice(&buf).expect("answer decodes")),
-        Poll::Ready(Some(Err(status))) => Err(status),
-        other => panic!("the handler answers at once, got {other:?}"),
-    }
-}
-
-/// What buffa's own view decoder makes of `bytes`.
-fn buffa_decode(bytes: &Bytes) -> Result<Batch, buffa::DecodeError> {
-    OwnedView::<BatchView<'static>>::decode(bytes.clone()).map(|v| v.to_owned_message())
-}
-
 fn check(bytes: Bytes) -> Result<(), TestCaseError> {
-    let expected = buffa_decode(&bytes);
-    for (method, payloads) in [
-        (batch_service_methods::INGEST, vec![bytes.clone()]),
-        (
-            batch_service_methods::INGEST_ALL,
-            vec![Bytes::from_static(b"\x2a\x01x"), bytes.clone()],
-        ),
-    ] {
-        match (&expected, serve(method, payloads)) {
-            (Ok(want), Ok(got)) => prop_assert_eq!(want, &got),
-            (Err(_), Err(status)) => {
-                prop_assert_eq!(status.code(), Code::INVALID_ARGUMENT);
-                prop_assert!(status
-                    .message()
-                    .starts_with("invalid proto request message"));
-            }
-            (want, got) => prop_assert!(false, "buffa: {want:?}, generated decoder: {got:?}"),
-        }
-    }
-    Ok(())
+    compare(&bytes).map_err(TestCaseError::fail)
 }
 
 fn text() -> impl Strategy<Value = String> {
