@@ -176,15 +176,19 @@ mod tests {
     use super::*;
     use smol::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// A connected loopback pair: the client's stream and the server's, as a `TcpIo`.
+    async fn tcp_pair() -> (smol::net::TcpStream, TcpIo) {
+        let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) =
+            smol::future::zip(smol::net::TcpStream::connect(addr), listener.accept()).await;
+        (client.unwrap(), TcpIo::new(accepted.unwrap().0))
+    }
+
     #[test]
     fn reads_what_arrives_after_the_socket_ran_dry() {
         smol::block_on(async {
-            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let (client, accepted) =
-                smol::future::zip(smol::net::TcpStream::connect(addr), listener.accept()).await;
-            let mut client = client.unwrap();
-            let mut server = TcpIo::new(accepted.unwrap().0);
+            let (mut client, mut server) = tcp_pair().await;
 
             // Nothing to read yet: the read stays pending (and marks the socket dry).
             let mut buf = [0u8; 16];
@@ -213,12 +217,8 @@ mod tests {
     #[test]
     fn hyper_reads_come_from_large_reads_in_order() {
         smol::block_on(async {
-            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let (client, accepted) =
-                smol::future::zip(smol::net::TcpStream::connect(addr), listener.accept()).await;
-            let mut client = client.unwrap();
-            let mut server = HyperIo::new(TcpIo::new(accepted.unwrap().0));
+            let (mut client, server) = tcp_pair().await;
+            let mut server = HyperIo::new(server);
             let data: Vec<u8> = (0..200_000).map(|i| (i * 7 % 251) as u8).collect();
             let writer = smol::spawn({
                 let data = data.clone();
