@@ -254,10 +254,14 @@ impl ServiceGen<'_> {
             )],
         );
         let input = self.rust_type(input_name)?;
-        // Named after the message's full name, so methods taking the same message share it.
+        // Named after the message's full name (`_` doubled, then `.` as `_`: distinct names stay
+        // distinct), so methods taking the same message share it.
         let decoder_name = format_ident!(
             "__Decode_{}",
-            input_name.trim_start_matches('.').replace('.', "_")
+            input_name
+                .trim_start_matches('.')
+                .replace('_', "__")
+                .replace('.', "_")
         );
         let decoder = crate::decoder::generate(
             self.messages,
