@@ -156,9 +156,9 @@ impl SizedField {
     }
 }
 
-/// The decoder (a unit struct implementing `ViewDecoder`) for messages of type `input` (its Rust path is `input_ty`), named `name`;
-/// `None` when buffa's own decoder is all there is to it. `rust_type` resolves a message name to
-/// its Rust path.
+/// The decoder (a unit struct implementing `ViewDecoder`, named `name`) for messages of type `input`,
+/// whose Rust path is `input_ty`; `None` when buffa's own decoder is all there is to it. `rust_type`
+/// resolves a message name to its Rust path.
 pub(crate) fn generate(
     index: &MessageIndex<'_>,
     rt: &syn::Path,
@@ -176,7 +176,8 @@ pub(crate) fn generate(
     let counts: Vec<Ident> = (0..fields.len()).map(|i| format_ident!("n{}", i)).collect();
     let numbers = fields.iter().map(|f| f.number);
 
-    // Fields whose elements are decoded here, with sizes carried from one element to the next.
+    // Fields only sized ahead (`presize`), and repeated message fields whose elements are decoded
+    // here, their lists sized from the element before (`locals`, `arms`, `finish`).
     let mut presize = Vec::new();
     let mut locals = Vec::new();
     let mut arms = Vec::new();
