@@ -121,14 +121,7 @@ pub async fn run_with<T: Transport>(
         _ => return Err(format!("unsupported codec {:?}", request.codec)),
     };
     let mut config = ClientConfig::new(protocol, codec);
-    config.send_compression = match request.compression.as_known() {
-        Some(pb::Compression::COMPRESSION_IDENTITY | pb::Compression::COMPRESSION_UNSPECIFIED) => {
-            None
-        }
-        Some(pb::Compression::COMPRESSION_GZIP) => Some("gzip"),
-        Some(pb::Compression::COMPRESSION_ZSTD) => Some("zstd"),
-        _ => return Err(format!("unsupported compression {:?}", request.compression)),
-    };
+    config.send_compression = crate::convert::compression_name(&request.compression)?;
     config.compress_min_bytes = 0;
     if request.message_receive_limit > 0 {
         config.max_recv_message_size = request.message_receive_limit as usize;

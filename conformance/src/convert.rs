@@ -36,6 +36,24 @@ pub fn unpack<M: Message + Default>(any: &Any, type_url: &str) -> Result<M, Stri
     M::decode(&mut &any.value[..]).map_err(|e| format!("decoding {}: {e}", any.type_url))
 }
 
+/// The content-coding name of a suite compression: `None` for identity, an error for one we do
+/// not know.
+pub fn compression_name(
+    compression: &buffa::EnumValue<pb::Compression>,
+) -> Result<Option<&'static str>, String> {
+    match compression.as_known() {
+        Some(pb::Compression::COMPRESSION_IDENTITY | pb::Compression::COMPRESSION_UNSPECIFIED) => {
+            Ok(None)
+        }
+        Some(pb::Compression::COMPRESSION_GZIP) => Ok(Some("gzip")),
+        Some(pb::Compression::COMPRESSION_ZSTD) => Ok(Some("zstd")),
+        Some(pb::Compression::COMPRESSION_BR) => Ok(Some("br")),
+        Some(pb::Compression::COMPRESSION_DEFLATE) => Ok(Some("deflate")),
+        Some(pb::Compression::COMPRESSION_SNAPPY) => Ok(Some("snappy")),
+        None => Err(format!("unknown compression {compression:?}")),
+    }
+}
+
 /// Header maps as the suite's headers: one entry per name, values in order, names lower case.
 pub fn headers_to_proto(map: &HeaderMap) -> Vec<pb::Header> {
     let mut out: Vec<pb::Header> = Vec::new();

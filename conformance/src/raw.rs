@@ -4,7 +4,6 @@
 //! HTTP status of every response (the reference client reports it as `http_status_code`).
 
 use std::future::Future;
-use std::io::Write;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use connect_proto::rpc::{RequestBody, Transport, TransportError};
 use connect_proto::{MethodInfo, Protocol, Status};
 use http_body_util::BodyExt;
 
-use crate::convert::append_headers;
+use crate::convert::{append_headers, compression_name};
 use crate::proto::connectrpc::conformance::v1 as pb;
 use pb::__buffa::oneof::message_contents::Data;
 use pb::__buffa::oneof::raw_http_request::Body as RequestBodyDef;
@@ -28,26 +27,17 @@ pub fn message_bytes(contents: &pb::MessageContents) -> Result<Vec<u8>, String> 
         Some(Data::BinaryMessage(any)) => any.value.to_vec(),
         None => Vec::new(),
     };
-    compress(contents.compression.as_known(), plain)
-}
-
-fn compress(compression: Option<pb::Compression>, plain: Vec<u8>) -> Result<Vec<u8>, String> {
-    match compression {
-        None
-        | Some(pb::Compression::COMPRESSION_UNSPECIFIED | pb::Compression::COMPRESSION_IDENTITY) => {
-            Ok(plain)
-        }
-        Some(pb::Compression::COMPRESSION_GZIP) => {
-            let mut encoder =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            encoder.write_all(&plain).map_err(|e| e.to_string())?;
-            encoder.finish().map_err(|e| e.to_string())
-        }
-        Some(pb::Compression::COMPRESSION_ZSTD) => {
-            zstd::encode_all(&plain[..], 0).map_err(|e| e.to_string())
-        }
-        Some(other) => Err(format!("raw contents: unsupported compression {other:?}")),
-    }
+    let Some(name) = compression_name(&contents.compression)? else {
+        return Ok(plain);
+    };
+    let registry = connect_proto::CompressionRegistry::default();
+    let algorithm = registry
+        .get(name)
+        .ok_or_else(|| format!("raw contents: {name} is not built in"))?;
+    algorithm
+        .compress(&plain)
+        .map(|b| b.to_vec())
+        .map_err(|e| format!("raw contents: {name}: {e}"))
 }
 
 /// The bytes of a `StreamContents`: each item behind its five-byte prefix (its flags, and its

@@ -33,6 +33,9 @@ pub enum DecompressError {
         /// The limit in force.
         limit: usize,
     },
+    /// The input asks the decoder for more working memory than we allow (a zstd window past the
+    /// cap): refused before that memory is taken.
+    TooMuchMemory(String),
     /// The input is not valid for the algorithm.
     Corrupt(std::io::Error),
 }
@@ -43,6 +46,12 @@ impl fmt::Display for DecompressError {
             DecompressError::TooLarge { limit } => {
                 write!(f, "decompressed message exceeds the limit of {limit} bytes")
             }
+            DecompressError::TooMuchMemory(why) => {
+                write!(
+                    f,
+                    "compressed message needs too much memory to decode: {why}"
+                )
+            }
             DecompressError::Corrupt(err) => write!(f, "invalid compressed message: {err}"),
         }
     }
@@ -51,7 +60,7 @@ impl fmt::Display for DecompressError {
 impl std::error::Error for DecompressError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            DecompressError::TooLarge { .. } => None,
+            DecompressError::TooLarge { .. } | DecompressError::TooMuchMemory(_) => None,
             DecompressError::Corrupt(err) => Some(err),
         }
     }
@@ -182,10 +191,232 @@ impl Compressor for Zstd {
         let mut decoder =
             zstd::stream::read::Decoder::with_buffer(input).map_err(DecompressError::Corrupt)?;
         let window_log = usize::BITS - limit.saturating_sub(1).leading_zeros();
+        let window_log = window_log.clamp(23, 27);
         decoder
-            .window_log_max(window_log.clamp(23, 27))
+            .window_log_max(window_log)
             .map_err(DecompressError::Corrupt)?;
-        read_bounded(decoder, limit)
+        read_bounded(decoder, limit).map_err(|err| match err {
+            // zstd's own words for a frame whose window is past `window_log_max`.
+            DecompressError::Corrupt(e) if e.to_string().contains("too much memory") => {
+                DecompressError::TooMuchMemory(format!(
+                    "the zstd frame's window is larger than {} MiB",
+                    (1usize << window_log) >> 20
+                ))
+            }
+            other => other,
+        })
+    }
+}
+
+/// Whether a zlib (RFC 1950) header starts `input`: deflate compression method, a window of at
+/// most 32 KiB, and the header checksum.
+#[cfg(feature = "deflate")]
+fn is_zlib_header(input: &[u8]) -> bool {
+    match input {
+        [cmf, flg, ..] => {
+            cmf & 0x0f == 8 && cmf >> 4 <= 7 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0
+        }
+        _ => false,
+    }
+}
+
+/// `deflate` as HTTP means it: DEFLATE data in a zlib wrapper (RFC 1950), via flate2.
+///
+/// Decompression also accepts bare DEFLATE data (RFC 1951), which some peers send under this
+/// name; a zlib header is recognised by its checksum. Anything after the end of the stream is
+/// [`DecompressError::Corrupt`]. An empty input is an empty message (PROTOCOL-TRAPS 11).
+#[cfg(feature = "deflate")]
+#[derive(Clone, Copy, Debug)]
+pub struct Deflate {
+    /// Compression level, 0..=9.
+    pub level: u32,
+}
+
+#[cfg(feature = "deflate")]
+impl Default for Deflate {
+    /// Level 6, zlib's default trade-off.
+    fn default() -> Self {
+        Deflate { level: 6 }
+    }
+}
+
+#[cfg(feature = "deflate")]
+impl Compressor for Deflate {
+    fn name(&self) -> &'static str {
+        "deflate"
+    }
+
+    fn compress(&self, input: &[u8]) -> io::Result<Bytes> {
+        use std::io::Write;
+        let mut encoder = flate2::write::ZlibEncoder::new(
+            Vec::with_capacity(input.len() / 2 + 16),
+            flate2::Compression::new(self.level.min(9)),
+        );
+        encoder.write_all(input)?;
+        Ok(Bytes::from(encoder.finish()?))
+    }
+
+    fn decompress(&self, input: &[u8], limit: usize) -> Result<Bytes, DecompressError> {
+        if input.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let (output, rest) = if is_zlib_header(input) {
+            let mut decoder = flate2::bufread::ZlibDecoder::new(input);
+            (read_bounded(&mut decoder, limit)?, decoder.into_inner())
+        } else {
+            let mut decoder = flate2::bufread::DeflateDecoder::new(input);
+            (read_bounded(&mut decoder, limit)?, decoder.into_inner())
+        };
+        if !rest.is_empty() {
+            return Err(trailing_data("deflate", rest.len()));
+        }
+        Ok(output)
+    }
+}
+
+/// [`DecompressError::Corrupt`] for bytes after the end of a compressed stream.
+#[cfg(any(feature = "deflate", feature = "br"))]
+fn trailing_data(algorithm: &str, len: usize) -> DecompressError {
+    DecompressError::Corrupt(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{len} bytes after the end of the {algorithm} stream"),
+    ))
+}
+
+/// Brotli (RFC 7932) via the pure-Rust `brotli` crate.
+///
+/// Decompression keeps to the RFC's windows (at most 16 MiB; the large-window extension is
+/// refused), and anything after the end of the stream is [`DecompressError::Corrupt`]. An empty
+/// input is an empty message (PROTOCOL-TRAPS 11).
+#[cfg(feature = "br")]
+#[derive(Clone, Copy, Debug)]
+pub struct Brotli {
+    /// Quality, 0..=11: 11 is brotli's densest and slowest; the default, 5, is about as fast as
+    /// gzip's default and denser.
+    pub quality: u32,
+}
+
+#[cfg(feature = "br")]
+impl Default for Brotli {
+    fn default() -> Self {
+        Brotli { quality: 5 }
+    }
+}
+
+#[cfg(feature = "br")]
+impl Compressor for Brotli {
+    fn name(&self) -> &'static str {
+        "br"
+    }
+
+    fn compress(&self, input: &[u8]) -> io::Result<Bytes> {
+        use std::io::Write;
+        // A 4 MiB window (lgwin 22): messages past it compress a little worse, decoders need less.
+        let mut encoder = brotli::CompressorWriter::new(
+            Vec::with_capacity(input.len() / 2 + 16),
+            4096,
+            self.quality.min(11),
+            22,
+        );
+        encoder.write_all(input)?;
+        encoder.flush()?;
+        Ok(Bytes::from(encoder.into_inner()))
+    }
+
+    fn decompress(&self, input: &[u8], limit: usize) -> Result<Bytes, DecompressError> {
+        use brotli::{BrotliDecompressStream, BrotliResult, BrotliState, HeapAlloc};
+        if input.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let mut state = BrotliState::new_strict(
+            HeapAlloc::<u8>::new(0),
+            HeapAlloc::<u32>::new(0),
+            HeapAlloc::<brotli::HuffmanCode>::new(brotli::HuffmanCode::default()),
+        );
+        // One byte past the limit is how we learn that the limit was passed.
+        let cap = limit.saturating_add(1);
+        let mut out: Vec<u8> = Vec::new();
+        let (mut available_in, mut input_offset) = (input.len(), 0);
+        let mut total_out = 0;
+        loop {
+            let filled = out.len();
+            let room = cap - filled;
+            if room == 0 {
+                return Err(DecompressError::TooLarge { limit });
+            }
+            let grow = filled.max(INITIAL_GROWTH).min(room);
+            out.reserve_exact(grow);
+            out.resize(filled + grow, 0);
+            let (mut available_out, mut output_offset) = (grow, filled);
+            let result = BrotliDecompressStream(
+                &mut available_in,
+                &mut input_offset,
+                input,
+                &mut available_out,
+                &mut output_offset,
+                &mut out,
+                &mut total_out,
+                &mut state,
+            );
+            out.truncate(output_offset);
+            match result {
+                BrotliResult::ResultSuccess => break,
+                BrotliResult::NeedsMoreOutput => continue,
+                BrotliResult::NeedsMoreInput => {
+                    return Err(DecompressError::Corrupt(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the brotli stream is truncated",
+                    )))
+                }
+                BrotliResult::ResultFailure => {
+                    return Err(DecompressError::Corrupt(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "invalid brotli stream",
+                    )))
+                }
+            }
+        }
+        if out.len() > limit {
+            return Err(DecompressError::TooLarge { limit });
+        }
+        if available_in > 0 {
+            return Err(trailing_data("brotli", available_in));
+        }
+        Ok(Bytes::from(out))
+    }
+}
+
+/// Snappy in its framing format (the `snappy` content coding of gRPC and Connect: stream
+/// identifier, chunks of at most 64 KiB with CRC-32C checksums), via the `snap` crate.
+///
+/// Decompression accepts several concatenated streams; a chunk type the format reserves, a bad
+/// checksum or a truncated chunk is [`DecompressError::Corrupt`]. An empty input is an empty
+/// message (PROTOCOL-TRAPS 11).
+#[cfg(feature = "snappy")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Snappy;
+
+#[cfg(feature = "snappy")]
+impl Compressor for Snappy {
+    fn name(&self) -> &'static str {
+        "snappy"
+    }
+
+    fn compress(&self, input: &[u8]) -> io::Result<Bytes> {
+        use std::io::Write;
+        let mut encoder = snap::write::FrameEncoder::new(Vec::with_capacity(input.len() + 32));
+        encoder.write_all(input)?;
+        encoder
+            .into_inner()
+            .map(Bytes::from)
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    fn decompress(&self, input: &[u8], limit: usize) -> Result<Bytes, DecompressError> {
+        if input.is_empty() {
+            return Ok(Bytes::new());
+        }
+        read_bounded(snap::read::FrameDecoder::new(input), limit)
     }
 }
 
@@ -199,8 +430,9 @@ pub struct CompressionRegistry {
 }
 
 impl Default for CompressionRegistry {
-    /// gzip and zstd, when their features are on (zstd never on wasm32: its C library does not build
-    /// for `wasm32-unknown-unknown`).
+    /// Every built-in algorithm whose feature is on, in this order of preference: gzip, zstd, br,
+    /// deflate, snappy (zstd never on wasm32: its C library does not build for
+    /// `wasm32-unknown-unknown`).
     fn default() -> Self {
         #[allow(unused_mut)]
         let mut registry = CompressionRegistry::empty();
@@ -208,6 +440,12 @@ impl Default for CompressionRegistry {
         registry.register(Arc::new(Gzip::default()));
         #[cfg(all(feature = "zstd", not(target_arch = "wasm32")))]
         registry.register(Arc::new(Zstd::default()));
+        #[cfg(feature = "br")]
+        registry.register(Arc::new(Brotli::default()));
+        #[cfg(feature = "deflate")]
+        registry.register(Arc::new(Deflate::default()));
+        #[cfg(feature = "snappy")]
+        registry.register(Arc::new(Snappy));
         registry
     }
 }
@@ -420,7 +658,7 @@ mod tests {
         assert_eq!(zstd::stream::decode_all(&frame[..]).unwrap(), b"small");
         assert!(matches!(
             Zstd::default().decompress(&frame, MIB),
-            Err(DecompressError::Corrupt(_))
+            Err(DecompressError::TooMuchMemory(_))
         ));
 
         let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
@@ -498,7 +736,11 @@ mod tests {
 
     #[test]
     fn concatenated_members_are_one_message() {
-        for algorithm in algorithms() {
+        // Formats whose streams may follow one another; deflate and brotli streams cannot.
+        for algorithm in algorithms()
+            .into_iter()
+            .filter(|a| matches!(a.name(), "gzip" | "zstd" | "snappy"))
+        {
             let mut body = algorithm.compress(b"hello ").unwrap().to_vec();
             body.extend_from_slice(&algorithm.compress(b"world").unwrap());
             assert_eq!(
@@ -515,24 +757,31 @@ mod tests {
         }
     }
 
-    #[cfg(all(feature = "gzip", feature = "zstd"))]
+    #[cfg(all(
+        feature = "gzip",
+        feature = "zstd",
+        feature = "br",
+        feature = "deflate",
+        feature = "snappy"
+    ))]
     #[test]
-    fn default_registry_prefers_gzip_then_zstd() {
+    fn default_registry_has_all_six_in_order() {
         let registry = CompressionRegistry::default();
-        assert_eq!(registry.accept_header(), "gzip,zstd");
+        assert_eq!(registry.accept_header(), "gzip,zstd,br,deflate,snappy");
         assert_eq!(registry.get("gzip").unwrap().name(), "gzip");
         assert_eq!(registry.get("GZIP").unwrap().name(), "gzip");
+        assert_eq!(registry.get("br").unwrap().name(), "br");
         assert!(registry.get("identity").is_none());
-        assert!(registry.get("br").is_none());
+        assert!(registry.get("lz4").is_none());
         assert_eq!(CompressionRegistry::empty().accept_header(), "");
     }
 
-    #[cfg(all(feature = "gzip", feature = "zstd"))]
+    #[cfg(all(feature = "gzip", feature = "zstd", feature = "br"))]
     #[test]
     fn register_replaces_by_name_in_place() {
         let mut registry = CompressionRegistry::default();
         registry.register(Arc::new(Gzip { level: 1 }));
-        assert_eq!(registry.accept_header(), "gzip,zstd");
+        assert!(registry.accept_header().starts_with("gzip,zstd,br"));
         let gzip = registry.get("gzip").unwrap();
         assert_eq!(format!("{gzip:?}"), "Gzip { level: 1 }");
     }
@@ -571,18 +820,19 @@ mod tests {
         assert_eq!(read_bounded(&big[..], usize::MAX).unwrap(), big);
     }
 
-    #[cfg(all(feature = "gzip", feature = "zstd"))]
+    #[cfg(all(feature = "gzip", feature = "zstd", feature = "br", feature = "snappy"))]
     #[test]
     fn trap09_accept_list_order_no_qvalues() {
         let registry = CompressionRegistry::default();
         let pick = |accept| registry.negotiate(accept).map(|c| c.name());
         // The peer's order decides, not ours.
-        assert_eq!(pick(Some("br, zstd, gzip")), Some("zstd"));
+        assert_eq!(pick(Some("lz4, zstd, gzip")), Some("zstd"));
+        assert_eq!(pick(Some("snappy, br")), Some("snappy"));
         assert_eq!(pick(Some("gzip,zstd")), Some("gzip"));
         assert_eq!(pick(Some(" , identity ,zstd")), Some("zstd"));
         assert_eq!(pick(Some("zstd;q=0.5, gzip;q=1")), Some("zstd"));
         assert_eq!(pick(Some("identity")), None);
-        assert_eq!(pick(Some("br, snappy")), None);
+        assert_eq!(pick(Some("lz4, xz")), None);
         assert_eq!(pick(Some("")), None);
         assert_eq!(pick(None), None);
         assert_eq!(
@@ -597,5 +847,43 @@ mod tests {
     fn trap09_accept_list_parsing() {
         let names: Vec<&str> = parse_accept_list(" gzip ,, br;q=0.1,zstd ,").collect();
         assert_eq!(names, ["gzip", "br", "zstd"]);
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn deflate_reads_zlib_and_bare_deflate() {
+        use std::io::Write;
+        let text = sample(3000);
+        let zlib = Deflate::default().compress(&text).unwrap();
+        assert!(is_zlib_header(&zlib));
+        let mut bare =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        bare.write_all(&text).unwrap();
+        let bare = bare.finish().unwrap();
+        assert!(!is_zlib_header(&bare));
+        for body in [&zlib[..], &bare[..]] {
+            assert_eq!(Deflate::default().decompress(body, MIB).unwrap(), text);
+        }
+    }
+
+    #[cfg(feature = "br")]
+    #[test]
+    fn brotli_bomb_is_refused() {
+        // 64 MiB of zeros compress to a few hundred bytes.
+        let zeros = vec![0u8; 64 * MIB];
+        let compressed = Brotli { quality: 1 }.compress(&zeros).unwrap();
+        assert!(compressed.len() < 64 * 1024, "{}", compressed.len());
+        assert!(matches!(
+            Brotli::default().decompress(&compressed, 4 * MIB),
+            Err(DecompressError::TooLarge { limit }) if limit == 4 * MIB
+        ));
+    }
+
+    #[cfg(feature = "snappy")]
+    #[test]
+    fn snappy_uses_the_framing_format() {
+        let framed = Snappy.compress(b"hello").unwrap();
+        // The stream identifier chunk: type 0xff, length 6, "sNaPpY".
+        assert_eq!(&framed[..10], b"\xff\x06\x00\x00sNaPpY");
     }
 }

@@ -295,13 +295,37 @@ pub fn decompress_gzip(data: &[u8]) {
     decompress_bounded(&crate::compression::Gzip::default(), data);
 }
 
+/// brotli under a size limit (first two bytes, LE), as [`decompress_gzip`].
+#[cfg(feature = "br")]
+pub fn decompress_br(data: &[u8]) {
+    decompress_bounded(&crate::compression::Brotli::default(), data);
+}
+
+/// deflate (zlib or bare) under a size limit (first two bytes, LE), as [`decompress_gzip`].
+#[cfg(feature = "deflate")]
+pub fn decompress_deflate(data: &[u8]) {
+    decompress_bounded(&crate::compression::Deflate::default(), data);
+}
+
+/// snappy (framed) under a size limit (first two bytes, LE), as [`decompress_gzip`].
+#[cfg(feature = "snappy")]
+pub fn decompress_snappy(data: &[u8]) {
+    decompress_bounded(&crate::compression::Snappy, data);
+}
+
 /// zstd under a size limit (first two bytes, LE), as [`decompress_gzip`].
 #[cfg(feature = "zstd")]
 pub fn decompress_zstd(data: &[u8]) {
     decompress_bounded(&crate::compression::Zstd::default(), data);
 }
 
-#[cfg(any(feature = "gzip", feature = "zstd"))]
+#[cfg(any(
+    feature = "gzip",
+    feature = "zstd",
+    feature = "br",
+    feature = "deflate",
+    feature = "snappy"
+))]
 fn decompress_bounded(algorithm: &dyn Compressor, data: &[u8]) {
     let mut u = Reader::new(data);
     let limit = usize::from(u.u16());
@@ -435,8 +459,16 @@ const METHODS: [MethodInfo; 4] = [
 ];
 const PROTOCOLS: [Protocol; 3] = [Protocol::Connect, Protocol::Grpc, Protocol::GrpcWeb];
 const CODECS: [Codec; 2] = [Codec::Proto, Codec::Json];
-/// `br` is a name nobody here supports.
-const COMPRESSIONS: [Option<&str>; 4] = [None, Some("gzip"), Some("zstd"), Some("br")];
+/// `lz4` is a name nobody here supports.
+const COMPRESSIONS: [Option<&str>; 7] = [
+    None,
+    Some("gzip"),
+    Some("zstd"),
+    Some("br"),
+    Some("deflate"),
+    Some("snappy"),
+    Some("lz4"),
+];
 
 fn pick<T: Copy>(u: &mut Reader<'_>, options: &[T]) -> T {
     options[usize::from(u.u8()) % options.len()]
@@ -1457,7 +1489,7 @@ pub fn call_pair(script: PairScript) {
 // ---------------------------------------------------------------------------------------------------
 
 /// The fuzz targets, by the names of `fuzz/fuzz_targets/*.rs`.
-pub const TARGETS: [&str; 15] = [
+pub const TARGETS: [&str; 18] = [
     "envelope",
     "grpc_web_trailers",
     "connect_error",
@@ -1470,6 +1502,9 @@ pub const TARGETS: [&str; 15] = [
     "grpc_status_details",
     "decompress_gzip",
     "decompress_zstd",
+    "decompress_br",
+    "decompress_deflate",
+    "decompress_snappy",
     "server_call",
     "client_call",
     "call_pair",
@@ -1494,6 +1529,12 @@ pub fn run(target: &str, data: &[u8]) {
         "decompress_gzip" => decompress_gzip(data),
         #[cfg(feature = "zstd")]
         "decompress_zstd" => decompress_zstd(data),
+        #[cfg(feature = "br")]
+        "decompress_br" => decompress_br(data),
+        #[cfg(feature = "deflate")]
+        "decompress_deflate" => decompress_deflate(data),
+        #[cfg(feature = "snappy")]
+        "decompress_snappy" => decompress_snappy(data),
         "server_call" => server_call(ServerScript::read(&mut u)),
         "client_call" => client_call(ClientScript::read(&mut u)),
         "call_pair" => call_pair(PairScript::read(&mut u)),
@@ -1512,7 +1553,8 @@ pub fn seed_corpora() -> Corpora {
     let mut seeds: Corpora = TARGETS.iter().map(|t| (*t, Default::default())).collect();
     let text = |n: usize| format!("{{\"n\":{n},\"text\":\"{}\"}}", "lorem ipsum ".repeat(12));
     for (protocol, method, codec, compression) in (0..3u8).flat_map(|p| {
-        (0..4u8).flat_map(move |m| (0..2u8).flat_map(move |c| (0..3u8).map(move |z| (p, m, c, z))))
+        // Every compression but the last, which nobody supports.
+        (0..4u8).flat_map(move |m| (0..2u8).flat_map(move |c| (0..6u8).map(move |z| (p, m, c, z))))
     }) {
         for (variant, code) in [(0u8, 0u32), (1, 9), (2, 0)] {
             // Variant 2: Connect GET where it applies, else small chunks and no timeout.
@@ -1571,7 +1613,7 @@ fn add_trace_seeds(seeds: &mut Corpora, script: &PairScript, trace: &[Wire]) {
         protocol: script.protocol % 3,
         codec: script.codec % 2,
         method: script.method % 4,
-        send_compression: script.send_compression % 4,
+        send_compression: script.send_compression % COMPRESSIONS.len() as u8,
         options: script.options & 7,
         timeout_ms: 30_000,
         max_recv: u16::MAX,
@@ -1675,6 +1717,9 @@ fn add_trace_seeds(seeds: &mut Corpora, script: &PairScript, trace: &[Wire]) {
             let target = match encoding.as_deref() {
                 Some("gzip") => "decompress_gzip",
                 Some("zstd") => "decompress_zstd",
+                Some("br") => "decompress_br",
+                Some("deflate") => "decompress_deflate",
+                Some("snappy") => "decompress_snappy",
                 _ => return Bytes::copy_from_slice(data),
             };
             add(target, [&[0xff, 0xff][..], data].concat());

@@ -13,7 +13,14 @@ use connect_proto::{
 
 const PROTOCOLS: [Protocol; 3] = [Protocol::Connect, Protocol::Grpc, Protocol::GrpcWeb];
 const CODECS: [Codec; 2] = [Codec::Proto, Codec::Json];
-const COMPRESSIONS: [Option<&str>; 3] = [None, Some("gzip"), Some("zstd")];
+const COMPRESSIONS: [Option<&str>; 6] = [
+    None,
+    Some("gzip"),
+    Some("zstd"),
+    Some("br"),
+    Some("deflate"),
+    Some("snappy"),
+];
 
 fn payload(codec: Codec, n: usize) -> Bytes {
     let text = "lorem ipsum dolor sit amet ".repeat(40);

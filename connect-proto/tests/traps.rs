@@ -265,6 +265,37 @@ fn trap09_connect_compression_headers_per_stream_type() {
     assert!(!head.headers().contains_key("content-encoding"));
 }
 
+#[test]
+fn trap09_empty_connect_unary_request_still_carries_its_encoding() {
+    // With no minimum size, an empty request is compressed too and says so: a peer that was told
+    // to expect gzip checks the header (the conformance reference server does).
+    let c = client_config(Protocol::Connect, Codec::Proto, Some("gzip"));
+    let base: http::Uri = "http://h".parse().unwrap();
+    let mut unary = ClientCall::new(&c, UNARY, &base, CallOptions::default(), Instant::now());
+    unary.send_message(Bytes::new()).unwrap();
+    let Some(ClientTransmit::Head(head)) = unary.poll_transmit() else {
+        panic!()
+    };
+    assert_eq!(head.headers()["content-encoding"], "gzip");
+    let Some(ClientTransmit::Data(body)) = unary.poll_transmit() else {
+        panic!("an empty gzip member is still a body")
+    };
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut out).unwrap();
+    assert!(out.is_empty());
+    // The server reads it back as the empty message.
+    let parts = request(
+        "POST",
+        UNARY.path,
+        &[
+            ("content-type", "application/proto"),
+            ("content-encoding", "gzip"),
+        ],
+    );
+    let run = serve(parts, &[body], Some(Ok(())));
+    assert_eq!(run.events[0], ServerEvent::Message(Bytes::new()));
+}
+
 // ---------- gRPC ----------
 
 #[test]
@@ -273,7 +304,7 @@ fn trap10_and_26_unsupported_request_encoding_answered_from_headers_alone() {
         let parts = request(
             "POST",
             BIDI_STREAM.path,
-            &[("content-type", protocol_ct), ("grpc-encoding", "br")],
+            &[("content-type", protocol_ct), ("grpc-encoding", "lz4")],
         );
         let mut call = ServerCall::new(&server_config(), Some(BIDI_STREAM), &parts, Instant::now());
         // No body fed at all: the answer is already queued.
@@ -296,7 +327,7 @@ fn trap10_and_26_unsupported_request_encoding_answered_from_headers_alone() {
         UNARY.path,
         &[
             ("content-type", "application/proto"),
-            ("content-encoding", "br"),
+            ("content-encoding", "lz4"),
         ],
     );
     let run = serve(parts, &[], None);
@@ -672,7 +703,7 @@ fn trap24_client_checks_response_content_type() {
         200,
         &[
             ("content-type", "application/grpc"),
-            ("grpc-encoding", "br"),
+            ("grpc-encoding", "lz4"),
         ],
     ));
     assert_eq!(outcome(&mut call).1.unwrap_err().code(), Code::INTERNAL);
@@ -721,6 +752,78 @@ fn unary_cardinality_violations_are_unimplemented() {
         outcome(&mut call).1.unwrap_err().code(),
         Code::UNIMPLEMENTED
     );
+}
+
+#[test]
+fn trap27_one_message_requests_are_complete_only_at_the_end_of_the_body() {
+    // A handler that answers each message as soon as it arrives, and two request messages that
+    // arrive in separate chunks: the message must not reach it before the body ended, and the
+    // second one fails the call whatever was answered (or could have been) in between.
+    let cases = [
+        (UNARY, "application/grpc"),
+        (UNARY, "application/grpc-web+proto"),
+        (SERVER_STREAM, "application/grpc"),
+        (SERVER_STREAM, "application/grpc-web+proto"),
+        (SERVER_STREAM, "application/connect+proto"),
+    ];
+    for (method, content_type) in cases {
+        let parts = request("POST", method.path, &[("content-type", content_type)]);
+        let config = server_config();
+        let mut call = ServerCall::new(&config, Some(method), &parts, Instant::now());
+        let mut answered = false;
+        let mut answer = |call: &mut ServerCall| -> Vec<ServerEvent> {
+            let mut events = Vec::new();
+            while let Some(event) = call.poll_event() {
+                if matches!(event, ServerEvent::Message(_)) && !answered {
+                    answered = true;
+                    call.send_message(Bytes::from_static(b"ok")).unwrap();
+                    call.finish(Ok(()), HeaderMap::new()).unwrap();
+                }
+                events.push(event);
+            }
+            events
+        };
+        call.recv_data(envelope(0, b"first"));
+        assert_eq!(
+            answer(&mut call),
+            vec![],
+            "{content_type}: nothing before the end"
+        );
+        call.recv_data(envelope(0, b"second"));
+        let events = answer(&mut call);
+        call.recv_end(None);
+        assert!(answer(&mut call).is_empty());
+        match events.as_slice() {
+            [ServerEvent::Aborted(status)] => {
+                assert_eq!(status.code(), Code::UNIMPLEMENTED, "{content_type}");
+                assert!(status.message().contains("second"), "{status:?}");
+            }
+            other => panic!("{content_type} {}: {other:?}", method.path),
+        }
+        let mut wire = Vec::new();
+        while let Some(t) = call.poll_transmit() {
+            wire.push(t);
+        }
+        let status_sent = wire.iter().any(|t| match t {
+            ServerTransmit::Head(h) => h.headers().get("grpc-status").is_some_and(|v| v == "12"),
+            ServerTransmit::Trailers(t) => t.get("grpc-status").is_some_and(|v| v == "12"),
+            ServerTransmit::Data(d) => d.windows(13).any(|w| w == b"unimplemented"),
+            ServerTransmit::End => false,
+        });
+        assert!(status_sent, "{content_type}: {wire:?}");
+    }
+    // One message and the end: the handler gets it, then the end of input.
+    let parts = request("POST", UNARY.path, &[("content-type", "application/grpc")]);
+    let config = server_config();
+    let mut call = ServerCall::new(&config, Some(UNARY), &parts, Instant::now());
+    call.recv_data(envelope(0, b"only"));
+    assert_eq!(call.poll_event(), None);
+    call.recv_end(None);
+    assert_eq!(
+        call.poll_event(),
+        Some(ServerEvent::Message(Bytes::from_static(b"only")))
+    );
+    assert_eq!(call.poll_event(), Some(ServerEvent::InputClosed));
 }
 
 #[test]

@@ -660,14 +660,15 @@ impl<A: Adapter> Suite<A> {
         .await;
     }
 
-    /// gzip and zstd, requests and responses, unary and streaming.
+    /// Every built-in compression (gzip, zstd, br, deflate, snappy), requests and responses, unary
+    /// and streaming.
     pub async fn compression(&self) {
         let config = ServerConfig {
             compress_min_bytes: 0,
             ..Default::default()
         };
         self.each_case(config, |s, server, case| async move {
-            for algorithm in ["gzip", "zstd"] {
+            for algorithm in ["gzip", "zstd", "br", "deflate", "snappy"] {
                 let client = s.client_with(&server.0, case, |c| {
                     c.send_compression = Some(algorithm);
                     c.compress_min_bytes = 0;
@@ -703,6 +704,60 @@ impl<A: Adapter> Suite<A> {
                     let m = m.unwrap_or_else(|e| panic!("{case} {algorithm}: {e}"));
                     assert_eq!(m.padding.len(), 8_000, "{case}");
                 }
+            }
+        })
+        .await;
+    }
+
+    /// A request in a compression the server does not speak is answered `unimplemented` from the
+    /// request head, for every stream type: a full-duplex bidi client that sends nothing until it
+    /// sees the response head must not wait forever (PROTOCOL-TRAPS 26).
+    pub async fn unsupported_compression(&self) {
+        let mut only_gzip = connect_proto::CompressionRegistry::empty();
+        only_gzip.register(Arc::new(connect_proto::compression::Gzip::default()));
+        let config = ServerConfig {
+            compression: only_gzip,
+            ..Default::default()
+        };
+        self.each_case(config, |s, server, case| async move {
+            let client = s.client_with(&server.0, case, |c| {
+                c.send_compression = Some("snappy");
+                c.compress_min_bytes = 0;
+            });
+            let check = |what: &str, result: Result<(), Status>| {
+                let status = result.expect_err(what);
+                assert_eq!(
+                    status.code(),
+                    Code::UNIMPLEMENTED,
+                    "{case} {what}: {status}"
+                );
+                assert!(
+                    status.message().contains("snappy"),
+                    "{case} {what}: {status}"
+                );
+            };
+            let unary = s.call(case, client.unary(&echo("x"))).await.map(drop);
+            check("unary", unary);
+            let server_stream = s
+                .call(case, async {
+                    let mut stream = client.server_stream(&echo("x")).await?;
+                    stream.next().await.transpose().map(drop)
+                })
+                .await;
+            check("server stream", server_stream);
+            let requests = futures_util::stream::iter([echo("x")]);
+            let client_stream = s.call(case, client.client_stream(requests)).await.map(drop);
+            check("client stream", client_stream);
+            // The request stream stays open and empty: only the server's answer can end the call.
+            let (_tx, rx) = futures_channel::mpsc::unbounded::<EchoRequest>();
+            let bidi = s
+                .call(case, async {
+                    let mut stream = client.bidi(rx).await?;
+                    stream.next().await.transpose().map(drop)
+                })
+                .await;
+            if case.http.full_duplex() {
+                check("bidi", bidi);
             }
         })
         .await;
@@ -853,8 +908,8 @@ macro_rules! e2e_tests {
     ($adapter:expr, $block_on:path) => {
         $crate::e2e_tests!(@each $adapter, $block_on;
             unary, server_streaming, client_streaming, bidi_streaming, errors, deadlines,
-            cancellation, compression, connect_get, message_size_limits, unknown_method,
-            graceful_shutdown);
+            cancellation, compression, unsupported_compression, connect_get,
+            message_size_limits, unknown_method, graceful_shutdown);
     };
     (@each $adapter:expr, $block_on:path; $($check:ident),*) => {
         $(

@@ -600,7 +600,7 @@ impl ClientCall {
                     "protocol error: compressed message but the response declared no compression",
                 ));
             };
-            decompress(c, &envelope.data, self.max_recv)?
+            decompress(c, &envelope.data, self.max_recv, Code::INTERNAL)?
         } else {
             check_raw_size(envelope.data.len(), self.max_recv, "response")?;
             envelope.data
@@ -691,7 +691,7 @@ impl ClientCall {
         if self.connect_unary() {
             let body = self.body.take();
             let body = match &self.recv_compression {
-                Some(c) => decompress(c, &body, self.max_recv)?,
+                Some(c) => decompress(c, &body, self.max_recv, Code::INTERNAL)?,
                 None => body,
             };
             if self.http_status == StatusCode::OK {

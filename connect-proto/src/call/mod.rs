@@ -13,7 +13,7 @@ pub use server::{MessageWriter, ServerCall, ServerConfig, ServerEvent, ServerTra
 
 use crate::compression::{Compressor, DecompressError};
 use crate::envelope::{self, flags};
-use crate::status::Status;
+use crate::status::{Code, Status};
 
 /// The largest body or envelope accepted off the wire for a message limit of `max`. Limits apply to
 /// the uncompressed message, and a compressor may expand incompressible data slightly, so a compressed
@@ -34,24 +34,35 @@ fn check_raw_size(len: usize, max: usize, what: &str) -> Result<(), Status> {
 
 /// Compresses `payload` when an algorithm is in use and the payload is at least `min` bytes.
 /// Returns the bytes to send and whether they are compressed.
+///
+/// With `min` 0 every message is compressed, an empty one too: a peer told to expect an encoding
+/// may check that the request carries it (the conformance reference server does, and a Connect
+/// unary request only names its encoding when its body is compressed).
 fn compress(
     algorithm: Option<&Arc<dyn Compressor>>,
     min: usize,
     payload: Bytes,
 ) -> Result<(Bytes, bool), Status> {
     match algorithm {
-        Some(c) if payload.len() >= min && !payload.is_empty() => {
-            c.compress(&payload).map(|b| (b, true)).map_err(|e| {
-                Status::internal(format!("failed to compress message with {}: {e}", c.name()))
-            })
-        }
+        Some(c) if payload.len() >= min => c.compress(&payload).map(|b| (b, true)).map_err(|e| {
+            Status::internal(format!("failed to compress message with {}: {e}", c.name()))
+        }),
         _ => Ok((payload, false)),
     }
 }
 
 /// Decompresses a received message, bounded by `limit` (PROTOCOL-TRAPS 11: a zero-length body is never
 /// handed to the decompressor).
-fn decompress(algorithm: &Arc<dyn Compressor>, data: &[u8], limit: usize) -> Result<Bytes, Status> {
+///
+/// Input that is not in the announced encoding is the sender's fault (PROTOCOL-TRAPS 29): a server
+/// answers it with `invalid_argument` (`corrupt` is that code); a client reports a server's bad
+/// response as `internal`. Sizes past our limits are `resource_exhausted` on both sides.
+fn decompress(
+    algorithm: &Arc<dyn Compressor>,
+    data: &[u8],
+    limit: usize,
+    corrupt: Code,
+) -> Result<Bytes, Status> {
     if data.is_empty() {
         return Ok(Bytes::new());
     }
@@ -59,10 +70,14 @@ fn decompress(algorithm: &Arc<dyn Compressor>, data: &[u8], limit: usize) -> Res
         DecompressError::TooLarge { limit } => Status::resource_exhausted(format!(
             "message larger than {limit} bytes after decompression"
         )),
-        DecompressError::Corrupt(e) => Status::internal(format!(
-            "failed to decompress message with {}: {e}",
+        DecompressError::TooMuchMemory(why) => Status::resource_exhausted(format!(
+            "message compressed with {} needs too much memory to decompress: {why}",
             algorithm.name()
         )),
+        DecompressError::Corrupt(e) => Status::new(
+            corrupt,
+            format!("message is not valid {} data: {e}", algorithm.name()),
+        ),
     })
 }
 

@@ -149,6 +149,9 @@ pub struct ServerCall {
     /// `None` for Connect unary, whose body is the bare message.
     decoder: Option<EnvelopeDecoder>,
     body: BodyCollector,
+    /// The one request message of a unary or server-streaming call, held until the request body
+    /// ends: only then is the request known to be complete (PROTOCOL-TRAPS 27).
+    single_request: Option<Bytes>,
     recv_open: bool,
     messages_received: u32,
     head_sent: bool,
@@ -185,6 +188,7 @@ impl ServerCall {
             compress_min: config.compress_min_bytes,
             decoder: None,
             body: BodyCollector::default(),
+            single_request: None,
             recv_open: true,
             messages_received: 0,
             head_sent: false,
@@ -358,9 +362,8 @@ impl ServerCall {
             return Err(Reject::Rpc(Status::resource_exhausted(why), None));
         }
         let message = match &self.recv_compression {
-            Some(c) => {
-                decompress(c, &get.message, self.max_recv).map_err(|s| Reject::Rpc(s, None))?
-            }
+            Some(c) => decompress(c, &get.message, self.max_recv, Code::INVALID_ARGUMENT)
+                .map_err(|s| Reject::Rpc(s, None))?,
             None => {
                 check_raw_size(get.message.len(), self.max_recv, "request")
                     .map_err(|s| Reject::Rpc(s, None))?;
@@ -474,18 +477,24 @@ impl ServerCall {
                     "protocol error: compressed message but the request declared no compression",
                 ));
             };
-            decompress(c, &envelope.data, self.max_recv)?
+            decompress(c, &envelope.data, self.max_recv, Code::INVALID_ARGUMENT)?
         } else {
             check_raw_size(envelope.data.len(), self.max_recv, "request")?;
             envelope.data
         };
         self.messages_received += 1;
-        if !self.stream_type.client_streams() && self.messages_received > 1 {
-            return Err(Status::unimplemented(
-                "unary request has more than one message",
-            ));
+        if self.stream_type.client_streams() {
+            self.events.push_back(ServerEvent::Message(payload));
+            return Ok(());
         }
-        self.events.push_back(ServerEvent::Message(payload));
+        if self.messages_received > 1 {
+            self.single_request = None;
+            return Err(Status::unimplemented(format!(
+                "protocol error: a {} request has exactly one message, got a second one",
+                self.stream_type.name()
+            )));
+        }
+        self.single_request = Some(payload);
         Ok(())
     }
 
@@ -511,14 +520,20 @@ impl ServerCall {
                         decoder.buffered_len()
                     )));
                 }
-                if !self.stream_type.client_streams() && self.messages_received == 0 {
-                    return Err(Status::unimplemented("unary request has no message"));
+                if !self.stream_type.client_streams() {
+                    let Some(message) = self.single_request.take() else {
+                        return Err(Status::unimplemented(format!(
+                            "protocol error: a {} request has exactly one message, got none",
+                            self.stream_type.name()
+                        )));
+                    };
+                    self.events.push_back(ServerEvent::Message(message));
                 }
             }
             None => {
                 let body = self.body.take();
                 let message = match &self.recv_compression {
-                    Some(c) => decompress(c, &body, self.max_recv)?,
+                    Some(c) => decompress(c, &body, self.max_recv, Code::INVALID_ARGUMENT)?,
                     None => {
                         check_raw_size(body.len(), self.max_recv, "request")?;
                         body
@@ -940,7 +955,7 @@ impl MessageWriter<'_> {
             call.out.discard_in_place(self.start);
             return admitted.map(drop);
         }
-        let compress = call.send_compression.is_some() && len >= call.compress_min && len > 0;
+        let compress = call.send_compression.is_some() && len >= call.compress_min;
         if call.connect_unary() || compress {
             // Sent as a payload of its own: the Connect unary body, or the input of the compressor.
             let payload = call.out.take_in_place(self.start, self.prefix).freeze();

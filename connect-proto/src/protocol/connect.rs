@@ -364,15 +364,15 @@ pub fn decode_get_query(query: &str, require_version: bool) -> Result<GetRequest
     })
 }
 
-/// Encodes a Connect GET query string (without `?`): `connect=v1&encoding=…&message=…` with `base64=1`
-/// and URL-safe unpadded base64 for binary messages (any codec but `json`, and every compressed
-/// message); uncompressed JSON is percent-encoded as text instead, which keeps URLs readable. A
-/// `compression` of `identity` counts as none.
+/// Encodes a Connect GET query string (without `?`): `connect=v1`, `base64=1`, `compression=…`,
+/// `encoding=…`, `message=…`, in the order the protocol lists them, so that the same call always
+/// gives the same URL (caches key on it). Binary messages (any codec but `json`, and every
+/// compressed message) are URL-safe unpadded base64; uncompressed JSON is percent-encoded as text
+/// instead, which keeps URLs readable. A `compression` of `identity` counts as none.
 pub fn encode_get_query(codec: &str, message: &[u8], compression: Option<&str>) -> String {
     let compression = compression.filter(|c| !c.is_empty() && *c != "identity");
     let binary = codec != "json" || compression.is_some();
-    let mut out = String::from("connect=v1&encoding=");
-    percent_encode(codec.as_bytes(), &mut out);
+    let mut out = String::from("connect=v1");
     if binary {
         out.push_str("&base64=1");
     }
@@ -380,6 +380,8 @@ pub fn encode_get_query(codec: &str, message: &[u8], compression: Option<&str>) 
         out.push_str("&compression=");
         percent_encode(c.as_bytes(), &mut out);
     }
+    out.push_str("&encoding=");
+    percent_encode(codec.as_bytes(), &mut out);
     out.push_str("&message=");
     if binary {
         // The URL-safe alphabet needs no escaping.
@@ -650,9 +652,10 @@ mod tests {
 
     #[test]
     fn trap08_get_query_encode() {
+        // The protocol's order: connect, base64, compression, encoding, message.
         assert_eq!(
             encode_get_query("proto", b"\xfb\xff", None),
-            "connect=v1&encoding=proto&base64=1&message=-_8"
+            "connect=v1&base64=1&encoding=proto&message=-_8"
         );
         assert_eq!(
             encode_get_query("json", br#"{"a": "b&c"}"#, None),
@@ -660,7 +663,7 @@ mod tests {
         );
         assert_eq!(
             encode_get_query("json", b"{}", Some("gzip")),
-            "connect=v1&encoding=json&base64=1&compression=gzip&message=e30"
+            "connect=v1&base64=1&compression=gzip&encoding=json&message=e30"
         );
         assert_eq!(
             encode_get_query("json", b"{}", Some("identity")),

@@ -82,6 +82,16 @@ impl StreamType {
             StreamType::ServerStreaming | StreamType::BidiStreaming
         )
     }
+
+    /// The kind in words, for error messages: `unary`, `client-streaming`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamType::Unary => "unary",
+            StreamType::ClientStreaming => "client-streaming",
+            StreamType::ServerStreaming => "server-streaming",
+            StreamType::BidiStreaming => "bidi-streaming",
+        }
+    }
 }
 
 /// The static description of one RPC method, as generated code declares it.
