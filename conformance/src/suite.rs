@@ -7,16 +7,13 @@ use serde_json::Value;
 
 use crate::proto::connectrpc::conformance::v1 as pb;
 
-/// Installs the JSON type registry that `Any` fields (`"@type"`) need; call once before parsing.
+/// Registers the types that the suites' `Any` fields (`"@type"`) hold: the conformance messages
+/// and the descriptor types. Cheap to call again.
 pub fn install_type_registry() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let mut registry = buffa::type_registry::TypeRegistry::new();
-        buffa_types::register_wkt_types(&mut registry);
-        buffa_descriptor::generated::descriptor::__buffa::register_types(&mut registry);
-        pb::__buffa::register_types(&mut registry);
-        buffa::type_registry::set_type_registry(registry);
-    });
+    connect_proto::rpc::register_json_types(pb::register_types);
+    connect_proto::rpc::register_json_types(
+        buffa_descriptor::generated::descriptor::__buffa::register_types,
+    );
 }
 
 /// YAML as the proto-JSON value it stands for. An empty message written as a key with no value

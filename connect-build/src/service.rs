@@ -59,6 +59,11 @@ pub(crate) fn generate(
         }
         let package = file.package.clone().unwrap_or_default();
         let comments = service_comments(file);
+        let json_types = if codegen.generate_json {
+            json_type_registrars(&ctx, descriptors, files_to_generate, file)?
+        } else {
+            Vec::new()
+        };
         let mut items = TokenStream::new();
         // Request decoders, one per input message of the file's services.
         let mut decoders = std::collections::BTreeMap::new();
@@ -71,6 +76,7 @@ pub(crate) fn generate(
                 service,
                 index: index as i32,
                 comments: &comments,
+                json_types: &json_types,
             };
             items.extend(gen.generate(&mut decoders)?);
         }
@@ -92,6 +98,72 @@ pub(crate) fn generate(
         });
     }
     Ok(out)
+}
+
+/// The `register_types` functions (buffa's, one per package) that a service file's generated code
+/// calls so that JSON `google.protobuf.Any` knows its types: the file's own package and the
+/// packages of the files it imports, transitively, that are generated in the same run. buffa only
+/// emits a package's `register_types` when the package declares messages, so packages without any
+/// are left out. Paths are relative to the service's `_methods` module (one level below the
+/// package).
+fn json_type_registrars(
+    ctx: &CodeGenContext<'_>,
+    descriptors: &[FileDescriptorProto],
+    files_to_generate: &[String],
+    file: &FileDescriptorProto,
+) -> Result<Vec<syn::Path>, Error> {
+    let by_name: HashMap<&str, &FileDescriptorProto> = descriptors
+        .iter()
+        .filter_map(|f| f.name.as_deref().map(|n| (n, f)))
+        .collect();
+    let current = file.package.clone().unwrap_or_default();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut queue = vec![file];
+    let mut packages = std::collections::BTreeSet::new();
+    while let Some(f) = queue.pop() {
+        let name = f.name.clone().unwrap_or_default();
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        if files_to_generate.contains(&name) {
+            packages.insert(f.package.clone().unwrap_or_default());
+        }
+        for dep in &f.dependency {
+            if let Some(d) = by_name.get(dep.as_str()) {
+                queue.push(d);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    for package in packages {
+        // Any top-level message of the package locates its module; `register_types` sits in the
+        // package's `__buffa` module next to it.
+        let message = descriptors
+            .iter()
+            .filter(|f| {
+                f.package.as_deref().unwrap_or("") == package
+                    && files_to_generate.contains(&f.name.clone().unwrap_or_default())
+            })
+            .find_map(|f| f.message_type.first().and_then(|m| m.name.clone()));
+        let Some(message) = message else { continue };
+        let fqn = if package.is_empty() {
+            format!(".{message}")
+        } else {
+            format!(".{package}.{message}")
+        };
+        let Some(path) = ctx.rust_type_relative(&fqn, &current, 1) else {
+            continue;
+        };
+        let Some(module) = path.strip_suffix(message.as_str()) else {
+            continue;
+        };
+        let function = format!("{module}__buffa::register_types");
+        paths.push(
+            syn::parse_str::<syn::Path>(&function)
+                .map_err(|e| Error::new(format!("path {function} does not parse: {e}")))?,
+        );
+    }
+    Ok(paths)
 }
 
 /// Leading comments of services and methods, keyed by their source path.
@@ -178,6 +250,9 @@ struct ServiceGen<'a> {
     service: &'a ServiceDescriptorProto,
     index: i32,
     comments: &'a HashMap<Vec<i32>, String>,
+    /// Paths (from inside the service's `_methods` module) of the `register_types` functions its
+    /// generated code calls.
+    json_types: &'a [syn::Path],
 }
 
 struct MethodGen {
@@ -448,6 +523,27 @@ impl ServiceGen<'_> {
         );
         let client_doc = format!(" A typed client of `{full_name}` over any transport.");
         let service_name_doc = format!(" `{full_name}`.");
+        let (register_fn, register_call) = if self.json_types.is_empty() {
+            (quote! {}, quote! {})
+        } else {
+            let registrars = self.json_types;
+            let through = format!(
+                " `{}::rpc::register_json_types`.",
+                quote!(#rt).to_string().replace(' ', "")
+            );
+            (
+                quote! {
+                    /// Registers the JSON forms of the message types of this service's package, and of
+                    /// the packages its `.proto` file imports that were generated with it, for
+                    /// `google.protobuf.Any`. The server and client constructors call it through
+                    #[doc = #through]
+                    pub fn register_types(registry: &mut ::buffa::type_registry::TypeRegistry) {
+                        #(#registrars(registry);)*
+                    }
+                },
+                quote! { #rt::rpc::register_json_types(#methods_mod::register_types); },
+            )
+        };
 
         Ok(quote! {
             #service_doc
@@ -462,6 +558,7 @@ impl ServiceGen<'_> {
                 #(#consts)*
                 /// Every method, in declaration order.
                 pub const ALL: &[#rt::MethodInfo] = &[#(#all),*];
+                #register_fn
             }
 
             #[doc = #server_doc]
@@ -472,11 +569,12 @@ impl ServiceGen<'_> {
             impl<S: #trait_ident> #server_ident<S> {
                 /// Wraps a service implementation.
                 pub fn new(service: S) -> Self {
-                    Self { service: ::std::sync::Arc::new(service) }
+                    Self::from_arc(::std::sync::Arc::new(service))
                 }
 
                 /// Wraps a shared service implementation.
                 pub fn from_arc(service: ::std::sync::Arc<S>) -> Self {
+                    #register_call
                     Self { service }
                 }
             }
@@ -532,6 +630,7 @@ impl ServiceGen<'_> {
             impl<T: #rt::rpc::Transport> #client_ident<T> {
                 /// A typed client over a configured untyped client.
                 pub fn new(client: #rt::rpc::Client<T>) -> Self {
+                    #register_call
                     Self { client }
                 }
 

@@ -122,6 +122,13 @@ pub mod greet_service_methods {
         CHAT,
         FAIL,
     ];
+    /// Registers the JSON forms of the message types of this service's package, and of
+    /// the packages its `.proto` file imports that were generated with it, for
+    /// `google.protobuf.Any`. The server and client constructors call it through
+    /// `::connect_proto::rpc::register_json_types`.
+    pub fn register_types(registry: &mut ::buffa::type_registry::TypeRegistry) {
+        super::__buffa::register_types(registry);
+    }
 }
 /// Serves a [`GreetService`] implementation: register it with a [`Router`](::connect_proto::rpc::Router).
 pub struct GreetServiceServer<S> {
@@ -130,12 +137,11 @@ pub struct GreetServiceServer<S> {
 impl<S: GreetService> GreetServiceServer<S> {
     /// Wraps a service implementation.
     pub fn new(service: S) -> Self {
-        Self {
-            service: ::std::sync::Arc::new(service),
-        }
+        Self::from_arc(::std::sync::Arc::new(service))
     }
     /// Wraps a shared service implementation.
     pub fn from_arc(service: ::std::sync::Arc<S>) -> Self {
+        ::connect_proto::rpc::register_json_types(greet_service_methods::register_types);
         Self { service }
     }
 }
@@ -290,6 +296,7 @@ impl<T> ::core::fmt::Debug for GreetServiceClient<T> {
 impl<T: ::connect_proto::rpc::Transport> GreetServiceClient<T> {
     /// A typed client over a configured untyped client.
     pub fn new(client: ::connect_proto::rpc::Client<T>) -> Self {
+        ::connect_proto::rpc::register_json_types(greet_service_methods::register_types);
         Self { client }
     }
     /// The untyped client.

@@ -88,6 +88,14 @@ pub mod store_service_methods {
         PUT_ITEMS,
         GREET,
     ];
+    /// Registers the JSON forms of the message types of this service's package, and of
+    /// the packages its `.proto` file imports that were generated with it, for
+    /// `google.protobuf.Any`. The server and client constructors call it through
+    /// `::connect_proto::rpc::register_json_types`.
+    pub fn register_types(registry: &mut ::buffa::type_registry::TypeRegistry) {
+        super::super::super::greet::v1::__buffa::register_types(registry);
+        super::__buffa::register_types(registry);
+    }
 }
 /// Serves a [`StoreService`] implementation: register it with a [`Router`](::connect_proto::rpc::Router).
 pub struct StoreServiceServer<S> {
@@ -96,12 +104,11 @@ pub struct StoreServiceServer<S> {
 impl<S: StoreService> StoreServiceServer<S> {
     /// Wraps a service implementation.
     pub fn new(service: S) -> Self {
-        Self {
-            service: ::std::sync::Arc::new(service),
-        }
+        Self::from_arc(::std::sync::Arc::new(service))
     }
     /// Wraps a shared service implementation.
     pub fn from_arc(service: ::std::sync::Arc<S>) -> Self {
+        ::connect_proto::rpc::register_json_types(store_service_methods::register_types);
         Self { service }
     }
 }
@@ -224,6 +231,7 @@ impl<T> ::core::fmt::Debug for StoreServiceClient<T> {
 impl<T: ::connect_proto::rpc::Transport> StoreServiceClient<T> {
     /// A typed client over a configured untyped client.
     pub fn new(client: ::connect_proto::rpc::Client<T>) -> Self {
+        ::connect_proto::rpc::register_json_types(store_service_methods::register_types);
         Self { client }
     }
     /// The untyped client.
@@ -382,6 +390,14 @@ pub mod admin_service_methods {
     };
     /// Every method, in declaration order.
     pub const ALL: &[::connect_proto::MethodInfo] = &[RESET, WATCH];
+    /// Registers the JSON forms of the message types of this service's package, and of
+    /// the packages its `.proto` file imports that were generated with it, for
+    /// `google.protobuf.Any`. The server and client constructors call it through
+    /// `::connect_proto::rpc::register_json_types`.
+    pub fn register_types(registry: &mut ::buffa::type_registry::TypeRegistry) {
+        super::super::super::greet::v1::__buffa::register_types(registry);
+        super::__buffa::register_types(registry);
+    }
 }
 /// Serves a [`AdminService`] implementation: register it with a [`Router`](::connect_proto::rpc::Router).
 pub struct AdminServiceServer<S> {
@@ -390,12 +406,11 @@ pub struct AdminServiceServer<S> {
 impl<S: AdminService> AdminServiceServer<S> {
     /// Wraps a service implementation.
     pub fn new(service: S) -> Self {
-        Self {
-            service: ::std::sync::Arc::new(service),
-        }
+        Self::from_arc(::std::sync::Arc::new(service))
     }
     /// Wraps a shared service implementation.
     pub fn from_arc(service: ::std::sync::Arc<S>) -> Self {
+        ::connect_proto::rpc::register_json_types(admin_service_methods::register_types);
         Self { service }
     }
 }
@@ -482,6 +497,7 @@ impl<T> ::core::fmt::Debug for AdminServiceClient<T> {
 impl<T: ::connect_proto::rpc::Transport> AdminServiceClient<T> {
     /// A typed client over a configured untyped client.
     pub fn new(client: ::connect_proto::rpc::Client<T>) -> Self {
+        ::connect_proto::rpc::register_json_types(admin_service_methods::register_types);
         Self { client }
     }
     /// The untyped client.

@@ -21,6 +21,7 @@ mod body;
 mod client;
 mod context;
 mod handler;
+mod json_types;
 mod message;
 mod router;
 mod runtime;
@@ -33,6 +34,7 @@ pub use handler::{
     bidi_streaming, client_streaming, raw_responses, server_streaming, unary, HandlerStream,
     RawRequests, RawResponses, ResponseSource, Service, Streaming,
 };
+pub use json_types::{register_json_types, RegisterTypes};
 pub use message::{
     decode_request, decode_response, encode, RequestDecoder, RequestView, ViewDecoder,
 };
