@@ -26,6 +26,8 @@ fn server_and_client_binaries_talk_the_runner_protocol() {
         },
     )
     .unwrap();
+    // The official runner closes the server's stdin at once: the server must go on serving.
+    drop(server_in);
     let started: pb::ServerCompatResponse = read_message(server.stdout.as_mut().unwrap())
         .unwrap()
         .expect("a ServerCompatResponse");
@@ -37,12 +39,29 @@ fn server_and_client_binaries_talk_the_runner_protocol() {
         .spawn()
         .expect("client starts");
     let mut client_in = client.stdin.take().unwrap();
-    let names = ["one", "two", "three"];
-    for (name, protocol) in names.iter().zip([
+    // Each protocol with each codec: in JSON, the request echoed back in the response is a
+    // `google.protobuf.Any`, written and read by two separate processes (neither shares the
+    // other's type registry).
+    let names = [
+        "connect",
+        "grpc",
+        "grpc-web",
+        "connect-json",
+        "grpc-json",
+        "grpc-web-json",
+    ];
+    let protocols = [
         pb::Protocol::PROTOCOL_CONNECT,
         pb::Protocol::PROTOCOL_GRPC,
         pb::Protocol::PROTOCOL_GRPC_WEB,
-    ]) {
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let protocol = protocols[i % 3];
+        let codec = if i < 3 {
+            pb::Codec::CODEC_PROTO
+        } else {
+            pb::Codec::CODEC_JSON
+        };
         let request = pb::UnaryRequest {
             request_data: b"hi".to_vec(),
             ..Default::default()
@@ -53,7 +72,7 @@ fn server_and_client_binaries_talk_the_runner_protocol() {
                 test_name: (*name).to_owned(),
                 http_version: pb::HTTPVersion::HTTP_VERSION_2.into(),
                 protocol: protocol.into(),
-                codec: pb::Codec::CODEC_PROTO.into(),
+                codec: codec.into(),
                 compression: pb::Compression::COMPRESSION_GZIP.into(),
                 host: started.host.clone(),
                 port: started.port,
@@ -77,6 +96,14 @@ fn server_and_client_binaries_talk_the_runner_protocol() {
                     result.error.code
                 );
                 assert_eq!(result.payloads.len(), 1);
+                let info = result.payloads[0]
+                    .request_info
+                    .as_option()
+                    .expect("request info");
+                let echoed: pb::UnaryRequest =
+                    conformance::convert::unpack(&info.requests[0], pb::UnaryRequest::TYPE_URL)
+                        .expect("the echoed request is a UnaryRequest");
+                assert_eq!(echoed.request_data, b"hi", "{}", response.test_name);
             }
             other => panic!("{}: {:?}", response.test_name, other.is_some()),
         }
@@ -88,8 +115,12 @@ fn server_and_client_binaries_talk_the_runner_protocol() {
     want.sort();
     assert_eq!(seen, want);
 
-    drop(server_in);
-    assert!(server.wait().unwrap().success());
+    assert!(
+        server.try_wait().unwrap().is_none(),
+        "the server stopped serving"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
 
 #[cfg(not(conformance_protos))]

@@ -1,5 +1,6 @@
 //! The server under test: reads a `ServerCompatRequest` from stdin, serves the conformance service
-//! as asked, writes a `ServerCompatResponse` to stdout, and serves until stdin closes or it is killed.
+//! as asked, writes a `ServerCompatResponse` to stdout, and serves until it is killed (closing stdin
+//! does not stop it: the official runner closes it at once).
 
 #[cfg(conformance_protos)]
 fn main() -> std::io::Result<()> {
@@ -13,11 +14,11 @@ fn main() -> std::io::Result<()> {
         .ok_or_else(|| std::io::Error::other("no ServerCompatRequest on stdin"))?;
     let (handle, response) = runtime.block_on(conformance::server::start(&request))?;
     write_message(&mut std::io::stdout().lock(), &response)?;
-    // The runner stops the server by closing stdin or with a signal.
-    let mut rest = Vec::new();
-    let _ = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut rest);
+    // The official runner closes stdin right after writing the request; the server keeps serving
+    // until it is killed (PROTOCOL-TRAPS 31).
     runtime.block_on(async move {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), handle.shutdown()).await;
+        let _handle = handle;
+        std::future::pending::<()>().await
     });
     Ok(())
 }
