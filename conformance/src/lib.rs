@@ -19,9 +19,15 @@ pub mod proto {
 }
 
 #[cfg(conformance_protos)]
+pub mod arrangement;
+#[cfg(conformance_protos)]
 pub mod client;
 #[cfg(conformance_protos)]
+pub mod compare;
+#[cfg(conformance_protos)]
 pub mod convert;
+#[cfg(conformance_protos)]
+pub mod peer;
 #[cfg(conformance_protos)]
 pub mod raw;
 #[cfg(conformance_protos)]

@@ -1,15 +1,21 @@
 //! Our own runner of the conformance suite: expands each test case over the configured protocols,
-//! codecs, compressions, HTTP versions and TLS settings, runs it with our client against our
-//! server, computes the expected result the way the official runner does, and compares.
+//! codecs, compressions, HTTP versions and TLS settings, computes the expected result the way the
+//! official runner does, runs it and compares.
 //!
-//! Both sides are ours, so every suite runs once: `TEST_MODE_SERVER` cases test the server with our
-//! client standing in for the reference client, `TEST_MODE_CLIENT` cases test the client with our
-//! server standing in for the reference server. What only the reference implementations do is
-//! emulated: our client sends a case's raw HTTP request in place of its own and reports the HTTP
-//! status ([`crate::raw`]), and cases whose response definitions carry raw HTTP responses are served
-//! by [`crate::reference`], which writes them byte for byte.
+//! Each case runs with a third-party implementation on one side where one can take that side
+//! (see [`crate::arrangement`]): the connect-es client ([`crate::peer::NodeClient`]) calls our server
+//! for cases that test servers, our client calls the connect-es server
+//! ([`crate::peer::NodeServer`]) for cases that test clients, and cases that test both run both
+//! ways. Calls to the connect-es server carry the `X-Test-Case-Name` and `X-Expect-*` headers the
+//! official runner adds for its reference server, which checks the call against them.
+//!
+//! The rest runs with our client against our server, emulating what only the reference
+//! implementations do: our client sends a case's raw HTTP request in place of its own and reports
+//! the HTTP status ([`crate::raw`]), and cases whose response definitions carry raw HTTP responses
+//! are served by [`crate::reference`], which writes them byte for byte. Without Node (or with
+//! `node_dir` unset) everything runs that way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +23,13 @@ use std::time::Duration;
 use buffa::{Message, MessageField};
 use buffa_types::google::protobuf::Any;
 
+use crate::arrangement::{load_case_patterns, Arrangement, CasePattern};
 use crate::client::{self, Transports};
+use crate::compare::{compare, Checks};
 use crate::convert::{pack, type_name, unpack};
+use crate::peer::{self, NodeClient, NodePeers, NodeServer};
 use crate::proto::connectrpc::conformance::v1 as pb;
-use crate::suite::{load_patterns, load_suites, load_yaml, Pattern};
+use crate::suite::{load_suites, load_yaml};
 use pb::__buffa::oneof::client_compat_response::Result as CompatResult;
 use pb::__buffa::oneof::unary_response_definition::Response as UnaryOutcome;
 use pb::conformance_payload::RequestInfo;
@@ -41,9 +50,15 @@ pub struct Options {
     /// The known-flaky patterns file: such cases may pass or fail.
     pub known_flaky: Option<PathBuf>,
     /// Only cases matching one of these patterns (empty: all).
-    pub run: Vec<Pattern>,
+    pub run: Vec<CasePattern>,
     /// Only these protocols (empty: those of the config).
     pub protocols: Vec<pb::Protocol>,
+    /// Only these arrangements (empty: all); cases whose peer cannot be used still fall back to
+    /// ours.
+    pub arrangements: Vec<Arrangement>,
+    /// The connect-es peers (`conformance/node`); `None` runs everything with our client against
+    /// our server.
+    pub node_dir: Option<PathBuf>,
     /// Concurrent cases.
     pub parallel: usize,
     /// Time limit of one case.
@@ -67,8 +82,8 @@ pub struct Permutation {
     pub server: ServerKind,
     /// Why it cannot run, if it cannot.
     pub unsupported: Option<String>,
-    /// Whether the suite is in client mode (checks what only the client decides).
-    pub client_mode: bool,
+    /// The suite's mode: what it tests.
+    pub mode: TestMode,
 }
 
 /// The server settings a permutation needs.
@@ -94,6 +109,12 @@ pub struct Summary {
     pub failed: usize,
     /// Known failures that failed.
     pub known_failing: usize,
+    /// Cases run per arrangement.
+    pub per_arrangement: BTreeMap<Arrangement, usize>,
+    /// Why cases ran with our client against our server, with their counts.
+    pub ours_because: BTreeMap<String, usize>,
+    /// Why the third-party peers were not used at all, if they were not.
+    pub peers_skipped: Option<String>,
 }
 
 fn or<T>(list: Vec<T>, default: Vec<T>) -> Vec<T> {
@@ -259,13 +280,7 @@ pub fn expand(
                                 request.protocol = protocol.into();
                                 request.codec = codec.into();
                                 request.compression = compression.into();
-                                out.push(permutation(
-                                    name,
-                                    request,
-                                    case,
-                                    server,
-                                    mode == TestMode::TEST_MODE_CLIENT,
-                                ));
+                                out.push(permutation(name, request, case, server, mode));
                             }
                         }
                     }
@@ -293,7 +308,7 @@ fn permutation(
     mut request: pb::ClientCompatRequest,
     case: &pb::TestCase,
     mut server: ServerKind,
-    client_mode: bool,
+    mode: TestMode,
 ) -> Permutation {
     if request.method.is_none() {
         request.service = Some(client::SERVICE.to_owned());
@@ -322,7 +337,7 @@ fn permutation(
             .collect(),
         server,
         unsupported,
-        client_mode,
+        mode,
     }
 }
 
@@ -550,208 +565,76 @@ fn single<M: Message + Default>(messages: &[Any], type_url: &str) -> Result<M, S
 }
 
 // ---------------------------------------------------------------------------------------------
-// Comparing results.
+// Planning: the arrangements each permutation runs in.
 
-fn header_map(headers: &[pb::Header]) -> BTreeMap<String, Vec<String>> {
-    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for h in headers {
-        map.entry(h.name.to_ascii_lowercase())
-            .or_default()
-            .extend(h.value.iter().cloned());
-    }
-    map
+/// Why a case runs with our client against our server.
+const NO_PEERS: &str = "third-party peers not used";
+const CANNOT_RUN: &str = "cannot be run";
+const RAW_REQUEST: &str = "raw HTTP request (only our client sends one)";
+const RAW_RESPONSE: &str = "raw HTTP response (written by our emulation of the reference server)";
+const NODE_SERVER_BIDI_HTTP1: &str = "bidi stream over HTTP/1.1 (connect-node's server refuses it)";
+
+fn is_bidi(p: &Permutation) -> bool {
+    matches!(
+        p.request.stream_type.as_known(),
+        Some(
+            pb::StreamType::STREAM_TYPE_HALF_DUPLEX_BIDI_STREAM
+                | pb::StreamType::STREAM_TYPE_FULL_DUPLEX_BIDI_STREAM
+        )
+    )
 }
 
-/// Every expected header is present with exactly the expected values.
-fn check_headers(
-    what: &str,
-    expected: &[pb::Header],
-    actual: &[pb::Header],
-    errors: &mut Vec<String>,
-) {
-    let actual = header_map(actual);
-    for (name, values) in header_map(expected) {
-        match actual.get(&name) {
-            None => errors.push(format!("{what}: missing {name} (want {values:?})")),
-            Some(got) if *got != values => {
-                errors.push(format!("{what}: {name} is {got:?}, want {values:?}"))
-            }
-            Some(_) => {}
-        }
-    }
+/// What keeps the connect-es client from making this call, if anything.
+fn node_client_blocker(p: &Permutation) -> Option<&'static str> {
+    p.request.raw_request.is_set().then_some(RAW_REQUEST)
 }
 
-fn check_info(
-    what: &str,
-    expected: &RequestInfo,
-    actual: Option<&RequestInfo>,
-    errors: &mut Vec<String>,
-) {
-    let Some(actual) = actual else {
-        errors.push(format!("{what}: request info missing"));
-        return;
-    };
-    check_headers(
-        &format!("{what} request headers"),
-        &expected.request_headers,
-        &actual.request_headers,
-        errors,
-    );
-    match (expected.timeout_ms, actual.timeout_ms) {
-        (Some(_), None) => errors.push(format!("{what}: timeout not propagated")),
-        (Some(want), Some(got)) if got > want || got <= 0 => {
-            errors.push(format!("{what}: timeout {got}ms, want at most {want}ms"))
-        }
-        _ => {}
-    }
-    if expected.requests.len() != actual.requests.len() {
-        errors.push(format!(
-            "{what}: {} requests echoed, want {}",
-            actual.requests.len(),
-            expected.requests.len()
-        ));
-        return;
-    }
-    for (i, (want, got)) in expected.requests.iter().zip(&actual.requests).enumerate() {
-        if type_name(&want.type_url) != type_name(&got.type_url) || !same_message(want, got) {
-            errors.push(format!("{what}: request {i} echoed differently"));
-        }
-    }
-}
-
-/// Compares two packed messages by content (encodings of equal messages may differ in field order).
-fn same_message(a: &Any, b: &Any) -> bool {
-    if a.value == b.value {
-        return true;
-    }
-    let decode = |any: &Any| -> Option<serde_json::Value> {
-        let json = serde_json::to_value(any).ok()?;
-        Some(json)
-    };
-    decode(a).is_some() && decode(a) == decode(b)
-}
-
-/// Compares a result with the expected one; returns the differences.
-pub fn compare(p: &Permutation, actual: &pb::ClientResponseResult) -> Vec<String> {
-    let expected = &p.expected;
-    let mut errors = Vec::new();
-    if let Some(want) = expected.http_status_code {
-        if actual.http_status_code != Some(want) {
-            errors.push(format!(
-                "HTTP status {:?}, want {want}",
-                actual.http_status_code
-            ));
-        }
-    }
-    check_headers(
-        "response headers",
-        &expected.response_headers,
-        &actual.response_headers,
-        &mut errors,
-    );
-    check_headers(
-        "response trailers",
-        &expected.response_trailers,
-        &actual.response_trailers,
-        &mut errors,
-    );
-    if expected.payloads.len() != actual.payloads.len() {
-        errors.push(format!(
-            "{} response messages, want {}{}",
-            actual.payloads.len(),
-            expected.payloads.len(),
-            match actual
-                .payloads
-                .first()
-                .and_then(|p| p.request_info.as_option())
-            {
-                Some(info) => format!(
-                    " (the first echoes {} requests of {:?} bytes)",
-                    info.requests.len(),
-                    info.requests
-                        .iter()
-                        .map(|r| r.value.len())
-                        .collect::<Vec<_>>()
-                ),
-                None => String::new(),
-            }
-        ));
+/// What keeps the connect-es server from answering this call, if anything.
+fn node_server_blocker(p: &Permutation) -> Option<&'static str> {
+    if p.server.reference {
+        Some(RAW_RESPONSE)
+    } else if p.request.http_version == pb::HTTPVersion::HTTP_VERSION_1 && is_bidi(p) {
+        Some(NODE_SERVER_BIDI_HTTP1)
     } else {
-        for (i, (want, got)) in expected.payloads.iter().zip(&actual.payloads).enumerate() {
-            if want.data != got.data {
-                errors.push(format!("response {i}: data differs"));
-            }
-            if let Some(info) = want.request_info.as_option() {
-                check_info(
-                    &format!("response {i}"),
-                    info,
-                    got.request_info.as_option(),
-                    &mut errors,
-                );
-            }
+        None
+    }
+}
+
+/// The arrangements `p` runs in; for [`Arrangement::Ours`], why. Cases testing servers get the
+/// connect-es client, cases testing clients the connect-es server, cases testing both get both;
+/// whatever a peer cannot do runs once with our client against our server.
+pub fn plan(p: &Permutation, peers: bool) -> Vec<(Arrangement, Option<&'static str>)> {
+    if p.unsupported.is_some() {
+        return vec![(Arrangement::Ours, Some(CANNOT_RUN))];
+    }
+    if !peers {
+        return vec![(Arrangement::Ours, Some(NO_PEERS))];
+    }
+    let mut runs = Vec::new();
+    let mut ours = None;
+    if p.mode != TestMode::TEST_MODE_CLIENT {
+        match node_client_blocker(p) {
+            None => runs.push((Arrangement::NodeClient, None)),
+            Some(why) => ours = ours.or(Some(why)),
         }
     }
-    match (expected.error.as_option(), actual.error.as_option()) {
-        (None, None) => {}
-        (None, Some(got)) => errors.push(format!(
-            "unexpected error {}: {}",
-            got.code,
-            got.message.as_deref().unwrap_or("")
-        )),
-        (Some(want), None) => errors.push(format!("no error, want {}", want.code)),
-        (Some(want), Some(got)) => {
-            if want.code != got.code && !p.other_codes.contains(&got.code.to_i32()) {
-                errors.push(format!(
-                    "error code {}, want {} ({})",
-                    got.code,
-                    want.code,
-                    got.message.as_deref().unwrap_or("")
-                ));
-            }
-            if let Some(message) = &want.message {
-                if got.message.as_deref() != Some(message) {
-                    errors.push(format!("error message {:?}, want {message:?}", got.message));
-                }
-            }
-            if !want.details.is_empty() {
-                if want.details.len() != got.details.len() {
-                    errors.push(format!(
-                        "{} error details, want {}",
-                        got.details.len(),
-                        want.details.len()
-                    ));
-                } else {
-                    for (i, (w, g)) in want.details.iter().zip(&got.details).enumerate() {
-                        if type_name(&w.type_url) != type_name(&g.type_url) {
-                            errors.push(format!(
-                                "error detail {i}: {} want {}",
-                                g.type_url, w.type_url
-                            ));
-                        } else if type_name(&w.type_url) == type_name(RequestInfo::TYPE_URL) {
-                            let (w, g) = (
-                                unpack::<RequestInfo>(w, RequestInfo::TYPE_URL).unwrap_or_default(),
-                                unpack::<RequestInfo>(g, RequestInfo::TYPE_URL).ok(),
-                            );
-                            check_info(&format!("error detail {i}"), &w, g.as_ref(), &mut errors);
-                        } else if !same_message(w, g) {
-                            errors.push(format!("error detail {i} differs: {:?} vs {:?}", w, g));
-                        }
-                    }
-                }
-            }
+    if p.mode != TestMode::TEST_MODE_SERVER {
+        match node_server_blocker(p) {
+            None => runs.push((Arrangement::NodeServer, None)),
+            Some(why) => ours = ours.or(Some(why)),
         }
     }
-    if p.client_mode && expected.num_unsent_requests != actual.num_unsent_requests {
-        errors.push(format!(
-            "{} unsent requests, want {}",
-            actual.num_unsent_requests, expected.num_unsent_requests
-        ));
+    if let Some(why) = ours {
+        runs.push((Arrangement::Ours, Some(why)));
     }
-    errors
+    runs
 }
 
 // ---------------------------------------------------------------------------------------------
 // Running.
+
+/// The common name of the client certificate, which the connect-es server checks.
+const CLIENT_CERT_NAME: &str = "conformance-client";
 
 /// Test credentials made once per run.
 struct Creds {
@@ -760,168 +643,499 @@ struct Creds {
 }
 
 fn make_creds() -> Result<Creds, String> {
-    let make = |names: Vec<String>| -> Result<pb::TLSCreds, String> {
-        let certified = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
+    let make = |names: Vec<String>, common_name: Option<&str>| -> Result<pb::TLSCreds, String> {
+        let mut params = rcgen::CertificateParams::new(names).map_err(|e| e.to_string())?;
+        if let Some(common_name) = common_name {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, common_name);
+        }
+        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
         Ok(pb::TLSCreds {
-            cert: certified.cert.pem().into_bytes(),
-            key: certified.key_pair.serialize_pem().into_bytes(),
+            cert: cert.pem().into_bytes(),
+            key: key.serialize_pem().into_bytes(),
             ..Default::default()
         })
     };
     Ok(Creds {
-        server: make(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?,
-        client: make(vec!["conformance-client".to_owned()])?,
+        server: make(vec!["localhost".to_owned(), "127.0.0.1".to_owned()], None)?,
+        client: make(vec![CLIENT_CERT_NAME.to_owned()], Some(CLIENT_CERT_NAME))?,
     })
 }
 
-/// A server the runner started.
-enum Running {
+/// A server of ours the runner started.
+enum OurServer {
     /// Ours, under test.
     UnderTest(connect_tokio::ServerHandle),
     /// Ours in the reference server's role.
     Reference(crate::reference::ReferenceHandle),
 }
 
-/// Runs the suite; prints FAILED lines and returns the counts.
+/// The settings of a connect-es server. Like the reference server, it speaks one HTTP version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct NodeServerKind {
+    http2: bool,
+    tls: bool,
+    client_certs: bool,
+    receive_limit: bool,
+}
+
+impl NodeServerKind {
+    fn of(p: &Permutation) -> NodeServerKind {
+        NodeServerKind {
+            http2: p.request.http_version == pb::HTTPVersion::HTTP_VERSION_2,
+            tls: p.server.tls,
+            client_certs: p.server.client_certs,
+            receive_limit: p.server.receive_limit,
+        }
+    }
+}
+
+fn server_request(
+    tls: bool,
+    client_certs: bool,
+    receive_limit: bool,
+    creds: &Creds,
+) -> pb::ServerCompatRequest {
+    pb::ServerCompatRequest {
+        use_tls: tls,
+        server_creds: if tls {
+            MessageField::some(creds.server.clone())
+        } else {
+            MessageField::none()
+        },
+        client_tls_cert: if client_certs {
+            creds.client.cert.clone()
+        } else {
+            Vec::new()
+        },
+        message_receive_limit: if receive_limit {
+            MESSAGE_RECEIVE_LIMIT
+        } else {
+            0
+        },
+        ..Default::default()
+    }
+}
+
+/// The headers the official runner adds to calls to its reference server, which checks the call
+/// against them.
+fn add_reference_headers(request: &mut pb::ClientCompatRequest, name: &str, client_cert: bool) {
+    let number = |n: i32| n.to_string();
+    let mut add = |header: &str, value: String| {
+        request.request_headers.push(pb::Header {
+            name: header.to_owned(),
+            value: vec![value],
+            ..Default::default()
+        })
+    };
+    add("x-test-case-name", name.to_owned());
+    add(
+        "x-expect-http-version",
+        number(request.http_version.to_i32()),
+    );
+    let method = if request.use_get_http_method {
+        "GET"
+    } else {
+        "POST"
+    };
+    add("x-expect-http-method", method.to_owned());
+    add("x-expect-protocol", number(request.protocol.to_i32()));
+    add("x-expect-codec", number(request.codec.to_i32()));
+    add("x-expect-compression", number(request.compression.to_i32()));
+    add(
+        "x-expect-tls",
+        (!request.server_tls_cert.is_empty()).to_string(),
+    );
+    if client_cert {
+        add("x-expect-client-cert", CLIENT_CERT_NAME.to_owned());
+    }
+}
+
+/// One run of one permutation.
+struct Run {
+    p: Arc<Permutation>,
+    arrangement: Arrangement,
+    because: Option<&'static str>,
+}
+
+/// The result of a run.
+struct Outcome {
+    name: String,
+    arrangement: Arrangement,
+    errors: Vec<String>,
+}
+
+/// Where the calls of a run go.
+struct Targets {
+    ours: BTreeMap<ServerKind, pb::ServerCompatResponse>,
+    node: BTreeMap<NodeServerKind, pb::ServerCompatResponse>,
+    client_creds: pb::TLSCreds,
+}
+
+impl Targets {
+    /// The request of a run, addressed to its server.
+    fn request(&self, run: &Run) -> Result<pb::ClientCompatRequest, String> {
+        let p = &run.p;
+        let server = match run.arrangement {
+            Arrangement::NodeServer => self.node.get(&NodeServerKind::of(p)),
+            Arrangement::NodeClient => self.ours.get(&ServerKind {
+                reference: false,
+                ..p.server
+            }),
+            Arrangement::Ours => self.ours.get(&p.server),
+        }
+        .ok_or_else(|| format!("no server for {}", run.arrangement.tag()))?;
+        let mut request = p.request.clone();
+        request.test_name = p.name.clone();
+        request.host = server.host.clone();
+        request.port = server.port;
+        request.server_tls_cert = server.pem_cert.clone();
+        if p.server.client_certs {
+            request.client_tls_creds = MessageField::some(self.client_creds.clone());
+        }
+        if run.arrangement == Arrangement::NodeServer {
+            add_reference_headers(&mut request, &p.name, p.server.client_certs);
+        }
+        Ok(request)
+    }
+}
+
+async fn run_one(
+    run: &Run,
+    targets: &Targets,
+    transports: &Transports,
+    node_client: Option<&NodeClient>,
+    timeout: Duration,
+) -> Vec<String> {
+    let p = &run.p;
+    if let Some(reason) = &p.unsupported {
+        return vec![format!("not run: {reason}")];
+    }
+    let request = match targets.request(run) {
+        Ok(request) => request,
+        Err(e) => return vec![e],
+    };
+    let response = match (run.arrangement, node_client) {
+        (Arrangement::NodeClient, Some(node)) => {
+            match tokio::time::timeout(timeout, node.call(request)).await {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(e)) => Err(e),
+                Err(_) => {
+                    node.forget(&p.name);
+                    Err(format!("timed out after {timeout:?}"))
+                }
+            }
+        }
+        (Arrangement::NodeClient, None) => Err("the node client is not running".to_owned()),
+        _ => tokio::time::timeout(timeout, client::run(transports, request))
+            .await
+            .map_err(|_| format!("timed out after {timeout:?}")),
+    };
+    match response {
+        Err(e) => vec![e],
+        Ok(response) => match response.result {
+            Some(CompatResult::Response(result)) => compare(
+                &p.expected,
+                &result,
+                &p.other_codes,
+                Checks {
+                    unsent_requests: p.mode == TestMode::TEST_MODE_CLIENT
+                        && run.arrangement.our_client(),
+                },
+            ),
+            Some(CompatResult::Error(e)) => vec![format!("client error: {}", e.message)],
+            None => vec!["client returned no result".to_owned()],
+        },
+    }
+}
+
+/// Sets up the connect-es peers if asked to; `Ok(None)` (and the reason in `summary`) when
+/// they are not used.
+fn peers(options: &Options, summary: &mut Summary) -> Result<Option<NodePeers>, String> {
+    let Some(dir) = &options.node_dir else {
+        summary.peers_skipped = Some("disabled".to_owned());
+        return Ok(None);
+    };
+    match peer::setup(dir, &crate::shared_dir()) {
+        Ok(Ok(peers)) => Ok(Some(peers)),
+        Ok(Err(peer::Skipped(reason))) => {
+            println!("skipped third-party peers: {reason}");
+            summary.peers_skipped = Some(reason);
+            Ok(None)
+        }
+        Err(e) => Err(format!("setting up the third-party peers: {e}")),
+    }
+}
+
+/// Runs the suite; prints FAILED lines and the arrangement counts, and returns the counts.
 pub async fn run(options: Options) -> Result<Summary, String> {
     let config: pb::Config = load_yaml(&options.config)?;
     let suites = load_suites(&options.suites_dir)?;
-    let known: Vec<Pattern> = match &options.known_failing {
-        Some(path) => load_patterns(path)?,
-        None => Vec::new(),
+    let load = |path: &Option<PathBuf>| match path {
+        Some(path) => load_case_patterns(path),
+        None => Ok(Vec::new()),
     };
-    let flaky: Vec<Pattern> = match &options.known_flaky {
-        Some(path) => load_patterns(path)?,
-        None => Vec::new(),
-    };
-    let mut permutations = expand(&config, &suites, &options.protocols);
-    if !options.run.is_empty() {
-        permutations.retain(|p| options.run.iter().any(|pat| pat.matches(&p.name)));
+    let known = load(&options.known_failing)?;
+    let flaky = load(&options.known_flaky)?;
+    let permutations = expand(&config, &suites, &options.protocols);
+    let mut summary = Summary::default();
+    let peers = peers(&options, &mut summary)?;
+
+    let mut runs = Vec::new();
+    for p in permutations {
+        let p = Arc::new(p);
+        for (arrangement, because) in plan(&p, peers.is_some()) {
+            let selected = (options.run.is_empty()
+                || options
+                    .run
+                    .iter()
+                    .any(|pat| pat.matches(arrangement, &p.name)))
+                && (options.arrangements.is_empty() || options.arrangements.contains(&arrangement));
+            if selected {
+                runs.push(Run {
+                    p: p.clone(),
+                    arrangement,
+                    because,
+                });
+            }
+        }
     }
+    let cases: BTreeSet<&str> = runs.iter().map(|r| r.p.name.as_str()).collect();
     println!(
-        "{} test suites, {} test case permutations, {} known-failing patterns",
+        "{} test suites, {} test case permutations in {} runs, {} known-failing patterns",
         suites.len(),
-        permutations.len(),
+        cases.len(),
+        runs.len(),
         known.len()
     );
+
     let creds = make_creds()?;
-    let mut servers = BTreeMap::new();
-    for kind in permutations
+    let mut our_servers = Vec::new();
+    let mut targets = Targets {
+        ours: BTreeMap::new(),
+        node: BTreeMap::new(),
+        client_creds: creds.client.clone(),
+    };
+    let our_kinds: BTreeSet<ServerKind> = runs
         .iter()
-        .map(|p| p.server)
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        let request = pb::ServerCompatRequest {
-            use_tls: kind.tls,
-            server_creds: if kind.tls {
-                MessageField::some(creds.server.clone())
-            } else {
-                MessageField::none()
-            },
-            client_tls_cert: if kind.client_certs {
-                creds.client.cert.clone()
-            } else {
-                Vec::new()
-            },
-            message_receive_limit: if kind.receive_limit {
-                MESSAGE_RECEIVE_LIMIT
-            } else {
-                0
-            },
-            ..Default::default()
-        };
-        let started = if kind.reference {
+        .filter_map(|r| match r.arrangement {
+            Arrangement::Ours => Some(r.p.server),
+            Arrangement::NodeClient => Some(ServerKind {
+                reference: false,
+                ..r.p.server
+            }),
+            Arrangement::NodeServer => None,
+        })
+        .collect();
+    for kind in our_kinds {
+        let request = server_request(kind.tls, kind.client_certs, kind.receive_limit, &creds);
+        let (server, response) = if kind.reference {
             crate::reference::start(&request)
                 .await
-                .map(|(handle, response)| (Running::Reference(handle), response))
+                .map(|(handle, response)| (OurServer::Reference(handle), response))
         } else {
             crate::server::start(&request)
                 .await
-                .map(|(handle, response)| (Running::UnderTest(handle), response))
-        };
-        let (handle, response) = started.map_err(|e| format!("starting a server: {e}"))?;
-        servers.insert(kind, (handle, response));
+                .map(|(handle, response)| (OurServer::UnderTest(handle), response))
+        }
+        .map_err(|e| format!("starting a server: {e}"))?;
+        our_servers.push(server);
+        targets.ours.insert(kind, response);
     }
+    let mut node_servers = Vec::new();
+    let node_kinds: BTreeSet<NodeServerKind> = runs
+        .iter()
+        .filter(|r| r.arrangement == Arrangement::NodeServer)
+        .map(|r| NodeServerKind::of(&r.p))
+        .collect();
+    if let Some(peers) = &peers {
+        for kind in node_kinds {
+            let mut request =
+                server_request(kind.tls, kind.client_certs, kind.receive_limit, &creds);
+            request.http_version = if kind.http2 {
+                pb::HTTPVersion::HTTP_VERSION_2
+            } else {
+                pb::HTTPVersion::HTTP_VERSION_1
+            }
+            .into();
+            let peers = peers.clone();
+            let server = tokio::task::spawn_blocking(move || NodeServer::spawn(&peers, &request))
+                .await
+                .map_err(|e| format!("starting a node server: {e}"))??;
+            targets.node.insert(kind, server.response().clone());
+            node_servers.push(server);
+        }
+    }
+    let node_client = match &peers {
+        Some(peers)
+            if runs
+                .iter()
+                .any(|r| r.arrangement == Arrangement::NodeClient) =>
+        {
+            Some(Arc::new(NodeClient::spawn(peers)?))
+        }
+        _ => None,
+    };
 
+    let targets = Arc::new(targets);
     let transports = Transports::default();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.parallel.max(1)));
-    let mut tasks = Vec::new();
-    for mut p in permutations {
-        let (_, server) = &servers[&p.server];
-        p.request.host = server.host.clone();
-        p.request.port = server.port;
-        p.request.server_tls_cert = server.pem_cert.clone();
-        if p.server.client_certs {
-            p.request.client_tls_creds = MessageField::some(creds.client.clone());
+    let mut tasks = Vec::with_capacity(runs.len());
+    for run in runs {
+        *summary.per_arrangement.entry(run.arrangement).or_default() += 1;
+        if let Some(because) = run.because {
+            *summary.ours_because.entry(because.to_owned()).or_default() += 1;
         }
-        let (transports, semaphore) = (transports.clone(), semaphore.clone());
+        let (targets, transports, semaphore, node_client) = (
+            targets.clone(),
+            transports.clone(),
+            semaphore.clone(),
+            node_client.clone(),
+        );
         let timeout = options.case_timeout;
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            let errors = match &p.unsupported {
-                Some(reason) => vec![format!("not run: {reason}")],
-                None => {
-                    match tokio::time::timeout(timeout, client::run(&transports, p.request.clone()))
-                        .await
-                    {
-                        Err(_) => vec![format!("timed out after {timeout:?}")],
-                        Ok(response) => match response.result {
-                            Some(CompatResult::Response(result)) => compare(&p, &result),
-                            Some(CompatResult::Error(e)) => {
-                                vec![format!("client error: {}", e.message)]
-                            }
-                            None => vec!["client returned no result".to_owned()],
-                        },
-                    }
-                }
-            };
-            (p.name, errors)
+            let errors =
+                run_one(&run, &targets, &transports, node_client.as_deref(), timeout).await;
+            Outcome {
+                name: run.p.name.clone(),
+                arrangement: run.arrangement,
+                errors,
+            }
         }));
     }
-    let mut results = Vec::with_capacity(tasks.len());
+    let mut outcomes = Vec::with_capacity(tasks.len());
     for task in tasks {
-        results.push(task.await.map_err(|e| format!("case task: {e}"))?);
+        outcomes.push(task.await.map_err(|e| format!("case task: {e}"))?);
     }
-    results.sort();
-    let mut summary = Summary::default();
-    for (name, errors) in results {
-        let is_known = known.iter().any(|k| k.matches(&name));
-        if !errors.is_empty() && flaky.iter().any(|k| k.matches(&name)) {
+    if let Some(node_client) = &node_client {
+        node_client.close();
+    }
+
+    // What the connect-es servers found wrong with our client's calls. Problems seen at the start
+    // of a call are written before its response; give the readers a moment for the last ones.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut feedback: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for server in &node_servers {
+        for (name, problems) in server.feedback() {
+            feedback.entry(name).or_default().extend(problems);
+        }
+    }
+    for outcome in &mut outcomes {
+        if outcome.arrangement == Arrangement::NodeServer {
+            if let Some(problems) = feedback.remove(&outcome.name) {
+                outcome
+                    .errors
+                    .extend(problems.into_iter().map(|p| format!("node server: {p}")));
+            }
+        }
+    }
+    for (name, problems) in feedback {
+        outcomes.push(Outcome {
+            name,
+            arrangement: Arrangement::NodeServer,
+            errors: problems
+                .into_iter()
+                .map(|p| format!("node server, about a call of no run: {p}"))
+                .collect(),
+        });
+    }
+
+    outcomes.sort_by(|a, b| (&a.name, a.arrangement).cmp(&(&b.name, b.arrangement)));
+    for Outcome {
+        name,
+        arrangement,
+        errors,
+    } in outcomes
+    {
+        let tag = arrangement.tag();
+        let is_known = known.iter().any(|k| k.matches(arrangement, &name));
+        if !errors.is_empty() && flaky.iter().any(|k| k.matches(arrangement, &name)) {
             summary.passed += 1;
-            println!("FLAKY (allowed): {name}: {}", errors.join("; "));
+            println!("FLAKY (allowed): [{tag}] {name}: {}", errors.join("; "));
             continue;
         }
         match (errors.is_empty(), is_known) {
             (true, false) => {
                 summary.passed += 1;
                 if options.verbose {
-                    println!("PASSED: {name}");
+                    println!("PASSED: [{tag}] {name}");
                 }
             }
             (false, true) => {
                 summary.passed += 1;
                 summary.known_failing += 1;
                 if options.verbose {
-                    println!("KNOWN FAILING: {name}: {}", errors.join("; "));
+                    println!("KNOWN FAILING: [{tag}] {name}: {}", errors.join("; "));
                 }
             }
             (true, true) => {
                 summary.failed += 1;
-                println!("FAILED: {name}: passed, but is listed as known failing");
+                println!("FAILED: [{tag}] {name}: passed, but is listed as known failing");
             }
             (false, false) => {
                 summary.failed += 1;
-                println!("FAILED: {name}: {}", errors.join("; "));
+                println!("FAILED: [{tag}] {name}: {}", errors.join("; "));
             }
         }
     }
-    for (_, (handle, _)) in servers {
-        match handle {
-            Running::UnderTest(handle) => {
+    let mut logs = Vec::new();
+    if let Some(node_client) = &node_client {
+        logs.extend(
+            node_client
+                .log()
+                .into_iter()
+                .map(|l| format!("node client: {l}")),
+        );
+    }
+    for server in &node_servers {
+        logs.extend(
+            server
+                .log()
+                .into_iter()
+                .map(|l| format!("node server: {l}")),
+        );
+    }
+    for line in logs {
+        println!("{line}");
+    }
+    print_arrangements(&summary);
+
+    drop(node_client);
+    drop(node_servers);
+    for server in our_servers {
+        match server {
+            OurServer::UnderTest(handle) => {
                 let _ = tokio::time::timeout(Duration::from_secs(2), handle.shutdown()).await;
             }
-            Running::Reference(handle) => handle.shutdown(),
+            OurServer::Reference(handle) => handle.shutdown(),
         }
     }
     Ok(summary)
+}
+
+/// How many cases ran in each arrangement, and why cases ran with ours on both sides.
+fn print_arrangements(summary: &Summary) {
+    let count = |a: Arrangement| summary.per_arrangement.get(&a).copied().unwrap_or(0);
+    println!(
+        "third-party peer: {} runs ({} [{}] {}, {} [{}] {})",
+        count(Arrangement::NodeClient) + count(Arrangement::NodeServer),
+        count(Arrangement::NodeClient),
+        Arrangement::NodeClient.tag(),
+        Arrangement::NodeClient.describe(),
+        count(Arrangement::NodeServer),
+        Arrangement::NodeServer.tag(),
+        Arrangement::NodeServer.describe(),
+    );
+    println!(
+        "ours on both sides: {} runs [{}] {}",
+        count(Arrangement::Ours),
+        Arrangement::Ours.tag(),
+        Arrangement::Ours.describe()
+    );
+    for (why, n) in &summary.ours_because {
+        println!("  {n:>5}  {why}");
+    }
 }

@@ -1,10 +1,14 @@
-//! Our runner of the conformance suite: our client against our server over every configured
-//! protocol, codec, compression, HTTP version and TLS setting. Ends with "N passed, M failed".
+//! Our runner of the conformance suite over every configured protocol, codec, compression, HTTP
+//! version and TLS setting: the connect-es (Node) client against our server and our client against
+//! the connect-es server where they can, our client against our server for the rest (see
+//! `conformance/README.md`). Ends with "N passed, M failed".
 //!
 //! Options: `--config FILE` (default `conformance/config/all.yaml`), `--known-failing FILE`
 //! (default `conformance/known-failing.txt`), `--known-flaky FILE` (default
 //! `conformance/known-flaky.txt`), `--protocol connect|grpc|grpc-web` (repeatable),
-//! `--run PATTERN` (repeatable), `--parallel N`, `--timeout SECONDS`, `-v`.
+//! `--run PATTERN` (repeatable; `[node-client] PATTERN` for one arrangement),
+//! `--arrangement node-client|node-server|ours` (repeatable), `--no-node` (ours on both sides for
+//! everything), `--parallel N`, `--timeout SECONDS`, `-v`.
 
 #[cfg(conformance_protos)]
 fn main() -> std::process::ExitCode {
@@ -12,9 +16,9 @@ fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
     use std::time::Duration;
 
+    use conformance::arrangement::{Arrangement, CasePattern};
     use conformance::proto::connectrpc::conformance::v1 as pb;
     use conformance::runner::{run, Options};
-    use conformance::suite::Pattern;
 
     let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let suites_dir = conformance::shared_dir().join("conformance/testsuites");
@@ -32,6 +36,8 @@ fn main() -> std::process::ExitCode {
         known_flaky: Some(crate_dir.join("known-flaky.txt")),
         run: Vec::new(),
         protocols: Vec::new(),
+        arrangements: Vec::new(),
+        node_dir: Some(crate_dir.join("node")),
         parallel: 32,
         case_timeout: Duration::from_secs(20),
         verbose: false,
@@ -43,7 +49,21 @@ fn main() -> std::process::ExitCode {
             "--config" => options.config = value().into(),
             "--known-failing" => options.known_failing = Some(value().into()),
             "--known-flaky" => options.known_flaky = Some(value().into()),
-            "--run" => options.run.push(Pattern::new(&value())),
+            "--run" => match CasePattern::parse(&value()) {
+                Ok(pattern) => options.run.push(pattern),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            },
+            "--arrangement" => match Arrangement::from_tag(&value()) {
+                Some(arrangement) => options.arrangements.push(arrangement),
+                None => {
+                    eprintln!("--arrangement takes node-client, node-server or ours");
+                    return ExitCode::from(2);
+                }
+            },
+            "--no-node" => options.node_dir = None,
             "--parallel" => options.parallel = value().parse().unwrap_or(32),
             "--timeout" => {
                 options.case_timeout = Duration::from_secs(value().parse().unwrap_or(20))
