@@ -112,26 +112,7 @@ fn calls(c: &mut Criterion) {
                 || {
                     let (client, _) =
                         pair::client_request(&client_config, pair::ECHO, echo.clone());
-                    let response = response
-                        .iter()
-                        .map(|t| match t {
-                            connect_proto::ServerTransmit::Head(h) => {
-                                let mut head = http::Response::new(());
-                                *head.status_mut() = h.status();
-                                *head.headers_mut() = h.headers().clone();
-                                connect_proto::ServerTransmit::Head(head)
-                            }
-                            connect_proto::ServerTransmit::Data(d) => {
-                                connect_proto::ServerTransmit::Data(d.clone())
-                            }
-                            connect_proto::ServerTransmit::Trailers(t) => {
-                                connect_proto::ServerTransmit::Trailers(t.clone())
-                            }
-                            connect_proto::ServerTransmit::End => {
-                                connect_proto::ServerTransmit::End
-                            }
-                        })
-                        .collect();
+                    let response = response.iter().map(pair::copy_transmit).collect();
                     (client, response)
                 },
                 |(mut client, response)| pair::client_response(&mut client, response),

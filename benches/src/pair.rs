@@ -1,12 +1,11 @@
-//! The two call machines in memory, with no HTTP stack: what the micro-benchmarks and the allocation
-//! counter measure.
+//! The two call machines in memory, with no HTTP stack (`connect_proto::testing`): what the
+//! micro-benchmarks and the allocation counter measure.
 
 use bytes::Bytes;
+use connect_proto::testing;
 use connect_proto::{
-    CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit, Codec, Instant, MethodInfo,
-    Protocol, ServerCall, ServerConfig, ServerEvent, ServerTransmit, StreamType,
+    ClientCall, ClientConfig, Codec, MethodInfo, Protocol, ServerConfig, ServerTransmit, StreamType,
 };
-use http::HeaderMap;
 
 /// The unary echo method.
 pub const ECHO: MethodInfo = MethodInfo {
@@ -34,14 +33,7 @@ pub fn protocol_name(p: Protocol) -> &'static str {
     }
 }
 
-/// A request as the client machine emits it.
-#[derive(Debug)]
-pub struct CapturedRequest {
-    /// The head.
-    pub parts: http::request::Parts,
-    /// The body chunks.
-    pub body: Vec<Bytes>,
-}
+pub use connect_proto::testing::CapturedRequest;
 
 /// Runs a client machine for one request message and captures what it sends.
 pub fn client_request(
@@ -49,27 +41,7 @@ pub fn client_request(
     method: MethodInfo,
     payload: Bytes,
 ) -> (ClientCall, CapturedRequest) {
-    let base: http::Uri = http::Uri::from_static("http://127.0.0.1:8080");
-    let mut client = ClientCall::new(
-        config,
-        method,
-        &base,
-        CallOptions::default(),
-        Instant::now(),
-    );
-    client.send_message(payload).expect("send");
-    let mut head = None;
-    let mut body = Vec::new();
-    while let Some(t) = client.poll_transmit() {
-        match t {
-            ClientTransmit::Head(h) => head = Some(h),
-            ClientTransmit::Data(d) => body.push(d),
-            ClientTransmit::End => {}
-            ClientTransmit::Abort => panic!("client aborted"),
-        }
-    }
-    let (parts, ()) = head.expect("request head").into_parts();
-    (client, CapturedRequest { parts, body })
+    testing::capture_request(config, method, [payload])
 }
 
 /// Runs a server machine for a captured request; the handler echoes each message `copies` times.
@@ -80,48 +52,12 @@ pub fn serve(
     request: &CapturedRequest,
     copies: usize,
 ) -> Vec<ServerTransmit> {
-    let mut server = ServerCall::new(config, Some(method), &request.parts, Instant::now());
-    for d in &request.body {
-        server.recv_data(d.clone());
-    }
-    server.recv_end(None);
-    let mut out = Vec::new();
-    while let Some(event) = server.poll_event() {
-        if let ServerEvent::Message(m) = event {
-            for _ in 0..copies {
-                server.send_message(m.clone()).expect("send");
-                while let Some(t) = server.poll_transmit() {
-                    out.push(t);
-                }
-            }
-            server.finish(Ok(()), HeaderMap::new()).expect("finish");
-        }
-    }
-    while let Some(t) = server.poll_transmit() {
-        out.push(t);
-    }
-    out
+    testing::serve_echo(config, method, request, copies)
 }
 
 /// Feeds a server's output to the client machine; returns the number of messages received.
 pub fn client_response(client: &mut ClientCall, response: Vec<ServerTransmit>) -> usize {
-    let mut messages = 0;
-    for t in response {
-        match t {
-            ServerTransmit::Head(h) => client.recv_head(h),
-            ServerTransmit::Data(d) => client.recv_data(d),
-            ServerTransmit::Trailers(t) => client.recv_trailers(t),
-            ServerTransmit::End => client.recv_end(),
-        }
-        while let Some(event) = client.poll_event() {
-            match event {
-                ClientEvent::Message(_) => messages += 1,
-                ClientEvent::Finished { result, .. } => result.expect("call succeeded"),
-                ClientEvent::Headers(_) => {}
-            }
-        }
-    }
-    messages
+    testing::deliver_response(client, response)
 }
 
 /// One unary call through both machines; returns the response message count (1).
@@ -133,6 +69,23 @@ pub fn unary_round_trip(
     let (mut client, request) = client_request(client_config, ECHO, payload);
     let response = serve(server_config, ECHO, &request, 1);
     client_response(&mut client, response)
+}
+
+/// A copy of a canned server transmit (`ServerTransmit` is not `Clone`: heads are `http` types), so
+/// that one recorded response can be replayed to many clients.
+pub fn copy_transmit(transmit: &ServerTransmit) -> ServerTransmit {
+    match transmit {
+        ServerTransmit::Head(h) => {
+            let mut head = http::Response::new(());
+            *head.status_mut() = h.status();
+            *head.headers_mut() = h.headers().clone();
+            ServerTransmit::Head(head)
+        }
+        ServerTransmit::Data(d) => ServerTransmit::Data(d.clone()),
+        ServerTransmit::Trailers(t) => ServerTransmit::Trailers(t.clone()),
+        ServerTransmit::End => ServerTransmit::End,
+        ServerTransmit::Reset => ServerTransmit::Reset,
+    }
 }
 
 /// A client configuration for `protocol` with the proto codec.

@@ -24,6 +24,7 @@ use crate::compression::{CompressionRegistry, Compressor};
 use crate::envelope::{self, flags, Envelope, EnvelopeDecoder, PREFIX_LEN};
 use crate::metadata;
 use crate::protocol::{connect, grpc, grpc_web, headers as h};
+use crate::testing::{Pair, Replies, Script, Wire, METHODS};
 use crate::timeout;
 use crate::{
     CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit, Code, Codec, ContentType,
@@ -435,28 +436,6 @@ macro_rules! arbitrary_via_reader {
 /// At most this many operations per script, so one input stays fast.
 const MAX_OPS: usize = 200;
 
-const METHODS: [MethodInfo; 4] = [
-    MethodInfo {
-        path: "/fuzz.v1.Echo/Unary",
-        stream_type: StreamType::Unary,
-        no_side_effects: true,
-    },
-    MethodInfo {
-        path: "/fuzz.v1.Echo/ClientStream",
-        stream_type: StreamType::ClientStreaming,
-        no_side_effects: false,
-    },
-    MethodInfo {
-        path: "/fuzz.v1.Echo/ServerStream",
-        stream_type: StreamType::ServerStreaming,
-        no_side_effects: false,
-    },
-    MethodInfo {
-        path: "/fuzz.v1.Echo/BidiStream",
-        stream_type: StreamType::BidiStreaming,
-        no_side_effects: false,
-    },
-];
 const PROTOCOLS: [Protocol; 3] = [Protocol::Connect, Protocol::Grpc, Protocol::GrpcWeb];
 const CODECS: [Codec; 2] = [Codec::Proto, Codec::Json];
 /// `lz4` is a name nobody here supports.
@@ -472,10 +451,6 @@ const COMPRESSIONS: [Option<&str>; 7] = [
 
 fn pick<T: Copy>(u: &mut Reader<'_>, options: &[T]) -> T {
     options[usize::from(u.u8()) % options.len()]
-}
-
-fn lookup(path: &str) -> Option<MethodInfo> {
-    METHODS.into_iter().find(|m| m.path == path)
 }
 
 fn header_map(pairs: &[(Vec<u8>, Vec<u8>)]) -> HeaderMap {
@@ -575,6 +550,8 @@ pub enum ServerOp {
         Vec<(Vec<u8>, Vec<u8>)>,
         Vec<(Vec<u8>, Vec<u8>)>,
     ),
+    /// `cancel`.
+    Cancel,
 }
 
 impl ServerScript {
@@ -590,7 +567,7 @@ impl ServerScript {
             ops: Vec::new(),
         };
         while !u.is_empty() && script.ops.len() < MAX_OPS {
-            script.ops.push(match u.u8() % 8 {
+            script.ops.push(match u.u8() % 9 {
                 0 => ServerOp::Data(u.bytes()),
                 1 => ServerOp::Envelope(u.u8(), u.u8(), u.bytes()),
                 2 => ServerOp::End,
@@ -598,7 +575,8 @@ impl ServerScript {
                 4 => ServerOp::Advance(u.u16()),
                 5 => ServerOp::SendHeaders(u.headers()),
                 6 => ServerOp::SendMessage(u.bytes()),
-                _ => ServerOp::Finish(u.u32(), u.bytes(), u.headers(), u.headers()),
+                7 => ServerOp::Finish(u.u32(), u.bytes(), u.headers(), u.headers()),
+                _ => ServerOp::Cancel,
             });
         }
         script
@@ -647,6 +625,7 @@ impl ServerScript {
                     w.headers(details);
                     w.headers(trailers);
                 }
+                ServerOp::Cancel => w.u8(8),
             }
         }
         w.0
@@ -662,7 +641,7 @@ struct ServerWatch {
     head: bool,
     ended: bool,
     reset: bool,
-    /// `Aborted` was emitted or the application finished.
+    /// `Finished` was emitted.
     over: bool,
     input_closed: bool,
     messages: usize,
@@ -688,9 +667,13 @@ impl ServerWatch {
                     assert!(self.head, "end before the head");
                     self.ended = true;
                 }
+                ServerTransmit::Reset => self.reset = true,
             }
-            if self.ended {
-                assert!(call.is_done(), "response ended but the call is not done");
+            if self.ended || self.reset {
+                assert!(
+                    call.is_finished(),
+                    "response ended but the call is not finished"
+                );
             }
         }
         while let Some(e) = call.poll_event() {
@@ -709,9 +692,11 @@ impl ServerWatch {
                     assert!(!self.input_closed, "InputClosed twice");
                     self.input_closed = true;
                 }
-                ServerEvent::Aborted(status) => {
-                    assert!(!status.code().is_ok(), "aborted with ok");
-                    assert!(call.is_done());
+                ServerEvent::Finished(outcome) => {
+                    if let Err(status) = outcome {
+                        assert!(!status.code().is_ok(), "failed with ok");
+                    }
+                    assert!(call.is_finished());
                     self.over = true;
                 }
             }
@@ -724,7 +709,7 @@ pub fn server_call(script: ServerScript) {
     let start = Instant::now();
     let mut now = start;
     let method = METHODS.get(usize::from(script.method)).copied();
-    let path = method.map_or("/fuzz.v1.Echo/Missing", |m| m.path);
+    let path = method.map_or("/test.v1.Echo/Missing", |m| m.path);
     let mut uri = format!("http://fuzz{path}");
     if !script.query.is_empty() {
         uri.push('?');
@@ -772,12 +757,18 @@ pub fn server_call(script: ServerScript) {
             )),
             ServerOp::End => call.recv_end(None),
             ServerOp::Reset => {
-                let was_done = call.is_done();
-                call.recv_reset();
+                call.recv_reset(crate::Reset::H2(0x8));
                 watch.reset = true;
                 watch.drain(&mut call, max_recv);
-                assert!(call.is_done());
-                assert!(was_done || watch.over, "reset without a final status");
+                assert!(call.is_finished());
+                assert!(watch.over, "reset without a final status");
+            }
+            ServerOp::Cancel => {
+                let was_finished = call.is_finished();
+                call.cancel();
+                watch.drain(&mut call, max_recv);
+                assert!(call.is_finished() && watch.over);
+                assert!(was_finished || watch.reset, "cancel without a reset");
             }
             ServerOp::Advance(ms) => {
                 now += Duration::from_millis(u64::from(*ms));
@@ -785,7 +776,7 @@ pub fn server_call(script: ServerScript) {
                 call.handle_timeout(now);
                 watch.drain(&mut call, max_recv);
                 if deadline.is_some_and(|d| d <= now) {
-                    assert!(call.is_done(), "deadline passed but the call goes on");
+                    assert!(call.is_finished(), "deadline passed but the call goes on");
                 }
                 // A second, spurious timeout changes nothing.
                 call.handle_timeout(now);
@@ -807,30 +798,32 @@ pub fn server_call(script: ServerScript) {
                 }
             }
             ServerOp::Finish(code, message, details, trailers) => {
-                let was_done = call.is_done();
+                let was_finished = call.is_finished();
                 let _ = call.finish(outcome(*code, message, details), header_map(trailers));
-                assert!(call.is_done(), "finish left the call open");
+                assert!(call.is_finished(), "finish left the call open");
                 watch.drain(&mut call, max_recv);
-                if !was_done {
+                if !was_finished {
                     assert!(
                         watch.ended || watch.reset,
                         "finished without ending the response"
                     );
-                    watch.over = true;
+                    assert!(watch.over, "finished without a final event");
                 }
             }
         }
         watch.drain(&mut call, max_recv);
-        if call.is_done() {
-            assert!(call.poll_timeout().is_none(), "a done call wants a timer");
+        if call.is_finished() {
+            assert!(
+                call.poll_timeout().is_none(),
+                "a finished call wants a timer"
+            );
         }
     }
-    // The connection goes away: every call reaches its final status.
-    let was_done = call.is_done();
-    call.recv_reset();
+    // The connection goes away: every call reaches its final event.
+    call.recv_reset(crate::Reset::ConnectionLost);
     watch.reset = true;
     watch.drain(&mut call, max_recv);
-    assert!(was_done || watch.over);
+    assert!(watch.over);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -861,7 +854,8 @@ pub struct ClientScript {
 /// One application command or response input of a [`ClientScript`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClientOp {
-    /// `send_message`.
+    /// `send_message`, or for odd lengths `message_writer` (then dropped unsent when the first byte
+    /// is 0xff).
     SendMessage(Vec<u8>),
     /// `close_send`.
     CloseSend,
@@ -996,8 +990,8 @@ impl ClientWatch {
                     assert!(self.head && !self.ended, "end outside the request body");
                     self.ended = true;
                 }
-                ClientTransmit::Abort => {
-                    assert!(self.head, "abort before the head");
+                ClientTransmit::Reset => {
+                    assert!(self.head, "reset before the head");
                     self.aborted = true;
                 }
             }
@@ -1069,7 +1063,16 @@ pub fn client_call(script: ClientScript) {
         let mut transmitted = false;
         match op {
             ClientOp::SendMessage(d) => {
-                let _ = call.send_message(Bytes::copy_from_slice(d));
+                // Odd lengths are written in place; those starting with 0xff are then dropped unsent.
+                if d.len() % 2 == 1 {
+                    let mut writer = call.message_writer();
+                    writer.buffer().extend_from_slice(d);
+                    if d[0] != 0xff {
+                        let _ = writer.send();
+                    }
+                } else {
+                    let _ = call.send_message(Bytes::copy_from_slice(d));
+                }
             }
             ClientOp::CloseSend => {
                 let _ = call.close_send();
@@ -1087,9 +1090,15 @@ pub fn client_call(script: ClientScript) {
                 recv_compression.get(usize::from(*c)).copied(),
                 d,
             )),
-            ClientOp::Trailers(hs) => call.recv_trailers(header_map(hs)),
-            ClientOp::End => call.recv_end(),
-            ClientOp::Reset(code) => call.recv_reset((*code != u32::MAX).then_some(*code)),
+            ClientOp::Trailers(hs) => call.recv_end(Some(header_map(hs))),
+            ClientOp::End => call.recv_end(None),
+            ClientOp::Reset(code) => call.recv_reset(if *code == u32::MAX {
+                crate::Reset::ConnectionLost
+            } else if code & 0x8000_0000 != 0 {
+                crate::Reset::H3(u64::from(code & 0x7fff_ffff))
+            } else {
+                crate::Reset::H2(*code)
+            }),
             ClientOp::Advance(ms) => {
                 now += Duration::from_millis(u64::from(*ms));
                 let deadline = call.poll_timeout();
@@ -1118,7 +1127,7 @@ pub fn client_call(script: ClientScript) {
             );
         }
     }
-    call.recv_end();
+    call.recv_end(None);
     watch.drain(&mut call, method, max_recv);
     assert!(
         watch.finished.is_some(),
@@ -1306,133 +1315,47 @@ fn metadata_map(items: &[(u8, Vec<u8>)]) -> HeaderMap {
     map
 }
 
-/// What crossed the wire and what the server application did, in order.
-#[derive(Debug)]
-enum Wire {
-    RequestHead(http::request::Parts),
-    RequestData(Bytes),
-    RequestEnd,
-    ResponseHead(http::response::Parts),
-    ResponseData(Bytes),
-    ResponseTrailers(HeaderMap),
-    ResponseEnd,
-    AppHeaders(HeaderMap),
-    AppMessage(Bytes),
-    AppFinish(Result<(), Status>, HeaderMap),
-}
-
-fn rechunk(data: Bytes, sizes: &[u8]) -> Vec<Bytes> {
-    if sizes.is_empty() {
-        return vec![data];
-    }
-    let mut rest = data;
-    let mut out = Vec::new();
-    for &n in sizes.iter().cycle() {
-        if rest.is_empty() {
-            break;
-        }
-        out.push(rest.split_to(usize::from(n.max(1)).min(rest.len())));
-    }
-    out
-}
-
-/// Runs the exchange; returns the client's events and the trace.
+/// Runs the exchange on the in-memory pair; returns the client's events, the server's events and
+/// the trace.
 fn run_pair(script: &PairScript) -> (Vec<ClientEvent>, Vec<ServerEvent>, Vec<Wire>) {
-    let now = Instant::now();
-    let config = script.client_config();
-    let method = script.method();
     let server_config = ServerConfig {
         compress_min_bytes: usize::from(script.compress_min),
         ..ServerConfig::default()
     };
-    let base: http::Uri = "http://fuzz".parse().expect("uri");
-    let mut client = ClientCall::new(&config, method, &base, CallOptions::default(), now);
+    let mut pair = Pair::new(
+        &script.client_config(),
+        server_config,
+        script.method(),
+        CallOptions::default(),
+    );
+    pair.record = true;
+    pair.request_chunks = script.request_chunks.iter().map(|&n| n.into()).collect();
+    pair.response_chunks = script.response_chunks.iter().map(|&n| n.into()).collect();
+    pair.script = Script {
+        headers: metadata_map(&script.headers),
+        trailers: metadata_map(&script.trailers),
+        outcome: script.outcome(),
+        replies: Replies::Fixed(script.response_messages()),
+        hang: false,
+        in_place: false,
+    };
     for message in script.request_messages() {
-        client.send_message(message).expect("well-behaved client");
+        pair.client
+            .send_message(message)
+            .expect("well-behaved client");
     }
-    client.close_send().expect("well-behaved client");
-
-    let mut server: Option<ServerCall> = None;
-    let (mut client_events, mut server_events, mut trace) = (Vec::new(), Vec::new(), Vec::new());
-    loop {
-        let mut progress = false;
-        while let Some(t) = client.poll_transmit() {
-            progress = true;
-            match t {
-                ClientTransmit::Head(request) => {
-                    let (parts, ()) = request.into_parts();
-                    let method = lookup(parts.uri.path());
-                    server = Some(ServerCall::new(&server_config, method, &parts, now));
-                    trace.push(Wire::RequestHead(parts));
-                }
-                ClientTransmit::Data(data) => {
-                    for chunk in rechunk(data, &script.request_chunks) {
-                        trace.push(Wire::RequestData(chunk.clone()));
-                        server.as_mut().expect("head first").recv_data(chunk);
-                    }
-                }
-                ClientTransmit::End => {
-                    trace.push(Wire::RequestEnd);
-                    server.as_mut().expect("head first").recv_end(None);
-                }
-                ClientTransmit::Abort => panic!("the client aborted a well-behaved call"),
-            }
-        }
-        let Some(call) = server.as_mut() else {
-            panic!("the client sent no request head");
-        };
-        while let Some(event) = call.poll_event() {
-            progress = true;
-            if event == ServerEvent::InputClosed {
-                let headers = metadata_map(&script.headers);
-                if !headers.is_empty() {
-                    trace.push(Wire::AppHeaders(headers.clone()));
-                    call.send_headers(headers).expect("well-behaved server");
-                }
-                for message in script.response_messages() {
-                    trace.push(Wire::AppMessage(message.clone()));
-                    call.send_message(message).expect("well-behaved server");
-                }
-                let trailers = metadata_map(&script.trailers);
-                trace.push(Wire::AppFinish(script.outcome(), trailers.clone()));
-                call.finish(script.outcome(), trailers)
-                    .expect("well-behaved server");
-            }
-            server_events.push(event);
-        }
-        while let Some(t) = call.poll_transmit() {
-            progress = true;
-            match t {
-                ServerTransmit::Head(response) => {
-                    let (parts, ()) = response.into_parts();
-                    trace.push(Wire::ResponseHead(parts.clone()));
-                    client.recv_head(http::Response::from_parts(parts, ()));
-                }
-                ServerTransmit::Data(data) => {
-                    for chunk in rechunk(data, &script.response_chunks) {
-                        trace.push(Wire::ResponseData(chunk.clone()));
-                        client.recv_data(chunk);
-                    }
-                }
-                ServerTransmit::Trailers(trailers) => {
-                    trace.push(Wire::ResponseTrailers(trailers.clone()));
-                    client.recv_trailers(trailers);
-                }
-                ServerTransmit::End => {
-                    trace.push(Wire::ResponseEnd);
-                    client.recv_end();
-                }
-            }
-        }
-        while let Some(event) = client.poll_event() {
-            progress = true;
-            client_events.push(event);
-        }
-        if !progress {
-            break;
-        }
-    }
-    (client_events, server_events, trace)
+    pair.client.close_send().expect("well-behaved client");
+    while pair.step() {}
+    assert!(
+        !pair.observed.client_reset,
+        "the client reset a well-behaved call"
+    );
+    let observed = pair.observed;
+    (
+        observed.client_events,
+        observed.server_events,
+        observed.trace,
+    )
 }
 
 /// A client↔server exchange delivers what each application sent, whatever the chunking: the request
@@ -1444,11 +1367,18 @@ pub fn call_pair(script: PairScript) {
         .iter()
         .filter_map(|e| match e {
             ServerEvent::Message(m) => Some(m.clone()),
-            ServerEvent::Aborted(status) => panic!("the server aborted: {status:?}"),
+            ServerEvent::Finished(outcome) => {
+                assert_eq!(outcome, &script.outcome(), "the server's outcome");
+                None
+            }
             ServerEvent::InputClosed => None,
         })
         .collect();
     assert_eq!(requests, script.request_messages(), "request messages");
+    assert!(
+        matches!(server_events.last(), Some(ServerEvent::Finished(_))),
+        "the server's last event is Finished: {server_events:?}"
+    );
 
     let mut messages = Vec::new();
     let mut headers = HeaderMap::new();
@@ -1705,6 +1635,8 @@ fn add_trace_seeds(seeds: &mut Corpora, script: &PairScript, trace: &[Wire]) {
                 maps.push(t.clone());
             }
             Wire::ResponseEnd => client.ops.push(ClientOp::End),
+            // A well-behaved exchange has no resets.
+            Wire::RequestReset | Wire::ResponseReset => {}
         }
     }
     add("server_call", server.to_bytes());

@@ -20,12 +20,14 @@ pub mod protocol;
 #[cfg(feature = "rpc")]
 pub mod rpc;
 mod status;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod time;
 pub mod timeout;
 
 pub use call::{
-    CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit, MessageWriter, ServerCall,
-    ServerConfig, ServerEvent, ServerTransmit,
+    CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit, MessageWriter, Reset,
+    ServerCall, ServerConfig, ServerEvent, ServerTransmit,
 };
 pub use compression::{CompressionRegistry, Compressor};
 pub use protocol::{Codec, ContentType, MethodInfo, Protocol, StreamType};

@@ -23,7 +23,8 @@ fn run(
         method,
         CallOptions::default(),
     );
-    pair.chunking = chunking;
+    pair.request_chunks = chunking.clone();
+    pair.response_chunks = chunking;
     pair.script.headers = metadata(&[("x-h", "1")]);
     pair.script.trailers = metadata(&[("x-t", "2")]);
     if fail {

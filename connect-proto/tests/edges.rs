@@ -38,13 +38,26 @@ fn compress_min_bytes_leaves_small_messages_raw() {
     );
     call.send_message(Bytes::from(vec![b'a'; 10])).unwrap();
     call.send_message(Bytes::from(vec![b'a'; 1000])).unwrap();
-    let flags: Vec<u8> = std::iter::from_fn(|| call.poll_transmit())
+    // Small envelopes may share a chunk: walk the prefixes of the whole body.
+    let envelope_flags = |body: &[u8]| {
+        let mut flags = Vec::new();
+        let mut rest = body;
+        while rest.len() >= 5 {
+            flags.push(rest[0]);
+            let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+            rest = &rest[5 + len..];
+        }
+        assert!(rest.is_empty());
+        flags
+    };
+    let body: Vec<u8> = std::iter::from_fn(|| call.poll_transmit())
         .filter_map(|t| match t {
-            ClientTransmit::Data(d) if d.len() >= 5 => Some(d[0]),
+            ClientTransmit::Data(d) => Some(d.to_vec()),
             _ => None,
         })
+        .flatten()
         .collect();
-    assert_eq!(flags, [0, 1]);
+    assert_eq!(envelope_flags(&body), [0, 1]);
 
     // Server side: the same threshold for responses.
     let server = ServerConfig {
@@ -62,7 +75,6 @@ fn compress_min_bytes_leaves_small_messages_raw() {
     let mut call = ServerCall::new(&server, Some(SERVER_STREAM), &parts, Instant::now());
     call.send_message(Bytes::from(vec![b'a'; 10])).unwrap();
     call.send_message(Bytes::from(vec![b'a'; 1000])).unwrap();
-    // Small envelopes may share a chunk: walk the prefixes of the whole body.
     let mut body = Vec::new();
     while let Some(t) = call.poll_transmit() {
         match t {
@@ -71,15 +83,7 @@ fn compress_min_bytes_leaves_small_messages_raw() {
             _ => {}
         }
     }
-    let mut flags = Vec::new();
-    let mut rest = &body[..];
-    while rest.len() >= 5 {
-        flags.push(rest[0]);
-        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
-        rest = &rest[5 + len..];
-    }
-    assert!(rest.is_empty());
-    assert_eq!(flags, [0, 1]);
+    assert_eq!(envelope_flags(&body), [0, 1]);
 }
 
 #[test]
@@ -93,9 +97,9 @@ fn send_limits_fail_the_call_with_resource_exhausted() {
     call.send_message(Bytes::from_static(b"way too large"))
         .unwrap();
     assert!(
-        matches!(call.poll_event(), Some(ServerEvent::Aborted(s)) if s.code() == Code::RESOURCE_EXHAUSTED)
+        matches!(call.poll_event(), Some(ServerEvent::Finished(Err(s))) if s.code() == Code::RESOURCE_EXHAUSTED)
     );
-    assert!(call.is_done());
+    assert!(call.is_finished());
 
     let mut config = client_config(Protocol::Connect, Codec::Proto, None);
     config.max_send_message_size = 8;
@@ -159,7 +163,7 @@ fn messages_written_in_place_follow_the_send_rules() {
     writer.buffer().extend_from_slice(b"way too large");
     writer.send().unwrap();
     assert!(
-        matches!(call.poll_event(), Some(ServerEvent::Aborted(s)) if s.code() == Code::RESOURCE_EXHAUSTED)
+        matches!(call.poll_event(), Some(ServerEvent::Finished(Err(s))) if s.code() == Code::RESOURCE_EXHAUSTED)
     );
     assert!(!body(&mut call).windows(5).any(|w| w == b"large"));
 
@@ -205,7 +209,7 @@ fn client_refuses_decompression_bombs_and_oversized_messages() {
         ],
     ));
     call.recv_data(Bytes::from(bomb));
-    call.recv_end();
+    call.recv_end(None);
     assert_eq!(
         outcome(&mut call).1.unwrap_err().code(),
         Code::RESOURCE_EXHAUSTED
@@ -248,20 +252,20 @@ fn bodies_ending_inside_an_envelope() {
     let mut call = client_with(Protocol::Grpc, SERVER_STREAM);
     call.recv_head(response(200, &[("content-type", "application/grpc")]));
     call.recv_data(Bytes::from(truncated));
-    call.recv_trailers(HeaderMap::from_iter([(
+    call.recv_end(Some(HeaderMap::from_iter([(
         http::HeaderName::from_static("grpc-status"),
         "0".parse().unwrap(),
-    )]));
+    )])));
     assert_eq!(outcome(&mut call).1.unwrap_err().code(), Code::INTERNAL);
 }
 
 #[test]
 fn lost_connection_and_reset_codes() {
     let mut call = client_with(Protocol::Grpc, UNARY);
-    call.recv_reset(None);
+    call.recv_reset(connect_proto::Reset::ConnectionLost);
     assert_eq!(outcome(&mut call).1.unwrap_err().code(), Code::UNAVAILABLE);
     let mut call = client_with(Protocol::Grpc, UNARY);
-    call.recv_reset(Some(0xc));
+    call.recv_reset(connect_proto::Reset::H2(0xc));
     assert_eq!(
         outcome(&mut call).1.unwrap_err().code(),
         Code::PERMISSION_DENIED
@@ -283,7 +287,7 @@ fn grpc_web_trailer_frame_variants() {
         0x81,
         &gzip(b"grpc-status: 3\r\ngrpc-message: bad\r\nx-t: 1\r\n"),
     ));
-    call.recv_end();
+    call.recv_end(None);
     let (_, result, trailers) = outcome(&mut call);
     assert_eq!(
         result.unwrap_err(),
@@ -306,7 +310,7 @@ fn grpc_web_trailer_frame_variants() {
         &[("content-type", "application/grpc-web+proto")],
     ));
     call.recv_data(envelope(0x80, b"x-t: 1\r\n"));
-    call.recv_end();
+    call.recv_end(None);
     assert_eq!(outcome(&mut call).1.unwrap_err().code(), Code::UNKNOWN);
     // Neither trailers nor a status at all.
     let mut call = client_with(Protocol::GrpcWeb, SERVER_STREAM);
@@ -315,7 +319,7 @@ fn grpc_web_trailer_frame_variants() {
         &[("content-type", "application/grpc-web+proto")],
     ));
     call.recv_data(envelope(0, b"m"));
-    call.recv_end();
+    call.recv_end(None);
     assert_eq!(outcome(&mut call).1.unwrap_err().code(), Code::INTERNAL);
     // Text responses are refused with a clear message.
     let mut call = client_with(Protocol::GrpcWeb, SERVER_STREAM);
@@ -355,7 +359,7 @@ fn grpc_response_head_advertises_encodings_and_trailers_only_needs_no_content_ty
 
     let mut call = client_with(Protocol::Grpc, UNARY);
     call.recv_head(response(200, &[("grpc-status", "5")]));
-    call.recv_end();
+    call.recv_end(None);
     assert_eq!(outcome(&mut call).1.unwrap_err().code(), Code::NOT_FOUND);
 }
 
@@ -377,7 +381,7 @@ fn connect_response_side_checks() {
     call.recv_data(Bytes::from(gzip(
         br#"{"code":"not_found","message":"gone"}"#,
     )));
-    call.recv_end();
+    call.recv_end(None);
     assert_eq!(
         outcome(&mut call).1.unwrap_err(),
         Status::new(Code::NOT_FOUND, "gone")
@@ -392,7 +396,7 @@ fn connect_response_side_checks() {
     // 431 is `unknown` in every protocol (the conformance suite; grpc-java alone says `internal`).
     let mut call = client_with(Protocol::Connect, UNARY);
     call.recv_head(response(431, &[]));
-    call.recv_end();
+    call.recv_end(None);
     assert_eq!(outcome(&mut call).1.unwrap_err().code(), Code::UNKNOWN);
     for protocol in [Protocol::Grpc, Protocol::GrpcWeb] {
         let mut call = client_with(protocol, UNARY);
@@ -448,7 +452,7 @@ fn connect_request_side_checks() {
     );
     let mut call = ServerCall::new(&strict, Some(CLIENT_STREAM), &parts, Instant::now());
     assert!(
-        matches!(call.poll_event(), Some(ServerEvent::Aborted(s)) if s.code() == Code::INVALID_ARGUMENT)
+        matches!(call.poll_event(), Some(ServerEvent::Finished(Err(s))) if s.code() == Code::INVALID_ARGUMENT)
     );
 }
 
@@ -497,7 +501,7 @@ fn connect_get_error_branches() {
     );
     let mut call = ServerCall::new(&limited, Some(UNARY), &parts, Instant::now());
     assert!(
-        matches!(call.poll_event(), Some(ServerEvent::Aborted(s)) if s.code() == Code::RESOURCE_EXHAUSTED)
+        matches!(call.poll_event(), Some(ServerEvent::Finished(Err(s))) if s.code() == Code::RESOURCE_EXHAUSTED)
     );
 }
 
@@ -533,7 +537,7 @@ fn expired_and_unrepresentable_timeouts() {
     );
     let mut call = ServerCall::new(&server_config(), Some(UNARY), &parts, now);
     assert!(
-        matches!(call.poll_event(), Some(ServerEvent::Aborted(s)) if s.code() == Code::DEADLINE_EXCEEDED)
+        matches!(call.poll_event(), Some(ServerEvent::Finished(Err(s))) if s.code() == Code::DEADLINE_EXCEEDED)
     );
     let parts = request(
         "POST",
@@ -544,7 +548,7 @@ fn expired_and_unrepresentable_timeouts() {
         ],
     );
     let call = ServerCall::new(&server_config(), Some(UNARY), &parts, now);
-    assert!(!call.is_done());
+    assert!(!call.is_finished());
     // A spurious timeout on the server is a no-op.
     let parts = request(
         "POST",
@@ -556,7 +560,7 @@ fn expired_and_unrepresentable_timeouts() {
     assert!(call.poll_event().is_none() && call.poll_transmit().is_none());
     call.handle_timeout(now + Duration::from_secs(1));
     assert!(
-        matches!(call.poll_event(), Some(ServerEvent::Aborted(s)) if s.code() == Code::DEADLINE_EXCEEDED)
+        matches!(call.poll_event(), Some(ServerEvent::Finished(Err(s))) if s.code() == Code::DEADLINE_EXCEEDED)
     );
 }
 
@@ -566,7 +570,7 @@ fn finishing_a_unary_call_without_a_message_is_a_usage_error() {
     let mut call = ServerCall::new(&server_config(), Some(UNARY), &parts, Instant::now());
     assert!(call.finish(Ok(()), HeaderMap::new()).is_err());
     assert!(
-        matches!(call.poll_event(), Some(ServerEvent::Aborted(s)) if s.code() == Code::INTERNAL)
+        matches!(call.poll_event(), Some(ServerEvent::Finished(Err(s))) if s.code() == Code::INTERNAL)
     );
     // Sending after finish is ignored, not a panic.
     assert!(call.send_message(Bytes::new()).is_ok());

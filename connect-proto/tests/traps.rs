@@ -39,7 +39,7 @@ fn trap01_client_rejects_empty_error_object_and_uses_http_status() {
         let mut call = client_with(Protocol::Connect, UNARY);
         call.recv_head(response(503, &[("content-type", "application/json")]));
         call.recv_data(Bytes::copy_from_slice(body));
-        call.recv_end();
+        call.recv_end(None);
         let (_, result, _) = outcome(&mut call);
         assert_eq!(
             result.unwrap_err().code(),
@@ -57,7 +57,7 @@ fn trap01_client_rejects_empty_error_object_and_uses_http_status() {
         let mut call = client_with(Protocol::Connect, UNARY);
         call.recv_head(response(429, &[("content-type", "application/json")]));
         call.recv_data(Bytes::copy_from_slice(body));
-        call.recv_end();
+        call.recv_end(None);
         let (_, result, _) = outcome(&mut call);
         assert_eq!(result.unwrap_err(), Status::new(Code::UNAVAILABLE, "oops"));
     }
@@ -76,7 +76,7 @@ fn trap03_http_status_without_error_body() {
             let mut call = client_with(protocol, UNARY);
             call.recv_head(response(http, &[("content-type", "text/html")]));
             call.recv_data(Bytes::from_static(b"<html>oops</html>"));
-            call.recv_end();
+            call.recv_end(None);
             let (_, result, _) = outcome(&mut call);
             assert_eq!(result.unwrap_err().code(), code, "{protocol:?} {http}");
         }
@@ -91,7 +91,7 @@ fn trap04_connect_stream_must_end_with_end_stream() {
         &[("content-type", "application/connect+proto")],
     ));
     call.recv_data(envelope(0, b"m1"));
-    call.recv_end();
+    call.recv_end(None);
     let (messages, result, _) = outcome(&mut call);
     assert_eq!(messages, vec![Bytes::from_static(b"m1")]);
     assert_eq!(result.unwrap_err().code(), Code::INTERNAL);
@@ -106,7 +106,7 @@ fn trap04_connect_end_stream_not_last_is_an_error() {
     ));
     call.recv_data(envelope(2, b"{}"));
     call.recv_data(envelope(0, b"late"));
-    call.recv_end();
+    call.recv_end(None);
     let (messages, result, _) = outcome(&mut call);
     assert!(messages.is_empty());
     assert_eq!(result.unwrap_err().code(), Code::INTERNAL);
@@ -124,7 +124,7 @@ fn trap04_connect_compressed_end_stream() {
     ));
     let end = br#"{"error":{"code":"aborted","message":"no"},"metadata":{"x-t":["1"]}}"#;
     call.recv_data(envelope(3, &gzip(end)));
-    call.recv_end();
+    call.recv_end(None);
     let (_, result, trailers) = outcome(&mut call);
     assert_eq!(result.unwrap_err(), Status::new(Code::ABORTED, "no"));
     assert_eq!(trailers["x-t"], "1");
@@ -158,7 +158,7 @@ fn trap05_connect_unary_trailer_prefix_stripped() {
         ],
     ));
     call.recv_data(Bytes::from_static(b"resp"));
-    call.recv_end();
+    call.recv_end(None);
     let (messages, result, trailers) = outcome(&mut call);
     assert_eq!(messages, vec![Bytes::from_static(b"resp")]);
     assert_eq!(result, Ok(()));
@@ -319,7 +319,7 @@ fn trap10_and_26_unsupported_request_encoding_answered_from_headers_alone() {
         );
         assert!(matches!(call.poll_transmit(), Some(ServerTransmit::End)));
         assert!(
-            matches!(call.poll_event(), Some(ServerEvent::Aborted(s)) if s.code() == Code::UNIMPLEMENTED)
+            matches!(call.poll_event(), Some(ServerEvent::Finished(Err(s))) if s.code() == Code::UNIMPLEMENTED)
         );
     }
     let parts = request(
@@ -358,7 +358,7 @@ fn trap11_compressed_flag_with_identity_is_an_error_both_ways() {
     let mut call = client_with(Protocol::Grpc, UNARY);
     call.recv_head(response(200, &[("content-type", "application/grpc")]));
     call.recv_data(envelope(1, b"whatever"));
-    call.recv_trailers(HeaderMap::new());
+    call.recv_end(Some(HeaderMap::new()));
     let (_, result, _) = outcome(&mut call);
     assert_eq!(result.unwrap_err().code(), Code::INTERNAL);
 }
@@ -445,7 +445,7 @@ fn trap12_client_deadline_is_deadline_exceeded_not_canceled() {
     call.handle_timeout(now + Duration::from_millis(50));
     let (_, result, _) = outcome(&mut call);
     assert_eq!(result.unwrap_err().code(), Code::DEADLINE_EXCEEDED);
-    assert!(matches!(call.poll_transmit(), Some(ClientTransmit::Abort)));
+    assert!(matches!(call.poll_transmit(), Some(ClientTransmit::Reset)));
 }
 
 #[test]
@@ -470,7 +470,7 @@ fn trap13_trailers_win_over_status_in_headers() {
     ));
     let mut t = HeaderMap::new();
     t.insert("grpc-status", "9".parse().unwrap());
-    call.recv_trailers(t);
+    call.recv_end(Some(t));
     let (_, result, _) = outcome(&mut call);
     assert_eq!(result.unwrap_err().code(), Code::FAILED_PRECONDITION);
 }
@@ -483,7 +483,7 @@ fn trap13_body_after_status_in_headers_needs_real_trailers() {
         &[("content-type", "application/grpc"), ("grpc-status", "9")],
     ));
     call.recv_data(envelope(0, b"m"));
-    call.recv_end();
+    call.recv_end(None);
     let (_, result, _) = outcome(&mut call);
     assert_eq!(result.unwrap_err().code(), Code::INTERNAL);
 }
@@ -500,7 +500,7 @@ fn trap13_trailers_only_response_is_understood() {
             ("x-md", "v"),
         ],
     ));
-    call.recv_end();
+    call.recv_end(None);
     let (_, result, trailers) = outcome(&mut call);
     assert_eq!(
         result.unwrap_err(),
@@ -514,7 +514,7 @@ fn trap14_missing_grpc_status_is_never_success() {
     let mut call = client_with(Protocol::Grpc, UNARY);
     call.recv_head(response(200, &[("content-type", "application/grpc")]));
     call.recv_data(envelope(0, b"m"));
-    call.recv_end();
+    call.recv_end(None);
     let (_, result, _) = outcome(&mut call);
     assert_eq!(result.unwrap_err().code(), Code::INTERNAL);
 
@@ -523,7 +523,7 @@ fn trap14_missing_grpc_status_is_never_success() {
     call.recv_data(envelope(0, b"m"));
     let mut t = HeaderMap::new();
     t.insert("grpc-message", "error".parse().unwrap());
-    call.recv_trailers(t);
+    call.recv_end(Some(t));
     let (_, result, _) = outcome(&mut call);
     assert_eq!(result.unwrap_err().code(), Code::UNKNOWN);
 }
@@ -608,7 +608,7 @@ fn trap19_send_te_trailers_and_map_reset_codes() {
         (0x2, Code::INTERNAL),
     ] {
         let mut call = client_with(Protocol::Grpc, BIDI_STREAM);
-        call.recv_reset(Some(reason));
+        call.recv_reset(connect_proto::Reset::H2(reason));
         assert_eq!(outcome(&mut call).1.unwrap_err().code(), code);
     }
 }
@@ -631,7 +631,7 @@ fn trap20_trailer_flag_only_on_grpc_web() {
         0x80,
         b"Grpc-Status: 0\r\nX-Dup: a\r\nx-dup: b\r\n",
     ));
-    call.recv_end();
+    call.recv_end(None);
     let (messages, result, trailers) = outcome(&mut call);
     assert_eq!(messages.len(), 1);
     assert_eq!(result, Ok(()));
@@ -654,7 +654,7 @@ fn trap21_grpc_web_trailers_only_with_empty_trailer_frame() {
         ],
     ));
     call.recv_data(envelope(0x80, b""));
-    call.recv_end();
+    call.recv_end(None);
     let (_, result, _) = outcome(&mut call);
     assert_eq!(result.unwrap_err(), Status::new(Code::NOT_FOUND, "nf"));
 }
@@ -733,10 +733,10 @@ fn unary_cardinality_violations_are_unimplemented() {
 
     let mut call = client_with(Protocol::Grpc, CLIENT_STREAM);
     call.recv_head(response(200, &[("content-type", "application/grpc")]));
-    call.recv_trailers(HeaderMap::from_iter([(
+    call.recv_end(Some(HeaderMap::from_iter([(
         http::HeaderName::from_static("grpc-status"),
         "0".parse().unwrap(),
-    )]));
+    )])));
     assert_eq!(
         outcome(&mut call).1.unwrap_err().code(),
         Code::UNIMPLEMENTED
@@ -794,7 +794,7 @@ fn trap27_one_message_requests_are_complete_only_at_the_end_of_the_body() {
         call.recv_end(None);
         assert!(answer(&mut call).is_empty());
         match events.as_slice() {
-            [ServerEvent::Aborted(status)] => {
+            [ServerEvent::Finished(Err(status))] => {
                 assert_eq!(status.code(), Code::UNIMPLEMENTED, "{content_type}");
                 assert!(status.message().contains("second"), "{status:?}");
             }
@@ -808,7 +808,7 @@ fn trap27_one_message_requests_are_complete_only_at_the_end_of_the_body() {
             ServerTransmit::Head(h) => h.headers().get("grpc-status").is_some_and(|v| v == "12"),
             ServerTransmit::Trailers(t) => t.get("grpc-status").is_some_and(|v| v == "12"),
             ServerTransmit::Data(d) => d.windows(13).any(|w| w == b"unimplemented"),
-            ServerTransmit::End => false,
+            ServerTransmit::End | ServerTransmit::Reset => false,
         });
         assert!(status_sent, "{content_type}: {wire:?}");
     }
@@ -901,10 +901,10 @@ fn oversized_messages_are_resource_exhausted_before_buffering() {
 fn events_stop_after_the_final_status() {
     let mut call = client_with(Protocol::Grpc, SERVER_STREAM);
     call.recv_head(response(200, &[("content-type", "application/grpc")]));
-    call.recv_reset(Some(8));
+    call.recv_reset(connect_proto::Reset::H2(8));
     let _ = outcome(&mut call);
     call.recv_data(envelope(0, b"late"));
-    call.recv_trailers(HeaderMap::new());
+    call.recv_end(Some(HeaderMap::new()));
     call.handle_timeout(Instant::now() + Duration::from_secs(100));
     call.cancel();
     assert!(call.poll_event().is_none());
@@ -958,9 +958,9 @@ fn message_limit_applies_to_the_uncompressed_size() {
     let mut over = noise.clone();
     over.push(0);
     assert!(
-        matches!(&run_with(0, &over, "identity")[0], ServerEvent::Aborted(s) if s.code() == Code::RESOURCE_EXHAUSTED)
+        matches!(&run_with(0, &over, "identity")[0], ServerEvent::Finished(Err(s)) if s.code() == Code::RESOURCE_EXHAUSTED)
     );
     assert!(
-        matches!(&run_with(1, &gzip(&over), "gzip")[0], ServerEvent::Aborted(s) if s.code() == Code::RESOURCE_EXHAUSTED)
+        matches!(&run_with(1, &gzip(&over), "gzip")[0], ServerEvent::Finished(Err(s)) if s.code() == Code::RESOURCE_EXHAUSTED)
     );
 }

@@ -78,44 +78,13 @@ fn main() {
         let response_template = pair::serve(&server_config, pair::ECHO, &request, 1);
         let client = per_call(|| {
             let (mut client, _) = pair::client_request(&client_config, pair::ECHO, echo.clone());
-            let response = response_template
-                .iter()
-                .map(|t| match t {
-                    connect_proto::ServerTransmit::Head(h) => {
-                        let mut head = http::Response::new(());
-                        *head.headers_mut() = h.headers().clone();
-                        connect_proto::ServerTransmit::Head(head)
-                    }
-                    connect_proto::ServerTransmit::Data(d) => {
-                        connect_proto::ServerTransmit::Data(d.clone())
-                    }
-                    connect_proto::ServerTransmit::Trailers(t) => {
-                        connect_proto::ServerTransmit::Trailers(t.clone())
-                    }
-                    connect_proto::ServerTransmit::End => connect_proto::ServerTransmit::End,
-                })
-                .collect();
+            let response = response_template.iter().map(pair::copy_transmit).collect();
             pair::client_response(&mut client, response);
         });
         // The copy of the canned response above is the harness's, not the client's: subtract it.
         let copy = per_call(|| {
-            let v: Vec<connect_proto::ServerTransmit> = response_template
-                .iter()
-                .map(|t| match t {
-                    connect_proto::ServerTransmit::Head(h) => {
-                        let mut head = http::Response::new(());
-                        *head.headers_mut() = h.headers().clone();
-                        connect_proto::ServerTransmit::Head(head)
-                    }
-                    connect_proto::ServerTransmit::Data(d) => {
-                        connect_proto::ServerTransmit::Data(d.clone())
-                    }
-                    connect_proto::ServerTransmit::Trailers(t) => {
-                        connect_proto::ServerTransmit::Trailers(t.clone())
-                    }
-                    connect_proto::ServerTransmit::End => connect_proto::ServerTransmit::End,
-                })
-                .collect();
+            let v: Vec<connect_proto::ServerTransmit> =
+                response_template.iter().map(pair::copy_transmit).collect();
             std::hint::black_box(v);
         });
         let server = per_call(|| {

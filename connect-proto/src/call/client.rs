@@ -4,12 +4,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::{
-    check_raw_size, compress, decompress, header_str, message_flag, push_envelope, wire_limit,
-    BodyCollector,
+    check_raw_size, compress, decompress, header_str, message_flag, wire_limit, BodyCollector,
+    MessageWriter, Outbox, Outgoing, Reset, WriterTarget,
 };
 use crate::compression::{CompressionRegistry, Compressor};
 use crate::envelope::{flags, Envelope, EnvelopeDecoder, TooLarge};
@@ -83,8 +83,9 @@ pub enum ClientTransmit {
     Data(Bytes),
     /// The request body is complete.
     End,
-    /// Abort the HTTP request (RST_STREAM / AbortController): the call was cancelled or failed locally.
-    Abort,
+    /// Abort the HTTP request (HTTP/2 RST_STREAM CANCEL, HTTP/3 RESET_STREAM, `AbortController`, or a
+    /// closed HTTP/1.1 connection): the call was cancelled or failed locally. Nothing follows.
+    Reset,
 }
 
 /// What the client call tells the application.
@@ -103,20 +104,57 @@ pub enum ClientEvent {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a client call is in its life. The request (sent) and the response (received) move on
+/// independently until the outcome is known:
+///
+/// ```text
+///   Open { send: Idle,   recv: AwaitingHead }   (Connect unary: the head waits for the message)
+///          │ head queued
+///          ▼
+///   Open { send: Open,   … } ── close_send / one-message request sent ──► send: Closed
+///   Open { …, recv: AwaitingHead } ── recv_head ──► recv: Body ── end-of-stream message ──► recv: Ended
+///          │ recv_end / recv_reset / deadline / cancel / protocol error
+///          ▼
+///   Closed   (Finished emitted; only queued transmits remain)
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Open { send: Send, recv: Recv },
+    Closed,
+}
+
+/// The request side of an open call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Send {
+    /// No request head queued yet (a Connect unary request's head depends on its message).
+    Idle,
+    /// The head is queued; request messages may follow.
+    Open,
+    /// The request body is complete.
+    Closed,
+}
+
+/// The response side of an open call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Recv {
+    /// No response head yet.
     AwaitingHead,
-    Body,
+    /// Reading the body; `data` once any body byte arrived.
+    Body { data: bool },
+    /// The in-body end of the stream arrived (Connect EndStream, gRPC-Web trailers frame): only the
+    /// end of the HTTP body may follow.
+    Ended,
 }
 
 /// The client side of one RPC as a pure state machine.
 ///
 /// # Driving it
 ///
-/// * **Commands** from the application: [`send_message`](Self::send_message),
-///   [`close_send`](Self::close_send), [`cancel`](Self::cancel).
+/// * **Commands** from the application: [`send_message`](Self::send_message) (or
+///   [`message_writer`](Self::message_writer) to serialize in place), [`close_send`](Self::close_send),
+///   [`cancel`](Self::cancel).
 /// * **Inputs** from the HTTP stack: [`recv_head`](Self::recv_head), [`recv_data`](Self::recv_data),
-///   [`recv_trailers`](Self::recv_trailers) or [`recv_end`](Self::recv_end), [`recv_reset`](Self::recv_reset),
+///   [`recv_end`](Self::recv_end) (with the HTTP trailers, if any), [`recv_reset`](Self::recv_reset),
 ///   and [`handle_timeout`](Self::handle_timeout) once the instant from [`poll_timeout`](Self::poll_timeout)
 ///   has passed.
 /// * **Outputs**: [`poll_transmit`](Self::poll_transmit) (request head, body chunks, end, abort),
@@ -127,6 +165,7 @@ enum Recv {
 /// re-arm the timer. [`ClientEvent::Finished`] is always the last event; after it the call ignores input.
 /// The request head is queued by [`new`](Self::new), except for Connect unary calls, whose head depends
 /// on the message (GET query, `Content-Encoding`) and is queued by `send_message`.
+/// [`ServerCall`](crate::ServerCall) is driven the same way.
 ///
 /// ```no_run
 /// use connect_proto::{CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit, Codec, Instant,
@@ -151,7 +190,7 @@ enum Recv {
 ///     }
 ///     match next_response_part() {
 ///         Some(chunk) => call.recv_data(chunk),
-///         None => call.recv_end(),
+///         None => call.recv_end(None),
 ///     }
 ///     call.handle_timeout(Instant::now());
 /// }
@@ -171,10 +210,8 @@ pub struct ClientCall {
     max_recv: usize,
     max_send: usize,
     use_get: bool,
-    head_queued: bool,
-    send_closed: bool,
+    state: State,
     messages_sent: u32,
-    recv: Recv,
     http_status: StatusCode,
     recv_compression: Option<Arc<dyn Compressor>>,
     decoder: EnvelopeDecoder,
@@ -186,10 +223,7 @@ pub struct ClientCall {
     unary_trailers: HeaderMap,
     /// The end of the response stream seen in the body: Connect EndStream or the gRPC-Web trailers frame.
     body_end: Option<(Result<(), Status>, HeaderMap)>,
-    body_end_seen: bool,
-    saw_body: bool,
-    finished: bool,
-    transmits: VecDeque<ClientTransmit>,
+    out: Outbox<ClientTransmit>,
     events: VecDeque<ClientEvent>,
 }
 
@@ -223,10 +257,11 @@ impl ClientCall {
             max_recv,
             max_send: config.max_send_message_size,
             use_get: config.use_get,
-            head_queued: false,
-            send_closed: false,
+            state: State::Open {
+                send: Send::Idle,
+                recv: Recv::AwaitingHead,
+            },
             messages_sent: 0,
-            recv: Recv::AwaitingHead,
             http_status: StatusCode::OK,
             recv_compression: None,
             decoder: EnvelopeDecoder::new(wire_limit(max_recv)),
@@ -235,10 +270,7 @@ impl ClientCall {
             head_status: None,
             unary_trailers: HeaderMap::new(),
             body_end: None,
-            body_end_seen: false,
-            saw_body: false,
-            finished: false,
-            transmits: VecDeque::new(),
+            out: Outbox::new(ClientTransmit::Data, method.stream_type.client_streams()),
             events: VecDeque::new(),
         };
         if !call.connect_unary() {
@@ -249,6 +281,32 @@ impl ClientCall {
 
     fn connect_unary(&self) -> bool {
         self.protocol == Protocol::Connect && self.method.stream_type == StreamType::Unary
+    }
+
+    fn send_state(&self) -> Option<Send> {
+        match self.state {
+            State::Open { send, .. } => Some(send),
+            State::Closed => None,
+        }
+    }
+
+    fn recv_state(&self) -> Option<Recv> {
+        match self.state {
+            State::Open { recv, .. } => Some(recv),
+            State::Closed => None,
+        }
+    }
+
+    fn set_send(&mut self, to: Send) {
+        if let State::Open { recv, .. } = self.state {
+            self.state = State::Open { send: to, recv };
+        }
+    }
+
+    fn set_recv(&mut self, to: Recv) {
+        if let State::Open { send, .. } = self.state {
+            self.state = State::Open { send, recv: to };
+        }
     }
 
     fn queue_head(&mut self, query: Option<String>, unary_compressed: bool) {
@@ -338,82 +396,118 @@ impl ClientCall {
                 }
             }
         }
-        self.head_queued = true;
-        self.transmits.push_back(ClientTransmit::Head(head));
+        self.set_send(Send::Open);
+        self.out.push(ClientTransmit::Head(head));
     }
 
     /// Command: one request message payload (serialized; the call compresses and frames it). For calls
     /// whose request is a single message the request body ends after it. Ignored once the call finished.
     pub fn send_message(&mut self, payload: Bytes) -> Result<(), UsageError> {
-        if self.finished {
-            return Ok(());
+        if self.admit_message(payload.len())? {
+            self.queue_message(Outgoing::Payload(payload));
         }
-        if self.send_closed {
+        Ok(())
+    }
+
+    /// Command, in two steps: a request message serialized straight into the call's send buffer, where
+    /// [`ClientCall::send_message`] copies a payload serialized elsewhere: append the message's bytes
+    /// to [`MessageWriter::buffer`], then [`MessageWriter::send`] it.
+    pub fn message_writer(&mut self) -> MessageWriter<'_> {
+        let droppable = self.is_finished() || self.send_state() == Some(Send::Closed);
+        let prefix = if self.connect_unary() || droppable {
+            0
+        } else {
+            crate::envelope::PREFIX_LEN
+        };
+        let start = self.out.begin_in_place(prefix > 0);
+        MessageWriter::new(self, start, prefix)
+    }
+
+    /// Checks a request message of `len` bytes against the call's state and send limit, counting it
+    /// when it may be sent: `Ok(false)` when it must be dropped (the call is over, or the message is
+    /// over the limit and the call failed).
+    fn admit_message(&mut self, len: usize) -> Result<bool, UsageError> {
+        if self.is_finished() {
+            return Ok(false);
+        }
+        if self.send_state() == Some(Send::Closed) {
             return Err(UsageError("send_message after close_send"));
         }
         if !self.method.stream_type.client_streams() && self.messages_sent > 0 {
             return Err(UsageError("this method takes exactly one request message"));
         }
-        if payload.len() > self.max_send {
+        if len > self.max_send {
             let why = format!(
-                "request message of {} bytes exceeds the limit of {}",
-                payload.len(),
+                "request message of {len} bytes exceeds the limit of {}",
                 self.max_send
             );
             self.fail_local(Status::resource_exhausted(why));
-            return Ok(());
+            return Ok(false);
         }
         self.messages_sent += 1;
-        let (data, compressed) =
-            match compress(self.send_compression.as_ref(), self.compress_min, payload) {
-                Ok(v) => v,
-                Err(status) => {
-                    self.fail_local(status);
-                    return Ok(());
-                }
-            };
-        if self.connect_unary() {
-            self.send_closed = true;
-            if self.use_get && self.method.no_side_effects {
-                let compression = self
-                    .send_compression
-                    .as_ref()
-                    .filter(|_| compressed)
-                    .map(|c| c.name());
-                let query = connect::encode_get_query(self.codec.name(), &data, compression);
-                self.queue_head(Some(query), compressed);
-            } else {
-                self.queue_head(None, compressed);
-                if !data.is_empty() {
-                    self.transmits.push_back(ClientTransmit::Data(data));
-                }
+        Ok(true)
+    }
+
+    /// Queues an admitted message: a Connect unary request's head and body (the head depends on the
+    /// message), else the message framed (in place when it goes out uncompressed), and the end of a
+    /// one-message request.
+    fn queue_message(&mut self, message: Outgoing) {
+        let len = match &message {
+            Outgoing::Payload(payload) => payload.len(),
+            Outgoing::InPlace { start, prefix } => self.out.gathered_len() - start - prefix,
+        };
+        let compress_it = self.send_compression.is_some() && len >= self.compress_min;
+        let payload = match message {
+            Outgoing::InPlace { start, prefix: _ } if !self.connect_unary() && !compress_it => {
+                self.out.commit_in_place(start, 0);
+                None
             }
-            self.transmits.push_back(ClientTransmit::End);
-            return Ok(());
+            Outgoing::InPlace { start, prefix } => {
+                Some(self.out.take_in_place(start, prefix).freeze())
+            }
+            Outgoing::Payload(payload) => Some(payload),
+        };
+        if let Some(payload) = payload {
+            let (data, compressed) =
+                match compress(self.send_compression.as_ref(), self.compress_min, payload) {
+                    Ok(v) => v,
+                    Err(status) => return self.fail_local(status),
+                };
+            if self.connect_unary() {
+                if self.use_get && self.method.no_side_effects {
+                    let compression = self
+                        .send_compression
+                        .as_ref()
+                        .filter(|_| compressed)
+                        .map(|c| c.name());
+                    let query = connect::encode_get_query(self.codec.name(), &data, compression);
+                    self.queue_head(Some(query), compressed);
+                } else {
+                    self.queue_head(None, compressed);
+                    if !data.is_empty() {
+                        self.out.push(ClientTransmit::Data(data));
+                    }
+                }
+            } else {
+                self.out.push_envelope(message_flag(compressed), data);
+            }
         }
-        push_envelope(
-            &mut self.transmits,
-            ClientTransmit::Data,
-            message_flag(compressed),
-            data,
-        );
-        if !self.method.stream_type.client_streams() {
-            self.send_closed = true;
-            self.transmits.push_back(ClientTransmit::End);
+        if !self.method.stream_type.client_streams() && !self.is_finished() {
+            self.set_send(Send::Closed);
+            self.out.push(ClientTransmit::End);
         }
-        Ok(())
     }
 
     /// Command: no more request messages. A call whose request is one message must have sent it.
     pub fn close_send(&mut self) -> Result<(), UsageError> {
-        if self.send_closed || self.finished {
+        if self.is_finished() || self.send_state() == Some(Send::Closed) {
             return Ok(());
         }
         if !self.method.stream_type.client_streams() && self.messages_sent == 0 {
             return Err(UsageError("this method takes exactly one request message"));
         }
-        self.send_closed = true;
-        self.transmits.push_back(ClientTransmit::End);
+        self.set_send(Send::Closed);
+        self.out.push(ClientTransmit::End);
         Ok(())
     }
 
@@ -422,9 +516,10 @@ impl ClientCall {
         self.fail_local(Status::canceled("the call was canceled by the client"));
     }
 
-    /// Whether [`ClientEvent::Finished`] has been emitted (or queued).
+    /// Whether the call is over ([`ClientEvent::Finished`] is queued or was emitted). Transmits may
+    /// still be pending.
     pub fn is_finished(&self) -> bool {
-        self.finished
+        self.state == State::Closed
     }
 
     /// The call's deadline.
@@ -434,10 +529,10 @@ impl ClientCall {
 
     /// Input: the response head.
     pub fn recv_head(&mut self, response: http::Response<()>) {
-        if self.finished || self.recv != Recv::AwaitingHead {
+        if self.recv_state() != Some(Recv::AwaitingHead) {
             return;
         }
-        self.recv = Recv::Body;
+        self.set_recv(Recv::Body { data: false });
         let (parts, ()) = response.into_parts();
         if let Err(status) = self.recv_head_inner(parts) {
             self.fail_local(status);
@@ -534,7 +629,7 @@ impl ClientCall {
 
     /// Input: a chunk of the response body.
     pub fn recv_data(&mut self, data: Bytes) {
-        if self.finished || data.is_empty() {
+        if self.is_finished() || data.is_empty() {
             return;
         }
         if let Err(status) = self.recv_data_inner(data) {
@@ -543,8 +638,16 @@ impl ClientCall {
     }
 
     fn recv_data_inner(&mut self, data: Bytes) -> Result<(), Status> {
-        if self.recv == Recv::AwaitingHead {
-            return Err(Status::internal("response body before the response head"));
+        match self.recv_state() {
+            Some(Recv::AwaitingHead) => {
+                return Err(Status::internal("response body before the response head"))
+            }
+            Some(Recv::Ended) if !self.connect_unary() => {
+                return Err(Status::internal(
+                    "protocol error: response data after the end of the stream",
+                ))
+            }
+            _ => {}
         }
         if self.connect_unary() {
             if !self.body.push(data, wire_limit(self.max_recv)) {
@@ -556,12 +659,7 @@ impl ClientCall {
             }
             return Ok(());
         }
-        if self.body_end_seen {
-            return Err(Status::internal(
-                "protocol error: response data after the end of the stream",
-            ));
-        }
-        self.saw_body = true;
+        self.set_recv(Recv::Body { data: true });
         self.decoder.push(data);
         loop {
             match self.decoder.decode() {
@@ -577,7 +675,7 @@ impl ClientCall {
     }
 
     fn recv_envelope(&mut self, envelope: Envelope) -> Result<(), Status> {
-        if self.body_end_seen {
+        if self.recv_state() == Some(Recv::Ended) {
             return Err(Status::internal(
                 "protocol error: response data after the end of the stream",
             ));
@@ -606,7 +704,7 @@ impl ClientCall {
             envelope.data
         };
         if end_flag != 0 && envelope.flags & end_flag != 0 {
-            self.body_end_seen = true;
+            self.set_recv(Recv::Ended);
             self.body_end = Some(if self.protocol == Protocol::Connect {
                 let end = connect::decode_end_stream(&payload)?;
                 (end.error.map_or(Ok(()), Err), end.metadata)
@@ -649,20 +747,13 @@ impl ClientCall {
         Ok(())
     }
 
-    /// Input: HTTP trailers (they end the response).
-    pub fn recv_trailers(&mut self, trailers: HeaderMap) {
-        self.finish_response(Some(trailers));
-    }
-
-    /// Input: the response body ended without HTTP trailers (fetch has none).
-    pub fn recv_end(&mut self) {
-        self.finish_response(None);
-    }
-
-    fn finish_response(&mut self, http_trailers: Option<HeaderMap>) {
-        if self.finished {
+    /// Input: the response ended, with its HTTP trailers if it had any (gRPC's status travels in them;
+    /// `fetch` exposes none).
+    pub fn recv_end(&mut self, trailers: Option<HeaderMap>) {
+        if self.is_finished() {
             return;
         }
+        let http_trailers = trailers;
         let (result, trailers) = match self.response_outcome(http_trailers) {
             Ok(outcome) => outcome,
             Err(status) => (Err(status), HeaderMap::new()),
@@ -675,7 +766,12 @@ impl ClientCall {
             }
             other => other,
         };
-        self.finished = true;
+        self.close(result, trailers);
+    }
+
+    /// The outcome is known: nothing more is received or sent but what is queued.
+    fn close(&mut self, result: Result<(), Status>, trailers: HeaderMap) {
+        self.state = State::Closed;
         self.events
             .push_back(ClientEvent::Finished { result, trailers });
     }
@@ -684,9 +780,10 @@ impl ClientCall {
         &mut self,
         http_trailers: Option<HeaderMap>,
     ) -> Result<(Result<(), Status>, HeaderMap), Status> {
-        if self.recv == Recv::AwaitingHead {
+        if self.recv_state() == Some(Recv::AwaitingHead) {
             return Err(Status::internal("the response ended before its head"));
         }
+        let saw_data = self.recv_state() != Some(Recv::Body { data: false });
         let trailers_unary = std::mem::take(&mut self.unary_trailers);
         if self.connect_unary() {
             let body = self.body.take();
@@ -730,7 +827,7 @@ impl ClientCall {
                     return Ok((status, block));
                 }
                 match self.head_status.take() {
-                    Some(outcome) if !self.saw_body => Ok(outcome),
+                    Some(outcome) if !saw_data => Ok(outcome),
                     // A proxy that strips trailers must not turn a call into a success (PROTOCOL-TRAPS 14).
                     _ => Err(Status::internal(
                         "protocol error: response ended without trailers (no grpc-status)",
@@ -740,53 +837,45 @@ impl ClientCall {
         }
     }
 
-    /// Input: the stream was reset (`Some(h2 reason code)`) or the connection failed (`None`).
-    pub fn recv_reset(&mut self, reason: Option<u32>) {
-        if self.finished {
+    /// Input: the stream was reset or the connection failed under the call (see [`Reset::status`]
+    /// for the outcome). Nothing more is sent.
+    pub fn recv_reset(&mut self, reason: Reset) {
+        if self.is_finished() {
             return;
         }
-        let status = match reason {
-            Some(code) => grpc::status_from_reset(code),
-            None => Status::unavailable("the connection failed"),
-        };
-        self.finished = true;
-        self.transmits.clear();
-        self.events.push_back(ClientEvent::Finished {
-            result: Err(status),
-            trailers: HeaderMap::new(),
-        });
+        self.out.clear();
+        self.close(Err(reason.status()), HeaderMap::new());
     }
 
     /// Input: the time is now `now`. Spurious calls are no-ops. Past the deadline the call finishes with
     /// `deadline_exceeded` (never `canceled`) and the request is aborted.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if !self.finished && self.deadline.is_some_and(|d| d <= now) {
+        if !self.is_finished() && self.deadline.is_some_and(|d| d <= now) {
             self.fail_local(Status::deadline_exceeded("the call's deadline expired"));
         }
     }
 
-    /// Ends the call from this side: the outcome is `status` and the request is aborted on the wire.
+    /// Ends the call from this side: the outcome is `status` and the request is reset on the wire
+    /// (unless its head never left: then nothing is sent at all).
     fn fail_local(&mut self, status: Status) {
-        if self.finished {
+        if self.is_finished() {
             return;
         }
-        self.finished = true;
-        self.transmits
-            .retain(|t| matches!(t, ClientTransmit::Head(_)));
-        let head_pending = !self.transmits.is_empty();
-        self.transmits.clear();
-        if self.head_queued && !head_pending {
-            self.transmits.push_back(ClientTransmit::Abort);
+        let head_sent = self.send_state() != Some(Send::Idle)
+            && !self
+                .out
+                .any_queued(|t| matches!(t, ClientTransmit::Head(_)));
+        self.out.clear();
+        if head_sent {
+            self.out.push(ClientTransmit::Reset);
         }
-        self.events.push_back(ClientEvent::Finished {
-            result: Err(status),
-            trailers: HeaderMap::new(),
-        });
+        self.close(Err(status), HeaderMap::new());
     }
 
-    /// Output: the next thing to put on the wire.
+    /// Output: the next thing to put on the wire. Small request messages sent one after another are
+    /// framed into one buffer and come out as one `Data` chunk.
     pub fn poll_transmit(&mut self) -> Option<ClientTransmit> {
-        self.transmits.pop_front()
+        self.out.pop()
     }
 
     /// Output: the next event for the application.
@@ -796,11 +885,45 @@ impl ClientCall {
 
     /// Output: when `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.finished {
+        if self.is_finished() {
             None
         } else {
             self.deadline
         }
+    }
+}
+
+impl WriterTarget for ClientCall {
+    fn send_buffer(&mut self) -> &mut BytesMut {
+        self.out.in_place_buffer()
+    }
+
+    fn gathered_len(&self) -> usize {
+        self.out.gathered_len()
+    }
+
+    fn take_in_place(&mut self, start: usize, prefix: usize) -> BytesMut {
+        self.out.take_in_place(start, prefix)
+    }
+
+    fn discard_in_place(&mut self, start: usize) {
+        self.out.discard_in_place(start);
+    }
+
+    fn send_in_place(&mut self, start: usize, prefix: usize) -> Result<(), UsageError> {
+        let len = self.out.gathered_len() - start - prefix;
+        let refused = self.is_finished()
+            || self.send_state() == Some(Send::Closed)
+            || (!self.method.stream_type.client_streams() && self.messages_sent > 0)
+            || len > self.max_send;
+        if refused {
+            // Out of the buffer before the call answers the refusal.
+            self.out.discard_in_place(start);
+        }
+        if self.admit_message(len)? {
+            self.queue_message(Outgoing::InPlace { start, prefix });
+        }
+        Ok(())
     }
 }
 

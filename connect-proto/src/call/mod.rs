@@ -9,11 +9,66 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName};
 
 pub use client::{CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit};
-pub use server::{MessageWriter, ServerCall, ServerConfig, ServerEvent, ServerTransmit};
+pub use server::{ServerCall, ServerConfig, ServerEvent, ServerTransmit};
 
 use crate::compression::{Compressor, DecompressError};
 use crate::envelope::{self, flags};
-use crate::status::{Code, Status};
+use crate::protocol::grpc;
+use crate::status::{Code, Status, UsageError};
+
+/// Why a call's HTTP stream ended abruptly: the input of both machines' `recv_reset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reset {
+    /// The peer reset the stream with this HTTP/2 error code (RST_STREAM, RFC 9113 §7).
+    H2(u32),
+    /// The peer reset the stream with this HTTP/3 error code (RESET_STREAM or STOP_SENDING,
+    /// RFC 9114 §8.1).
+    H3(u64),
+    /// The connection failed or closed under the call (over HTTP/1.1, the only way a call ends
+    /// early).
+    ConnectionLost,
+}
+
+impl Reset {
+    /// HTTP/3's `H3_EXCESSIVE_LOAD`.
+    pub const H3_EXCESSIVE_LOAD: u64 = 0x107;
+    /// HTTP/3's `H3_REQUEST_REJECTED`.
+    pub const H3_REQUEST_REJECTED: u64 = 0x10b;
+    /// HTTP/3's `H3_REQUEST_CANCELLED`.
+    pub const H3_REQUEST_CANCELLED: u64 = 0x10c;
+
+    /// The outcome of a call whose response stream was reset (PROTOCOL-TRAPS 19): refused →
+    /// `unavailable`, cancelled → `canceled`, "slow down" → `resource_exhausted`, a lost
+    /// connection → `unavailable`, anything else → `internal`.
+    pub fn status(self) -> Status {
+        match self {
+            Reset::H2(code) => grpc::status_from_reset(code),
+            Reset::H3(Self::H3_REQUEST_REJECTED) => {
+                Status::unavailable("stream refused by peer (H3_REQUEST_REJECTED)")
+            }
+            Reset::H3(Self::H3_REQUEST_CANCELLED) => {
+                Status::canceled("stream canceled by peer (H3_REQUEST_CANCELLED)")
+            }
+            Reset::H3(Self::H3_EXCESSIVE_LOAD) => {
+                Status::resource_exhausted("peer asked to slow down (H3_EXCESSIVE_LOAD)")
+            }
+            Reset::H3(code) => Status::internal(format!(
+                "stream reset by peer (HTTP/3 error code {code:#x})"
+            )),
+            Reset::ConnectionLost => Status::unavailable("the connection failed"),
+        }
+    }
+}
+
+impl std::fmt::Display for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reset::H2(code) => write!(f, "HTTP/2 stream reset (code {code:#x})"),
+            Reset::H3(code) => write!(f, "HTTP/3 stream reset (code {code:#x})"),
+            Reset::ConnectionLost => f.write_str("connection lost"),
+        }
+    }
+}
 
 /// The largest body or envelope accepted off the wire for a message limit of `max`. Limits apply to
 /// the uncompressed message, and a compressor may expand incompressible data slightly, so a compressed
@@ -238,6 +293,11 @@ impl<T> Outbox<T> {
         self.pending.len()
     }
 
+    /// Whether a queued transmit (not yet polled) matches `test`.
+    fn any_queued(&self, test: impl Fn(&T) -> bool) -> bool {
+        self.queue.iter().any(test)
+    }
+
     fn clear(&mut self) {
         self.queue.clear();
         self.pending.clear();
@@ -255,6 +315,101 @@ fn push_envelope<T>(
     out.push_back(data(head));
     if let Some(tail) = tail {
         out.push_back(data(tail));
+    }
+}
+
+/// A message on its way out of a call: a payload serialized elsewhere, or one written in place at
+/// the end of the call's send buffer (by a [`MessageWriter`]).
+enum Outgoing {
+    Payload(Bytes),
+    /// Starts at `start` in the send buffer, behind a placeholder prefix of `prefix` bytes.
+    InPlace {
+        start: usize,
+        prefix: usize,
+    },
+}
+
+/// The side of a call a [`MessageWriter`] writes into: implemented by both machines.
+trait WriterTarget {
+    /// The send buffer, whose end the message is written at.
+    fn send_buffer(&mut self) -> &mut BytesMut;
+    /// Bytes in the send buffer.
+    fn gathered_len(&self) -> usize;
+    /// Takes the in-place message that starts at `start` out of the buffer, without its prefix.
+    fn take_in_place(&mut self, start: usize, prefix: usize) -> BytesMut;
+    /// Drops the in-place message that starts at `start`.
+    fn discard_in_place(&mut self, start: usize);
+    /// Sends the in-place message that starts at `start` as the call's next message.
+    fn send_in_place(&mut self, start: usize, prefix: usize) -> Result<(), UsageError>;
+}
+
+/// A message being written in place: serialized straight into the call's send buffer, where
+/// `send_message` takes a payload serialized elsewhere. Made by `ServerCall::message_writer` and
+/// `ClientCall::message_writer`. Append the message's bytes to [`MessageWriter::buffer`], then
+/// [`MessageWriter::send`] it; a writer dropped unsent leaves nothing behind.
+#[must_use = "a message writer sends nothing unless `send` is called"]
+pub struct MessageWriter<'a> {
+    call: &'a mut dyn WriterTarget,
+    /// Where the message (its placeholder prefix first) starts in the send buffer.
+    start: usize,
+    /// The placeholder prefix's length: 0 for a Connect unary body, which is not enveloped.
+    prefix: usize,
+    /// Whether the message is still in the buffer, to be discarded on drop.
+    open: bool,
+}
+
+impl std::fmt::Debug for MessageWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageWriter")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> MessageWriter<'a> {
+    fn new(call: &'a mut dyn WriterTarget, start: usize, prefix: usize) -> Self {
+        MessageWriter {
+            call,
+            start,
+            prefix,
+            open: true,
+        }
+    }
+
+    /// The buffer to append the message's bytes to. It holds other bytes before them: append only.
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        self.call.send_buffer()
+    }
+
+    /// The bytes written so far.
+    pub fn len(&self) -> usize {
+        self.call.gathered_len() - self.start - self.prefix
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The message written so far, taken out of the call's buffer as it is: the call sends nothing.
+    pub fn take(mut self) -> BytesMut {
+        self.open = false;
+        self.call.take_in_place(self.start, self.prefix)
+    }
+
+    /// Sends what was written as one message, exactly as `send_message` would send those bytes
+    /// (limits, compression, the one message of a unary request or response).
+    pub fn send(mut self) -> Result<(), UsageError> {
+        self.open = false;
+        self.call.send_in_place(self.start, self.prefix)
+    }
+}
+
+impl Drop for MessageWriter<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.call.discard_in_place(self.start);
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::{
     check_raw_size, compress, decompress, header_str, message_flag, wire_limit, BodyCollector,
-    Outbox,
+    MessageWriter, Outbox, Outgoing, Reset, WriterTarget,
 };
 use crate::compression::{CompressionRegistry, Compressor};
 use crate::envelope::{flags, Envelope, EnvelopeDecoder, TooLarge};
@@ -59,18 +59,26 @@ pub enum ServerTransmit {
     Trailers(HeaderMap),
     /// The response ends (no HTTP trailers).
     End,
+    /// Abort the response: reset the stream (HTTP/2 RST_STREAM CANCEL, HTTP/3 RESET_STREAM) or,
+    /// over HTTP/1.1, close the connection. The application cancelled the call
+    /// ([`ServerCall::cancel`]); nothing follows.
+    Reset,
 }
 
 /// What the server call tells the application.
 #[derive(Debug, PartialEq)]
 pub enum ServerEvent {
-    /// A request message payload (decompressed, not yet deserialized).
+    /// A request message payload (decompressed, not yet deserialized). A unary or
+    /// server-streaming request's one message comes only once the request body ended: only then is
+    /// the request known to be complete (PROTOCOL-TRAPS 27).
     Message(Bytes),
     /// The client finished sending; no more messages will come.
     InputClosed,
-    /// The call is over without the application: the deadline passed, the peer broke the protocol or
-    /// went away, or the request was rejected up front. Any response is already queued; stop the handler.
-    Aborted(Status),
+    /// The call is over; always the last event. `Ok` when the application finished it with `Ok`,
+    /// else the status the client is told: the application's, or one the call decided on its own
+    /// (a rejected request head, the deadline, a protocol error, the client's reset, a
+    /// cancellation). When the call decided, stop the handler: nothing it sends goes out.
+    Finished(Result<(), Status>),
 }
 
 /// A request refused before the application sees it.
@@ -79,6 +87,47 @@ enum Reject {
     Http(StatusCode, &'static str),
     /// An RPC error in the request's protocol, with an optional HTTP status override for Connect.
     Rpc(Status, Option<StatusCode>),
+}
+
+/// Where a server call is in its life. The request (received) and the response (sent) move on
+/// independently until the outcome is decided:
+///
+/// ```text
+///                 new(request head)
+///                        │ rejected from the head (415, unimplemented, bad timeout, ...)
+///                        ├───────────────────────────────────────────────┐
+///                        ▼                                               │
+///   Open { recv: Open,   send: Idle } ── head sent ──► send: HeadSent    │
+///          │ recv_end: InputClosed                                      │
+///          ▼                                                             │
+///   Open { recv: Closed, send: … }                                       │
+///          │ finish / deadline / protocol error / recv_reset / cancel   │
+///          ▼                                                             ▼
+///   Closed ◄─────────────────────────────────────────────────────────────┘
+///          (Finished emitted; only queued transmits remain)
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Open { recv: Recv, send: Send },
+    Closed,
+}
+
+/// The request side of an open call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Recv {
+    /// The request body may bring more messages.
+    Open,
+    /// The request body ended (`InputClosed` emitted).
+    Closed,
+}
+
+/// The response side of an open call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Send {
+    /// No response head queued yet.
+    Idle,
+    /// The response head is queued; messages may follow.
+    HeadSent,
 }
 
 /// The server side of one RPC as a pure state machine.
@@ -91,14 +140,16 @@ enum Reject {
 ///   [`recv_reset`](Self::recv_reset), and [`handle_timeout`](Self::handle_timeout) when the instant from
 ///   [`poll_timeout`](Self::poll_timeout) has passed.
 /// * **Commands** from the application: [`send_headers`](Self::send_headers),
-///   [`send_message`](Self::send_message), [`finish`](Self::finish).
+///   [`send_message`](Self::send_message) (or [`message_writer`](Self::message_writer) to serialize in
+///   place), [`finish`](Self::finish), [`cancel`](Self::cancel).
 /// * **Outputs**: [`poll_transmit`](Self::poll_transmit) (to the wire), [`poll_event`](Self::poll_event)
 ///   (to the application), [`poll_timeout`](Self::poll_timeout) (to the timer).
 ///
 /// After every input or command, drain `poll_transmit` and `poll_event` until both return `None`, then
 /// re-arm the timer from `poll_timeout`. The request head is consumed by [`new`](Self::new), which
 /// already decides rejections (unknown content type, unsupported compression, bad timeout) so that they
-/// are answered before any body is read.
+/// are answered before any body is read. [`ServerEvent::Finished`] is always the last event; after it
+/// the call ignores input and commands. [`ClientCall`](crate::ClientCall) is driven the same way.
 ///
 /// ```no_run
 /// use connect_proto::{Instant, ServerCall, ServerConfig, ServerEvent, ServerTransmit};
@@ -120,10 +171,10 @@ enum Reject {
 ///                 call.finish(Ok(()), http::HeaderMap::new()).unwrap();
 ///             }
 ///             ServerEvent::InputClosed => {}
-///             ServerEvent::Aborted(_status) => {}
+///             ServerEvent::Finished(_outcome) => {}
 ///         }
 ///     }
-///     if call.is_done() && call.poll_transmit().is_none() {
+///     if call.is_finished() && call.poll_transmit().is_none() {
 ///         break;
 ///     }
 ///     // wait for the body or for `call.poll_timeout()`, then feed the call:
@@ -152,13 +203,11 @@ pub struct ServerCall {
     /// The one request message of a unary or server-streaming call, held until the request body
     /// ends: only then is the request known to be complete (PROTOCOL-TRAPS 27).
     single_request: Option<Bytes>,
-    recv_open: bool,
+    state: State,
     messages_received: u32,
-    head_sent: bool,
     response_headers: HeaderMap,
     unary_response: Option<Bytes>,
     messages_sent: u32,
-    done: bool,
     out: Outbox<ServerTransmit>,
     events: VecDeque<ServerEvent>,
 }
@@ -189,13 +238,14 @@ impl ServerCall {
             decoder: None,
             body: BodyCollector::default(),
             single_request: None,
-            recv_open: true,
+            state: State::Open {
+                recv: Recv::Open,
+                send: Send::Idle,
+            },
             messages_received: 0,
-            head_sent: false,
             response_headers: HeaderMap::new(),
             unary_response: None,
             messages_sent: 0,
-            done: false,
             out: Outbox::new(ServerTransmit::Data, stream_type.server_streams()),
             events: VecDeque::new(),
         };
@@ -211,11 +261,11 @@ impl ServerCall {
                 call.out.push(ServerTransmit::Head(head));
                 call.out.push(ServerTransmit::End);
                 let code = Code::from_http_status(status.as_u16());
-                call.abort(Status::new(code, why));
+                call.close(Err(Status::new(code, why)));
             }
             Err(Reject::Rpc(status, http_status)) => {
                 call.emit_finish(Err(&status), &HeaderMap::new(), http_status);
-                call.abort(status);
+                call.close(Err(status));
             }
         }
         call
@@ -370,7 +420,7 @@ impl ServerCall {
                 get.message
             }
         };
-        self.recv_open = false;
+        self.close_recv();
         self.messages_received = 1;
         self.events.push_back(ServerEvent::Message(message));
         self.events.push_back(ServerEvent::InputClosed);
@@ -424,14 +474,44 @@ impl ServerCall {
         self.deadline
     }
 
-    /// Whether the call is over: finished by the application or aborted. Outputs may still be pending.
-    pub fn is_done(&self) -> bool {
-        self.done
+    /// Whether the call is over ([`ServerEvent::Finished`] is queued or was emitted): finished by the
+    /// application or ended by the call itself. Transmits may still be pending.
+    pub fn is_finished(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    fn recv_open(&self) -> bool {
+        matches!(
+            self.state,
+            State::Open {
+                recv: Recv::Open,
+                ..
+            }
+        )
+    }
+
+    fn head_sent(&self) -> bool {
+        matches!(
+            self.state,
+            State::Open {
+                send: Send::HeadSent,
+                ..
+            }
+        )
+    }
+
+    fn close_recv(&mut self) {
+        if let State::Open { send, .. } = self.state {
+            self.state = State::Open {
+                recv: Recv::Closed,
+                send,
+            };
+        }
     }
 
     /// Input: a chunk of the request body.
     pub fn recv_data(&mut self, data: Bytes) {
-        if self.done || !self.recv_open {
+        if !self.recv_open() {
             return;
         }
         if let Err(status) = self.recv_data_inner(data) {
@@ -502,10 +582,10 @@ impl ServerCall {
     /// of the protocols and are ignored).
     pub fn recv_end(&mut self, trailers: Option<HeaderMap>) {
         let _ = trailers;
-        if self.done || !self.recv_open {
+        if !self.recv_open() {
             return;
         }
-        self.recv_open = false;
+        self.close_recv();
         if let Err(status) = self.recv_end_inner() {
             self.fail(status);
         }
@@ -547,28 +627,42 @@ impl ServerCall {
         Ok(())
     }
 
-    /// Input: the client reset the stream or the connection went away. Nothing more is sent.
-    pub fn recv_reset(&mut self) {
+    /// Input: the client reset the stream or the connection went away. Nothing more is sent; the call
+    /// finishes `canceled`.
+    pub fn recv_reset(&mut self, reason: Reset) {
         self.out.clear();
-        if !self.done {
-            self.abort(Status::canceled("the client reset the stream"));
+        if !self.is_finished() {
+            self.close(Err(Status::canceled(format!(
+                "the client went away: {reason}"
+            ))));
         }
     }
 
     /// Input: the time is now `now`. Spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if !self.done && self.deadline.is_some_and(|d| d <= now) {
+        if !self.is_finished() && self.deadline.is_some_and(|d| d <= now) {
             self.fail(Status::deadline_exceeded("the call's deadline expired"));
         }
     }
 
+    /// Command: abandon the call: the response is reset ([`ServerTransmit::Reset`]) instead of
+    /// answered, and the call finishes `canceled`. Ignored once the call is finished.
+    pub fn cancel(&mut self) {
+        if self.is_finished() {
+            return;
+        }
+        self.out.clear();
+        self.out.push(ServerTransmit::Reset);
+        self.close(Err(Status::canceled("the server canceled the call")));
+    }
+
     /// Command: response headers (custom metadata; names the protocol owns are dropped). Optional; must
-    /// come before the first message. Ignored once the call is done.
+    /// come before the first message. Ignored once the call is finished.
     pub fn send_headers(&mut self, headers: HeaderMap) -> Result<(), UsageError> {
-        if self.done {
+        if self.is_finished() {
             return Ok(());
         }
-        if self.head_sent || self.messages_sent > 0 {
+        if self.head_sent() || self.messages_sent > 0 {
             return Err(UsageError(
                 "response headers must come before the first message",
             ));
@@ -582,22 +676,11 @@ impl ServerCall {
     }
 
     /// Command: one response message payload (serialized; the call compresses and frames it). A payload
-    /// over the send limit fails the call with `resource_exhausted`. Ignored once the call is done (it
-    /// may have been aborted concurrently).
+    /// over the send limit fails the call with `resource_exhausted`. Ignored once the call is finished
+    /// (it may have ended on its own meanwhile).
     pub fn send_message(&mut self, payload: Bytes) -> Result<(), UsageError> {
-        if !self.admit_message(payload.len())? {
-            return Ok(());
-        }
-        if self.connect_unary() {
-            self.unary_response = Some(payload);
-            return Ok(());
-        }
-        self.send_head();
-        match compress(self.send_compression.as_ref(), self.compress_min, payload) {
-            Ok((data, compressed)) => {
-                self.out.push_envelope(message_flag(compressed), data);
-            }
-            Err(status) => self.fail(status),
+        if self.admit_message(payload.len())? {
+            self.queue_message(Outgoing::Payload(payload));
         }
         Ok(())
     }
@@ -617,26 +700,22 @@ impl ServerCall {
     /// ```
     pub fn message_writer(&mut self) -> MessageWriter<'_> {
         // No envelope for a Connect unary body, nor for a message that can only be dropped.
-        let droppable = self.done || (!self.stream_type.server_streams() && self.messages_sent > 0);
+        let droppable =
+            self.is_finished() || (!self.stream_type.server_streams() && self.messages_sent > 0);
         let prefix = if self.connect_unary() || droppable {
             0
         } else {
             crate::envelope::PREFIX_LEN
         };
         let start = self.out.begin_in_place(prefix > 0);
-        MessageWriter {
-            call: self,
-            start,
-            prefix,
-            open: true,
-        }
+        MessageWriter::new(self, start, prefix)
     }
 
     /// Checks a response message of `len` bytes against the call's state and send limit, counting it
     /// when it may be sent: `Ok(false)` when it must be dropped (the call is over, or the message is
     /// over the limit and the call failed).
     fn admit_message(&mut self, len: usize) -> Result<bool, UsageError> {
-        if self.done {
+        if self.is_finished() {
             return Ok(false);
         }
         if !self.stream_type.server_streams() && self.messages_sent > 0 {
@@ -654,6 +733,40 @@ impl ServerCall {
         Ok(true)
     }
 
+    /// Queues an admitted message: kept as the body of a Connect unary response, else compressed
+    /// (as a payload of its own) or framed behind the response head.
+    fn queue_message(&mut self, message: Outgoing) {
+        let len = match &message {
+            Outgoing::Payload(payload) => payload.len(),
+            Outgoing::InPlace { start, prefix } => self.out.gathered_len() - start - prefix,
+        };
+        let compress_it = self.send_compression.is_some() && len >= self.compress_min;
+        let payload = match message {
+            Outgoing::InPlace { start, prefix: _ } if !self.connect_unary() && !compress_it => {
+                let mut start = start;
+                if !self.head_sent() {
+                    // The head goes out before the message: the message steps aside meanwhile.
+                    let message = self.out.take_in_place(start, 0);
+                    self.send_head();
+                    start = self.out.put_back_in_place(message);
+                }
+                self.out.commit_in_place(start, 0);
+                return;
+            }
+            Outgoing::InPlace { start, prefix } => self.out.take_in_place(start, prefix).freeze(),
+            Outgoing::Payload(payload) => payload,
+        };
+        if self.connect_unary() {
+            self.unary_response = Some(payload);
+            return;
+        }
+        self.send_head();
+        match compress(self.send_compression.as_ref(), self.compress_min, payload) {
+            Ok((data, compressed)) => self.out.push_envelope(message_flag(compressed), data),
+            Err(status) => self.fail(status),
+        }
+    }
+
     /// Command: the call's outcome and trailers (custom metadata). Nothing may be sent after it. Ignored
     /// once the call is done. Finishing a unary call with `Ok` but no message is a usage error; the call
     /// then fails with `internal`.
@@ -662,7 +775,7 @@ impl ServerCall {
         result: Result<(), Status>,
         trailers: HeaderMap,
     ) -> Result<(), UsageError> {
-        if self.done {
+        if self.is_finished() {
             return Ok(());
         }
         if result.is_ok() && !self.stream_type.server_streams() && self.messages_sent == 0 {
@@ -677,7 +790,7 @@ impl ServerCall {
         let mut app_trailers = HeaderMap::new();
         metadata::merge_application(protocol, &trailers, &mut app_trailers);
         self.emit_finish(result.as_ref().map(|_| ()), &app_trailers, None);
-        self.done = true;
+        self.close(result);
         Ok(())
     }
 
@@ -703,7 +816,7 @@ impl ServerCall {
 
     /// Output: when `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.done {
+        if self.is_finished() {
             None
         } else {
             self.deadline
@@ -716,17 +829,17 @@ impl ServerCall {
 
     /// Ends the call with an error the server detected, answering the client in protocol form.
     fn fail(&mut self, status: Status) {
-        if self.done {
+        if self.is_finished() {
             return;
         }
         self.emit_finish(Err(&status), &HeaderMap::new(), None);
-        self.abort(status);
+        self.close(Err(status));
     }
 
-    fn abort(&mut self, status: Status) {
-        self.done = true;
-        self.recv_open = false;
-        self.events.push_back(ServerEvent::Aborted(status));
+    /// The outcome is decided: nothing more is received or sent but what is queued.
+    fn close(&mut self, outcome: Result<(), Status>) {
+        self.state = State::Closed;
+        self.events.push_back(ServerEvent::Finished(outcome));
     }
 
     fn content_type(&self) -> &'static str {
@@ -737,10 +850,17 @@ impl ServerCall {
 
     /// The head of a streaming response (Connect streams, gRPC, gRPC-Web), sent once.
     fn send_head(&mut self) {
-        if self.head_sent {
+        let State::Open {
+            recv,
+            send: Send::Idle,
+        } = self.state
+        else {
             return;
-        }
-        self.head_sent = true;
+        };
+        self.state = State::Open {
+            recv,
+            send: Send::HeadSent,
+        };
         let mut head = http::Response::new(());
         let headers = head.headers_mut();
         headers.insert(
@@ -788,7 +908,7 @@ impl ServerCall {
             Some(Protocol::Grpc) => {
                 let mut block = trailers.clone();
                 grpc::write_status(result, &mut block);
-                if self.head_sent {
+                if self.head_sent() {
                     self.out.push(ServerTransmit::Trailers(block));
                 } else {
                     self.emit_trailers_only(block);
@@ -797,7 +917,7 @@ impl ServerCall {
             Some(Protocol::GrpcWeb) => {
                 let mut block = trailers.clone();
                 grpc::write_status(result, &mut block);
-                if self.head_sent {
+                if self.head_sent() {
                     let payload = grpc_web::encode_trailers(&block);
                     self.out.push_envelope(flags::TRAILERS, payload);
                     self.out.push(ServerTransmit::End);
@@ -859,7 +979,6 @@ impl ServerCall {
             }
         };
         *head.headers_mut() = headers;
-        self.head_sent = true;
         self.out.push(ServerTransmit::Head(head));
         if !body.is_empty() {
             self.out.push(ServerTransmit::Data(body));
@@ -905,79 +1024,33 @@ fn append_all(to: &mut HeaderMap, from: HeaderMap) {
     }
 }
 
-/// A response message being written in place ([`ServerCall::message_writer`]).
-#[derive(Debug)]
-#[must_use = "a message writer sends nothing unless `send` is called"]
-pub struct MessageWriter<'a> {
-    call: &'a mut ServerCall,
-    /// Where the message (its placeholder prefix first) starts in the send buffer.
-    start: usize,
-    /// The placeholder prefix's length: 0 for a Connect unary response, which is not enveloped.
-    prefix: usize,
-    /// Whether the message is still in the buffer, to be discarded on drop.
-    open: bool,
-}
-
-impl MessageWriter<'_> {
-    /// The buffer to append the message's bytes to. It holds other bytes before them: append only.
-    pub fn buffer(&mut self) -> &mut BytesMut {
-        self.call.out.in_place_buffer()
+impl WriterTarget for ServerCall {
+    fn send_buffer(&mut self) -> &mut BytesMut {
+        self.out.in_place_buffer()
     }
 
-    /// The bytes written so far.
-    pub fn len(&self) -> usize {
-        self.call.out.gathered_len() - self.start - self.prefix
+    fn gathered_len(&self) -> usize {
+        self.out.gathered_len()
     }
 
-    /// Whether nothing was written.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    fn take_in_place(&mut self, start: usize, prefix: usize) -> BytesMut {
+        self.out.take_in_place(start, prefix)
     }
 
-    /// The message written so far, taken out of the call's buffer as it is: the call sends nothing.
-    pub fn take(mut self) -> BytesMut {
-        self.open = false;
-        self.call.out.take_in_place(self.start, self.prefix)
+    fn discard_in_place(&mut self, start: usize) {
+        self.out.discard_in_place(start);
     }
 
-    /// Sends what was written as one response message, exactly as [`ServerCall::send_message`] would
-    /// send those bytes (limits, compression, the one message of a unary call).
-    pub fn send(mut self) -> Result<(), UsageError> {
-        self.open = false;
-        let len = self.len();
-        let call = &mut *self.call;
-        if call.done || len > call.max_send {
-            // Dropped before the call's answer to it (a failed call flushes the send buffer).
-            call.out.discard_in_place(self.start);
+    fn send_in_place(&mut self, start: usize, prefix: usize) -> Result<(), UsageError> {
+        let len = self.out.gathered_len() - start - prefix;
+        let second_unary = !self.stream_type.server_streams() && self.messages_sent > 0;
+        if self.is_finished() || second_unary || len > self.max_send {
+            // Out of the buffer before the call answers the refusal (a failed call flushes it).
+            self.out.discard_in_place(start);
         }
-        let admitted = call.admit_message(len);
-        if !matches!(admitted, Ok(true)) {
-            call.out.discard_in_place(self.start);
-            return admitted.map(drop);
+        if self.admit_message(len)? {
+            self.queue_message(Outgoing::InPlace { start, prefix });
         }
-        let compress = call.send_compression.is_some() && len >= call.compress_min;
-        if call.connect_unary() || compress {
-            // Sent as a payload of its own: the Connect unary body, or the input of the compressor.
-            let payload = call.out.take_in_place(self.start, self.prefix).freeze();
-            call.messages_sent -= 1;
-            return call.send_message(payload);
-        }
-        let mut start = self.start;
-        if !call.head_sent {
-            // The head goes out before the message: the message steps aside meanwhile.
-            let message = call.out.take_in_place(start, 0);
-            call.send_head();
-            start = call.out.put_back_in_place(message);
-        }
-        call.out.commit_in_place(start, 0);
         Ok(())
-    }
-}
-
-impl Drop for MessageWriter<'_> {
-    fn drop(&mut self) {
-        if self.open {
-            self.call.out.discard_in_place(self.start);
-        }
     }
 }

@@ -10,6 +10,7 @@ use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 
 use super::runtime::MaybeSend;
+use crate::call::Reset;
 
 /// A boxed error from an HTTP stack.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -17,7 +18,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// A transport failure: the request could not be sent or the response was cut off.
 #[derive(Debug)]
 pub struct TransportError {
-    reset_code: Option<u32>,
+    reason: Reset,
     source: BoxError,
 }
 
@@ -25,37 +26,38 @@ impl TransportError {
     /// A connection-level failure (refused, closed, TLS, ...).
     pub fn connection(source: impl Into<BoxError>) -> Self {
         TransportError {
-            reset_code: None,
+            reason: Reset::ConnectionLost,
             source: source.into(),
         }
     }
 
-    /// The peer reset the HTTP/2 stream with `code` (RST_STREAM).
-    pub fn reset(code: u32, source: impl Into<BoxError>) -> Self {
+    /// The peer reset the stream (HTTP/2 RST_STREAM, HTTP/3 RESET_STREAM or STOP_SENDING).
+    pub fn reset(reason: Reset, source: impl Into<BoxError>) -> Self {
         TransportError {
-            reset_code: Some(code),
+            reason,
             source: source.into(),
         }
     }
 
-    /// The HTTP/2 reset code, when the stream was reset.
-    pub fn reset_code(&self) -> Option<u32> {
-        self.reset_code
+    /// How the stream ended: a reset with its code, or [`Reset::ConnectionLost`].
+    pub fn reason(&self) -> Reset {
+        self.reason
     }
 
-    /// Finds the reset code in a body error: a boxed [`TransportError`] carries one.
-    pub(crate) fn reset_code_of(error: &BoxError) -> Option<u32> {
+    /// The reason in a body error: a boxed [`TransportError`] carries one; any other error is a
+    /// lost connection.
+    pub(crate) fn reason_of(error: &BoxError) -> Reset {
         error
             .downcast_ref::<TransportError>()
-            .and_then(TransportError::reset_code)
+            .map_or(Reset::ConnectionLost, TransportError::reason)
     }
 }
 
 impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.reset_code {
-            Some(code) => write!(f, "stream reset (code {code:#x}): {}", self.source),
-            None => write!(f, "transport error: {}", self.source),
+        match self.reason {
+            Reset::ConnectionLost => write!(f, "transport error: {}", self.source),
+            reset => write!(f, "{reset}: {}", self.source),
         }
     }
 }

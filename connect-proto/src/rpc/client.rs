@@ -450,7 +450,7 @@ impl ClientDriver {
                         Err(e) => {
                             // A reset that races an expired deadline is the deadline (TRAP 12).
                             self.call.handle_timeout(self.runtime.now());
-                            self.call.recv_reset(e.reset_code());
+                            self.call.recv_reset(e.reason());
                         }
                     }
                 }
@@ -465,20 +465,17 @@ impl ClientDriver {
                                 Ok(data) => self.call.recv_data(data),
                                 Err(frame) => {
                                     self.response_body = None;
-                                    match frame.into_trailers() {
-                                        Ok(trailers) => self.call.recv_trailers(trailers),
-                                        Err(_) => self.call.recv_end(),
-                                    }
+                                    self.call.recv_end(frame.into_trailers().ok());
                                 }
                             },
                             Some(Err(e)) => {
                                 self.response_body = None;
                                 self.call.handle_timeout(self.runtime.now());
-                                self.call.recv_reset(TransportError::reset_code_of(&e));
+                                self.call.recv_reset(TransportError::reason_of(&e));
                             }
                             None => {
                                 self.response_body = None;
-                                self.call.recv_end();
+                                self.call.recv_end(None);
                             }
                         }
                     }
@@ -521,7 +518,7 @@ impl ClientDriver {
             ClientTransmit::Head(_) => {}
             ClientTransmit::Data(data) => self.chan.push(data),
             ClientTransmit::End => self.chan.close(),
-            ClientTransmit::Abort => {
+            ClientTransmit::Reset => {
                 self.chan.abort();
                 self.response = None;
                 self.response_body = None;
@@ -556,7 +553,7 @@ impl Drop for ClientDriver {
         }
         self.call.cancel();
         while let Some(transmit) = self.call.poll_transmit() {
-            if matches!(transmit, ClientTransmit::Abort) {
+            if matches!(transmit, ClientTransmit::Reset) {
                 self.chan.abort();
             }
         }

@@ -154,7 +154,7 @@ impl Router {
         let mut rejected = false;
         let mut early_events = Vec::new();
         while let Some(event) = call.poll_event() {
-            if matches!(event, ServerEvent::Aborted(_)) {
+            if matches!(event, ServerEvent::Finished(_)) {
                 rejected = true;
             }
             early_events.push(event);
@@ -260,16 +260,22 @@ impl Future for ServeFuture {
                 let driver = this.driver.take();
                 Poll::Ready(http::Response::from_parts(parts, ResponseBody { driver }))
             }
+            // The call was reset before a head existed (the client went away, or the application
+            // cancelled): answer with a body that fails at once, which makes the HTTP stack reset
+            // the stream instead of waiting forever.
+            Some(ServerTransmit::Reset) => {
+                driver.out.push_front(ServerTransmit::Reset);
+                let driver = self.driver.take();
+                Poll::Ready(http::Response::new(ResponseBody { driver }))
+            }
+            None if driver.reset => {
+                let driver = self.driver.take();
+                Poll::Ready(http::Response::new(ResponseBody { driver }))
+            }
             Some(other) => {
                 // The machine promises the head first; keep the order if it ever does not.
                 driver.out.push_front(other);
                 Poll::Pending
-            }
-            // The client went away before a head existed: answer with a body that fails at once,
-            // which makes the HTTP stack reset the stream instead of waiting forever.
-            None if driver.reset => {
-                let driver = self.driver.take();
-                Poll::Ready(http::Response::new(ResponseBody { driver }))
             }
             None => Poll::Pending,
         }
@@ -326,6 +332,10 @@ impl Body for ResponseBody {
                     });
                 }
                 Some(ServerTransmit::Head(_)) => continue,
+                Some(ServerTransmit::Reset) => {
+                    self.driver = None;
+                    return Poll::Ready(Some(Err(CallReset)));
+                }
                 None => {}
             }
             if !driver.drive(cx) {
@@ -459,8 +469,9 @@ impl ServerDriver {
                             }
                             progress = true;
                         }
-                        Poll::Ready(Some(Err(_))) => {
-                            self.call.recv_reset();
+                        Poll::Ready(Some(Err(e))) => {
+                            self.call
+                                .recv_reset(super::body::TransportError::reason_of(&e));
                             self.reset = true;
                             self.request_body = None;
                             progress = true;
@@ -489,7 +500,7 @@ impl ServerDriver {
                 };
                 sent_message = sent;
                 progress = true;
-                if !sent || self.call.is_done() {
+                if !sent || self.call.is_finished() {
                     break;
                 }
             }
@@ -514,6 +525,11 @@ impl ServerDriver {
                         self.responses = None;
                     }
                     ServerTransmit::Data(data) => self.out_bytes += data.len(),
+                    ServerTransmit::Reset => {
+                        self.done = true;
+                        self.reset = true;
+                        self.responses = None;
+                    }
                     ServerTransmit::Head(_) => {}
                 }
                 self.out.push_back(transmit);
@@ -560,8 +576,9 @@ impl ServerDriver {
         match event {
             ServerEvent::Message(payload) => self.inbox.push(payload),
             ServerEvent::InputClosed => self.inbox.close(),
-            ServerEvent::Aborted(_) => {
-                // The response is already queued by the machine; the handler is dropped here.
+            ServerEvent::Finished(_) => {
+                // The response is already queued by the machine; the handler (if still running: the
+                // call ended on its own) is dropped here.
                 self.responses = None;
                 self.inbox.close();
             }

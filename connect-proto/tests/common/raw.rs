@@ -16,6 +16,8 @@ pub struct ServerRun {
     pub body: Bytes,
     pub trailers: Option<HeaderMap>,
     pub events: Vec<ServerEvent>,
+    /// Whether the application finished the call (rather than the call itself).
+    pub app_finished: bool,
 }
 
 pub fn request(method: &str, uri: &str, headers: &[(&'static str, &str)]) -> http::request::Parts {
@@ -46,13 +48,15 @@ pub fn serve(
     let config = server_config();
     let mut call = ServerCall::new(&config, lookup(parts.uri.path()), &parts, Instant::now());
     let mut events = Vec::new();
-    let drain = |call: &mut ServerCall, events: &mut Vec<ServerEvent>| {
+    let mut app_finished = false;
+    let mut drain = |call: &mut ServerCall, events: &mut Vec<ServerEvent>| {
         while let Some(e) = call.poll_event() {
             if let (ServerEvent::InputClosed, Some(reply)) = (&e, &reply) {
                 if reply.is_ok() {
                     call.send_message(Bytes::from_static(b"ok")).unwrap();
                 }
                 call.finish(reply.clone(), HeaderMap::new()).unwrap();
+                app_finished = true;
             }
             events.push(e);
         }
@@ -72,7 +76,7 @@ pub fn serve(
             ServerTransmit::Head(h) => head = Some(h.into_parts().0),
             ServerTransmit::Data(d) => out.extend_from_slice(&d),
             ServerTransmit::Trailers(t) => trailers = Some(t),
-            ServerTransmit::End => {}
+            ServerTransmit::End | ServerTransmit::Reset => {}
         }
     }
     ServerRun {
@@ -80,12 +84,17 @@ pub fn serve(
         body: out.freeze(),
         trailers,
         events,
+        app_finished,
     }
 }
 
+/// The status the call ended with on its own (not through the application).
 pub fn aborted(run: &ServerRun) -> Option<&Status> {
+    if run.app_finished {
+        return None;
+    }
     run.events.iter().find_map(|e| match e {
-        ServerEvent::Aborted(s) => Some(s),
+        ServerEvent::Finished(Err(s)) => Some(s),
         _ => None,
     })
 }
