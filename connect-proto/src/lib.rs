@@ -15,6 +15,7 @@ pub mod envelope;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod json;
 pub mod metadata;
 pub mod protocol;
 #[cfg(feature = "rpc")]

@@ -128,8 +128,9 @@ pub struct ErrorDetail {
     pub type_name: String,
     /// The serialized message.
     pub value: Bytes,
-    /// Connect's optional human-readable JSON form of the detail; never needed to decode it.
-    pub debug: Option<serde_json::Value>,
+    /// Connect's optional human-readable form of the detail, as JSON text (any JSON value); never
+    /// needed to decode it. Text that is not JSON is sent as a JSON string.
+    pub debug: Option<String>,
 }
 
 impl ErrorDetail {

@@ -4,8 +4,8 @@ use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use serde_json::{Map, Value};
 
+use crate::json::{self, Value};
 use crate::metadata::decode_base64_into;
 use crate::protocol::headers::CONNECT_TRAILER_PREFIX;
 use crate::status::{Code, ErrorDetail, Status};
@@ -32,29 +32,35 @@ fn code_from_json(name: &str) -> Option<Code> {
 }
 
 fn error_to_json(status: &Status) -> Value {
-    let mut obj = Map::new();
-    obj.insert("code".into(), Value::String(code_to_json(status.code())));
+    let mut obj = vec![(
+        "code".to_owned(),
+        Value::String(code_to_json(status.code())),
+    )];
     if !status.message().is_empty() {
-        obj.insert("message".into(), Value::String(status.message().to_owned()));
+        obj.push(("message".into(), Value::String(status.message().to_owned())));
     }
     if !status.details().is_empty() {
         let details = status
             .details()
             .iter()
             .map(|d| {
-                let mut detail = Map::new();
-                detail.insert("type".into(), Value::String(d.type_name.clone()));
-                detail.insert(
-                    "value".into(),
-                    Value::String(STANDARD_NO_PAD.encode(&d.value)),
-                );
+                let mut detail = vec![
+                    ("type".to_owned(), Value::String(d.type_name.clone())),
+                    (
+                        "value".to_owned(),
+                        Value::String(STANDARD_NO_PAD.encode(&d.value)),
+                    ),
+                ];
                 if let Some(debug) = &d.debug {
-                    detail.insert("debug".into(), debug.clone());
+                    // Text that is not JSON goes as a JSON string rather than break the body.
+                    let debug = json::parse(debug.as_bytes())
+                        .unwrap_or_else(|_| Value::String(debug.clone()));
+                    detail.push(("debug".to_owned(), debug));
                 }
                 Value::Object(detail)
             })
             .collect();
-        obj.insert("details".into(), Value::Array(details));
+        obj.push(("details".into(), Value::Array(details)));
     }
     Value::Object(obj)
 }
@@ -63,7 +69,10 @@ fn error_to_json(status: &Status) -> Value {
 /// non-string or unrecognized `code` (or `ok`, which is no error) is `fallback`: the message and
 /// details of such an error still reach the caller (conformance: `error/unrecognized-code`).
 fn error_from_json(value: &Value, fallback: Code) -> Result<Status, String> {
-    let obj = value.as_object().ok_or("error is not a JSON object")?;
+    let obj = match value {
+        Value::Object(_) => value,
+        _ => return Err("error is not a JSON object".into()),
+    };
     let code = match obj.get("code") {
         Some(Value::String(name)) => code_from_json(name).unwrap_or(fallback),
         _ => fallback,
@@ -87,9 +96,10 @@ fn error_from_json(value: &Value, fallback: Code) -> Result<Status, String> {
 }
 
 fn detail_from_json(value: &Value) -> Result<ErrorDetail, String> {
-    let obj = value
-        .as_object()
-        .ok_or("error detail is not a JSON object")?;
+    let obj = match value {
+        Value::Object(_) => value,
+        _ => return Err("error detail is not a JSON object".into()),
+    };
     let type_name = match obj.get("type") {
         Some(Value::String(t)) if !t.is_empty() => t,
         _ => return Err("error detail has no type".into()),
@@ -107,7 +117,10 @@ fn detail_from_json(value: &Value) -> Result<ErrorDetail, String> {
     if detail.type_name.is_empty() {
         return Err("error detail has no type".into());
     }
-    detail.debug = obj.get("debug").filter(|d| !d.is_null()).cloned();
+    detail.debug = obj
+        .get("debug")
+        .filter(|d| !d.is_null())
+        .map(Value::to_json);
     Ok(detail)
 }
 
@@ -116,7 +129,7 @@ fn detail_from_json(value: &Value) -> Result<ErrorDetail, String> {
 /// `message` and `details` are omitted when empty, `debug` when absent. A code outside the known range
 /// is written `code_<n>` (as connect-go does); a status with code `ok` is written as `unknown`.
 pub fn encode_error(status: &Status) -> Bytes {
-    Bytes::from(error_to_json(status).to_string())
+    Bytes::from(error_to_json(status).to_json())
 }
 
 /// Parses Connect's JSON error body; `None` when the body is not a valid error (not JSON, not an object,
@@ -125,7 +138,7 @@ pub fn encode_error(status: &Status) -> Bytes {
 /// and details. `code_<n>` is accepted for codes outside the known range. Detail values may be
 /// standard or URL-safe base64, padded or not; a missing `value` is an empty message.
 pub fn decode_error(body: &[u8], fallback: Code) -> Option<Status> {
-    let value: Value = serde_json::from_slice(body).ok()?;
+    let value = json::parse(body).ok()?;
     error_from_json(&value, fallback).ok()
 }
 
@@ -142,23 +155,23 @@ pub struct EndStream {
 /// trailers, `error` only on failure, `metadata` only when there are trailers. Values that are not
 /// UTF-8 (obs-text a `HeaderValue` may hold) are converted lossily, since JSON strings must be Unicode.
 pub fn encode_end_stream(error: Option<&Status>, metadata: &HeaderMap) -> Bytes {
-    let mut obj = Map::new();
+    let mut obj = Vec::new();
     if let Some(status) = error {
-        obj.insert("error".into(), error_to_json(status));
+        obj.push(("error".to_owned(), error_to_json(status)));
     }
     if !metadata.is_empty() {
-        let mut md = Map::new();
+        let mut md = Vec::new();
         for name in metadata.keys() {
             let values = metadata
                 .get_all(name)
                 .iter()
                 .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
                 .collect();
-            md.insert(name.as_str().to_owned(), Value::Array(values));
+            md.push((name.as_str().to_owned(), Value::Array(values)));
         }
-        obj.insert("metadata".into(), Value::Object(md));
+        obj.push(("metadata".to_owned(), Value::Object(md)));
     }
-    Bytes::from(Value::Object(obj).to_string())
+    Bytes::from(Value::Object(obj).to_json())
 }
 
 /// Parses an EndStream message. `{}` is a successful end without trailers. An `error` whose code is
@@ -167,11 +180,10 @@ pub fn encode_end_stream(error: Option<&Status>, metadata: &HeaderMap) -> Bytes 
 /// arrays or not valid as headers) is an `internal` Status describing what was wrong.
 pub fn decode_end_stream(body: &[u8]) -> Result<EndStream, Status> {
     let invalid = |why: &str| Status::internal(format!("invalid Connect EndStream message: {why}"));
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| invalid(&format!("not JSON ({e})")))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| invalid("not a JSON object"))?;
+    let obj = json::parse(body).map_err(|e| invalid(&format!("not JSON ({e})")))?;
+    if !matches!(obj, Value::Object(_)) {
+        return Err(invalid("not a JSON object"));
+    }
     let error = match obj.get("error") {
         None | Some(Value::Null) => None,
         Some(e) => Some(error_from_json(e, Code::UNKNOWN).map_err(|why| invalid(&why))?),
@@ -183,14 +195,15 @@ pub fn decode_end_stream(body: &[u8]) -> Result<EndStream, Status> {
             for (name, values) in md {
                 let header = HeaderName::from_bytes(name.as_bytes())
                     .map_err(|_| invalid(&format!("invalid metadata name {name:?}")))?;
-                let values = values
-                    .as_array()
-                    .ok_or_else(|| invalid(&format!("metadata {name:?} is not an array")))?;
+                let Value::Array(values) = values else {
+                    return Err(invalid(&format!("metadata {name:?} is not an array")));
+                };
                 for v in values {
-                    let v = v
-                        .as_str()
-                        .and_then(|s| HeaderValue::from_str(s).ok())
-                        .ok_or_else(|| invalid(&format!("invalid metadata value for {name:?}")))?;
+                    let v = match v {
+                        Value::String(s) => HeaderValue::from_str(s).ok(),
+                        _ => None,
+                    }
+                    .ok_or_else(|| invalid(&format!("invalid metadata value for {name:?}")))?;
                     metadata.append(header.clone(), v);
                 }
             }
@@ -396,7 +409,7 @@ pub fn encode_get_query(codec: &str, message: &[u8], compression: Option<&str>) 
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn json_of(bytes: &[u8]) -> Value {
         serde_json::from_slice(bytes).unwrap()
@@ -418,7 +431,7 @@ mod tests {
     fn trap01_connect_error_json_shape() {
         let mut detail =
             ErrorDetail::new("type.googleapis.com/google.rpc.RetryInfo", &b"\x0a\x02"[..]);
-        detail.debug = Some(json!({"retryDelay": "1s"}));
+        detail.debug = Some(json!({"retryDelay": "1s"}).to_string());
         let status = Status::new(Code::INVALID_ARGUMENT, "bad").with_detail(detail);
         let body = encode_error(&status);
         assert_eq!(
@@ -689,7 +702,11 @@ mod tests {
                     Status::new(Code::from_u32(code), message),
                     |s, (name, value, debug)| {
                         let mut d = ErrorDetail::new(name, value);
-                        d.debug = debug.map(Value::String);
+                        d.debug = debug.map(|text: String| {
+                            let mut json = String::new();
+                            crate::json::write_string(&text, &mut json);
+                            json
+                        });
                         s.with_detail(d)
                     },
                 )
