@@ -44,6 +44,7 @@ import {
   UnimplementedRequestSchema,
 } from "./gen/connectrpc/conformance/v1/service_pb.js";
 import { allCompressions, compressionFor } from "./lib/compression.mjs";
+import { checkedBody } from "./lib/wire-checks.mjs";
 import {
   errorToProto,
   headersToProto,
@@ -64,8 +65,9 @@ class SetupError extends Error {}
 //
 // Built from connect-es's protocol transports over connect-node's HTTP clients, as connect-node's
 // create*Transport functions build them, with one addition: the HTTP client records the HTTP
-// status of each call's response, which the suite checks for some cases (the call finds its
-// record through an AsyncLocalStorage).
+// status of each call's response, which the suite checks for some cases, and checks the response
+// on the wire as the suite's reference client does (lib/wire-checks.mjs), reporting problems as
+// the result's `feedback`. The call finds its record through an AsyncLocalStorage.
 
 const callStatus = new AsyncLocalStorage();
 
@@ -82,10 +84,11 @@ function httpClientFor(baseUrl, httpVersion, nodeOptions) {
   return async (request) => {
     const response = await base(request);
     const slot = callStatus.getStore();
-    if (slot) {
-      slot.status = response.status;
+    if (!slot) {
+      return response;
     }
-    return response;
+    slot.status = response.status;
+    return { ...response, body: checkedBody(response, slot.feedback) };
   };
 }
 
@@ -200,9 +203,10 @@ class Outcome {
     }
   }
 
-  result(httpStatus) {
+  result(httpStatus, feedback) {
     return create(ClientResponseResultSchema, {
       httpStatusCode: httpStatus,
+      feedback,
       responseHeaders: headersToProto(this.headers),
       payloads: this.payloads,
       error: this.error === undefined ? undefined : errorToProto(this.error),
@@ -330,7 +334,7 @@ async function runCall(req) {
   };
   let stopTimer = () => {};
   const method = req.method ?? defaultMethod(req.streamType);
-  const slot = {};
+  const slot = { feedback: [] };
   try {
     await callStatus.run(slot, () => invoke());
   } catch (e) {
@@ -344,7 +348,7 @@ async function runCall(req) {
   if (outcome.error === undefined) {
     outcome.unsent = 0;
   }
-  return outcome.result(slot.status);
+  return outcome.result(slot.status, slot.feedback);
 
   async function invoke() {
     switch (method) {

@@ -537,6 +537,11 @@ async function main() {
   } else {
     server = http.createServer(onRequest);
   }
+  if ("keepAliveTimeout" in server) {
+    // Like Go's net/http of the reference server: idle HTTP/1.1 connections stay open (Node
+    // closes them after 5 s, racing clients that reuse them).
+    server.keepAliveTimeout = 0;
+  }
   await new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => resolve());
@@ -551,6 +556,13 @@ async function main() {
 }
 
 process.on("SIGTERM", () => process.exit(0));
+// Serving until killed: a runner that died without killing us leaves us to its parent.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) {
+    process.exit(0);
+  }
+}, 1000).unref();
 main().catch((e) => {
   process.stderr.write(`conformance server (node): ${e?.stack ?? e}\n`);
   process.exit(1);

@@ -82,6 +82,11 @@ pub fn setup(dir: &Path, shared_dir: &Path) -> Result<Result<NodePeers, Skipped>
 impl NodePeers {
     fn command(&self, script: &str) -> Command {
         let mut command = Command::new(&self.node);
+        // zlib work (gzip, br, deflate) runs on libuv's pool, 4 threads by default: with dozens of
+        // calls at once, queueing there delays messages by more than the suite's timeout grace.
+        if std::env::var_os("UV_THREADPOOL_SIZE").is_none() {
+            command.env("UV_THREADPOOL_SIZE", "16");
+        }
         command
             .arg(self.dir.join(script))
             .current_dir(&self.dir)

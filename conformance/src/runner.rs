@@ -760,6 +760,12 @@ struct Run {
     because: Option<&'static str>,
 }
 
+/// Whether the outcome of a case depends on timing: timeouts, cancellation timings and request
+/// delays.
+fn is_timed(p: &Permutation) -> bool {
+    p.request.timeout_ms.is_some() || p.request.cancel.is_set() || p.request.request_delay_ms > 0
+}
+
 /// The result of a run.
 struct Outcome {
     name: String,
@@ -836,15 +842,21 @@ async fn run_one(
     match response {
         Err(e) => vec![e],
         Ok(response) => match response.result {
-            Some(CompatResult::Response(result)) => compare(
-                &p.expected,
-                &result,
-                &p.other_codes,
-                Checks {
-                    unsent_requests: p.mode == TestMode::TEST_MODE_CLIENT
-                        && run.arrangement.our_client(),
-                },
-            ),
+            Some(CompatResult::Response(result)) => {
+                let mut errors = compare(
+                    &p.expected,
+                    &result,
+                    &p.other_codes,
+                    Checks {
+                        unsent_requests: p.mode == TestMode::TEST_MODE_CLIENT
+                            && run.arrangement.our_client(),
+                    },
+                );
+                // What the connect-es client saw wrong on the wire (as the reference client, it
+                // checks more than its RPC results show).
+                errors.extend(result.feedback.iter().map(|f| format!("node client: {f}")));
+                errors
+            }
             Some(CompatResult::Error(e)) => vec![format!("client error: {}", e.message)],
             None => vec!["client returned no result".to_owned()],
         },
@@ -981,34 +993,50 @@ pub async fn run(options: Options) -> Result<Summary, String> {
 
     let targets = Arc::new(targets);
     let transports = Transports::default();
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(options.parallel.max(1)));
-    let mut tasks = Vec::with_capacity(runs.len());
-    for run in runs {
+    for run in &runs {
         *summary.per_arrangement.entry(run.arrangement).or_default() += 1;
         if let Some(because) = run.because {
             *summary.ours_because.entry(because.to_owned()).or_default() += 1;
         }
-        let (targets, transports, semaphore, node_client) = (
-            targets.clone(),
-            transports.clone(),
-            semaphore.clone(),
-            node_client.clone(),
-        );
-        let timeout = options.case_timeout;
-        tasks.push(tokio::spawn(async move {
-            let _permit = semaphore.acquire_owned().await;
-            let errors =
-                run_one(&run, &targets, &transports, node_client.as_deref(), timeout).await;
-            Outcome {
-                name: run.p.name.clone(),
-                arrangement: run.arrangement,
-                errors,
-            }
-        }));
     }
-    let mut outcomes = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        outcomes.push(task.await.map_err(|e| format!("case task: {e}"))?);
+    // Cases whose outcome depends on timing (timeouts, cancellations, request delays) run after
+    // the rest, fewer at a time, so that a busy machine does not shift their clocks.
+    let (timed, steady): (Vec<Run>, Vec<Run>) = runs.into_iter().partition(|r| is_timed(&r.p));
+    println!(
+        "{} runs at once, then {} runs with timeouts, cancellations or delays {} at once",
+        options.parallel.max(1),
+        timed.len(),
+        options.parallel.div_ceil(4).max(1)
+    );
+    let mut outcomes = Vec::new();
+    for (phase, parallel) in [
+        (steady, options.parallel),
+        (timed, options.parallel.div_ceil(4)),
+    ] {
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+        let mut tasks = Vec::with_capacity(phase.len());
+        for run in phase {
+            let (targets, transports, semaphore, node_client) = (
+                targets.clone(),
+                transports.clone(),
+                semaphore.clone(),
+                node_client.clone(),
+            );
+            let timeout = options.case_timeout;
+            tasks.push(tokio::spawn(async move {
+                let _permit = semaphore.acquire_owned().await;
+                let errors =
+                    run_one(&run, &targets, &transports, node_client.as_deref(), timeout).await;
+                Outcome {
+                    name: run.p.name.clone(),
+                    arrangement: run.arrangement,
+                    errors,
+                }
+            }));
+        }
+        for task in tasks {
+            outcomes.push(task.await.map_err(|e| format!("case task: {e}"))?);
+        }
     }
     if let Some(node_client) = &node_client {
         node_client.close();
