@@ -15,8 +15,10 @@ if cargo tree -p connect-smol -e normal,features -i tokio --prefix none \
     echo "connect-smol depends on a tokio runtime feature (above)" >&2
     exit 1
 fi
-# Our conformance runner over the full matrix (all three protocols); a debug build reuses the test
-# build's dependencies. Ends with "N passed, M failed" and fails on any unexpected failure.
+# Our conformance runner over the full matrix (all three protocols), with the connect-es (Node)
+# client and server on one side of each case where they can take it (it installs them itself, see
+# conformance/README.md); a debug build reuses the test build's dependencies. Ends with
+# "N passed, M failed" and fails on any unexpected failure.
 cargo run -p conformance --bin conformance-runner
 # Every fuzz target for a few seconds (builds with nightly; skips with a reason without it).
 bash fuzz/run.sh 12
