@@ -22,8 +22,8 @@ fi
 cargo run -p conformance --bin conformance-runner
 # Every fuzz target for a few seconds (builds with nightly; skips with a reason without it).
 bash fuzz/run.sh 12
-# The unsafe block of connect-proto under Miri (nightly; skips with a reason without it).
-bash connect-proto/miri.sh
+# The unsafe block of connect-rpc under Miri (nightly; skips with a reason without it).
+bash connect-rpc/miri.sh
 # connect-wasm in Node and headless Chromium against the connect-tokio test server (wasm32 toolchain
 # from Debian packages; skipped with a reason when the shared tools are absent).
 bash connect-wasm/run-tests.sh all

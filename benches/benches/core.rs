@@ -4,9 +4,9 @@
 use bytes::Bytes;
 use connect_benches::pair::{self, protocol_name, PROTOCOLS};
 use connect_benches::workload;
-use connect_proto::envelope::{self, EnvelopeDecoder};
-use connect_proto::protocol::{connect, grpc, grpc_web};
-use connect_proto::{CompressionRegistry, ErrorDetail, ServerConfig, Status};
+use connect_proto::wire::{connect, grpc, grpc_web};
+use connect_proto::{encode_envelope, EnvelopeDecoder};
+use connect_rpc::{CompressionRegistry, ErrorDetail, ServerConfig, Status};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 
@@ -24,9 +24,9 @@ fn envelopes(c: &mut Criterion) {
         let data = payload(len);
         group.throughput(Throughput::Bytes(len as u64));
         group.bench_with_input(BenchmarkId::new("encode", name), &data, |b, data| {
-            b.iter(|| envelope::encode(0, black_box(data.clone())))
+            b.iter(|| encode_envelope(0, black_box(data.clone())))
         });
-        let (head, tail) = envelope::encode(0, data.clone());
+        let (head, tail) = encode_envelope(0, data.clone());
         let mut wire = head.to_vec();
         if let Some(tail) = tail {
             wire.extend_from_slice(&tail);
@@ -180,7 +180,7 @@ fn calls(c: &mut Criterion) {
 
 fn errors(c: &mut Criterion) {
     let status = Status::new(
-        connect_proto::Code::NOT_FOUND,
+        connect_rpc::Code::NOT_FOUND,
         "order 900123 not found in region eu-west-1",
     )
     .with_detail(ErrorDetail::new(

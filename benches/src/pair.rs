@@ -3,8 +3,9 @@
 
 use bytes::Bytes;
 use connect_proto::testing;
-use connect_proto::{
-    ClientCall, ClientConfig, Codec, MethodInfo, Protocol, ServerConfig, ServerTransmit, StreamType,
+use connect_proto::ServerTransmit;
+use connect_rpc::{
+    ClientCall, ClientConfig, Codec, MethodInfo, Protocol, ServerConfig, StreamType,
 };
 
 /// The unary echo method.
@@ -94,7 +95,7 @@ pub fn client_config(protocol: Protocol) -> ClientConfig {
 }
 
 /// The captured request as an `http::Request` with its body in one chunk, for
-/// [`Router::handle`](connect_proto::rpc::Router::handle).
+/// [`Router::handle`](connect_rpc::Router::handle).
 pub fn http_request(request: &CapturedRequest) -> http::Request<http_body_util::Full<Bytes>> {
     let body: Bytes = match request.body.as_slice() {
         [one] => one.clone(),
@@ -111,7 +112,7 @@ pub fn http_request(request: &CapturedRequest) -> http::Request<http_body_util::
 /// One call through the typed layer: `router` (our generated server behind it) answers `request`,
 /// and the whole response body is read. Returns the body length.
 pub fn rpc_call(
-    router: &connect_proto::rpc::Router,
+    router: &connect_rpc::Router,
     request: http::Request<http_body_util::Full<Bytes>>,
 ) -> usize {
     use http_body_util::BodyExt;
@@ -121,8 +122,8 @@ pub fn rpc_call(
 }
 
 /// A router serving the benchmark service on our stack.
-pub fn rpc_router() -> connect_proto::rpc::Router {
-    connect_proto::rpc::Router::new(connect_tokio::TokioRuntime).service(
+pub fn rpc_router() -> connect_rpc::Router {
+    connect_rpc::Router::new(connect_tokio::TokioRuntime).service(
         crate::ours::bench::v1::BenchServiceServer::new(crate::servers::OursBench),
     )
 }

@@ -169,8 +169,8 @@ fn serve_smol(
 pub use ours::Bench as OursBench;
 
 mod ours {
-    use connect_proto::rpc::{Context, HandlerStream, RequestView, Streaming};
-    use connect_proto::Status;
+    use connect_rpc::Status;
+    use connect_rpc::{Context, HandlerStream, RequestView, Streaming};
     use futures_util::StreamExt;
 
     use crate::ours::bench::v1::{

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use buffa::{Message, MessageField};
 use buffa_types::google::protobuf::Any;
-use connect_proto::rpc::{Client, ResponseStream, Transport};
-use connect_proto::{CallOptions, ClientConfig, Codec, Protocol, Status};
+use connect_rpc::{CallOptions, ClientConfig, Codec, Protocol, Status};
+use connect_rpc::{Client, ResponseStream, Transport};
 use connect_tokio::{HyperTransport, TokioRuntime};
 use futures_util::StreamExt;
 use http::HeaderMap;
@@ -347,7 +347,7 @@ impl Call<'_> {
     async fn unary<R, F, Fut>(&self, outcome: &mut Outcome, invoke: F, payload: PayloadOf<R>)
     where
         F: FnOnce(CallOptions) -> Fut,
-        Fut: Future<Output = connect_proto::rpc::Outcome<R>>,
+        Fut: Future<Output = connect_rpc::Outcome<R>>,
     {
         let work = async {
             let result = invoke(self.options.clone()).await;

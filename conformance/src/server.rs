@@ -2,8 +2,8 @@
 
 use std::io;
 
-use connect_proto::rpc::Router;
-use connect_proto::ServerConfig;
+use connect_rpc::Router;
+use connect_rpc::ServerConfig;
 use connect_tokio::{Server, ServerHandle, TokioRuntime};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 

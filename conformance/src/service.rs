@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use buffa::MessageField;
 use buffa_types::google::protobuf::Any;
-use connect_proto::rpc::{Context, HandlerStream, RequestView, Streaming};
-use connect_proto::{Instant, Status};
+use connect_rpc::{Context, HandlerStream, RequestView, Streaming};
+use connect_rpc::{Instant, Status};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 

@@ -15,8 +15,8 @@ pub mod view_decoder {
     use buffa::view::OwnedView;
     use buffa::Message;
     use bytes::{Bytes, BytesMut};
-    use connect_proto::rpc::{Context, RawRequests, RequestView, Service, Streaming};
-    use connect_proto::{Code, Codec, MethodInfo, Protocol, Status};
+    use connect_rpc::{Code, Codec, MethodInfo, Protocol, Status};
+    use connect_rpc::{Context, RawRequests, RequestView, Service, Streaming};
     use futures_util::StreamExt;
 
     use crate::proto::acme::batch::v1::__buffa::view::BatchView;
@@ -62,8 +62,9 @@ pub mod view_decoder {
             http::HeaderMap::new(),
             http::Extensions::new(),
         );
+        let index = server.methods().iter().position(|m| *m == method);
         let Some(mut responses) =
-            server.call(method.path, ctx, RawRequests::from_payloads(payloads))
+            index.and_then(|index| server.call(index, ctx, RawRequests::from_payloads(payloads)))
         else {
             return Err(Status::unimplemented(method.path));
         };

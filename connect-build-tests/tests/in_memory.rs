@@ -13,13 +13,11 @@ use bytes::Bytes;
 use connect_build_tests::proto::acme::greet::v1::{
     GreetRequest, GreetResponse, GreetService, GreetServiceClient, GreetServiceServer,
 };
-use connect_proto::rpc::{
+use connect_rpc::{
     BoxFuture, Client, Context, HandlerStream, RequestBody, RequestView, ResponseBody, Router,
     Runtime, Streaming, Transport, TransportError,
 };
-use connect_proto::{
-    CallOptions, ClientConfig, Code, Codec, ErrorDetail, Instant, Protocol, Status,
-};
+use connect_rpc::{CallOptions, ClientConfig, Code, Codec, ErrorDetail, Instant, Protocol, Status};
 use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue};
 
@@ -473,7 +471,7 @@ fn a_request_body_that_fails_ends_the_call_instead_of_hanging() {
         })
         .await;
         assert!(
-            matches!(frame, Some(Err(connect_proto::rpc::CallReset))),
+            matches!(frame, Some(Err(connect_rpc::CallReset))),
             "{frame:?}"
         );
     });
@@ -481,7 +479,7 @@ fn a_request_body_that_fails_ends_the_call_instead_of_hanging() {
 
 #[test]
 fn router_answers_cors_preflights_and_exposes_status_headers() {
-    let router = router().cors(connect_proto::cors::Cors::default());
+    let router = router().cors(connect_rpc::cors::Cors::default());
     futures_executor::block_on(async {
         let preflight = http::Request::builder()
             .method("OPTIONS")
@@ -540,28 +538,28 @@ impl http_body::Body for EndedBody {
 /// (`raw_responses`), then an error.
 struct RawGreetMany;
 
-impl connect_proto::rpc::Service for RawGreetMany {
-    fn methods(&self) -> &'static [connect_proto::MethodInfo] {
+impl connect_rpc::Service for RawGreetMany {
+    fn methods(&self) -> &'static [connect_rpc::MethodInfo] {
         &[connect_build_tests::proto::acme::greet::v1::greet_service_methods::GREET_MANY]
     }
 
     fn call(
         &self,
-        path: &str,
+        method: usize,
         ctx: Context,
-        _requests: connect_proto::rpc::RawRequests,
-    ) -> Option<connect_proto::rpc::RawResponses> {
-        if path != self.methods()[0].path {
+        _requests: connect_rpc::RawRequests,
+    ) -> Option<connect_rpc::RawResponses> {
+        if method != 0 {
             return None;
         }
         let codec = ctx.codec();
         let payloads = ["raw one", "raw two"]
-            .map(|greeting| connect_proto::rpc::encode(codec, &greeting_message(greeting)));
+            .map(|greeting| connect_rpc::encode(codec, &greeting_message(greeting)));
         let end = Err(Status::new(Code::DATA_LOSS, "raw end"));
         let items = payloads.into_iter().chain(std::iter::once(end));
-        Some(connect_proto::rpc::raw_responses(
-            futures_util::stream::iter(items),
-        ))
+        Some(connect_rpc::raw_responses(futures_util::stream::iter(
+            items,
+        )))
     }
 }
 

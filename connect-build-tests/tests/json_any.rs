@@ -10,8 +10,8 @@ use connect_build_tests::proto::acme::greet::v1::{GreetRequest, GreetResponse};
 use connect_build_tests::proto::acme::store::v1::{
     GetItemRequest, Item, ListItemsRequest, StoreService, StoreServiceServer,
 };
-use connect_proto::rpc::{Context, HandlerStream, RequestView, Streaming};
-use connect_proto::Status;
+use connect_rpc::Status;
+use connect_rpc::{Context, HandlerStream, RequestView, Streaming};
 
 struct Store;
 

@@ -1,5 +1,5 @@
 //! Request decoders for batch-shaped messages: buffa's view decode with the capacities of repeated
-//! fields allocated up front (see `connect_proto::rpc::view_decode` for what and why).
+//! fields allocated up front (see `connect_rpc::codegen` for what and why).
 //!
 //! A decoder is generated for a method's input message when the message has repeated string, bytes,
 //! message or map fields. Its own such fields get their counted sizes; the elements of its repeated
@@ -258,12 +258,12 @@ pub(crate) fn generate(
         #[allow(non_camel_case_types)]
         struct #name;
 
-        impl #rt::rpc::ViewDecoder<#input_ty> for #name {
+        impl #rt::ViewDecoder<#input_ty> for #name {
             // A view type is named through `HasMessageView` here, which a struct literal cannot use.
             #[allow(clippy::field_reassign_with_default)]
             fn decode_view<'a>(&self, buf: &'a [u8]) -> ::core::result::Result<#input_view, ::buffa::DecodeError> {
                 use ::buffa::view::MessageView as _;
-                use #rt::rpc::view_decode as __d;
+                use #rt::codegen as __d;
                 let budget = __d::Budget::new();
                 let ctx = budget.context();
                 let [#(#counts),*] = __d::count_fields(buf, [#(#numbers),*]);

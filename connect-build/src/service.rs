@@ -17,7 +17,7 @@ use crate::Error;
 /// Settings of the service generator.
 #[derive(Clone, Debug)]
 pub struct ServiceOptions {
-    /// Path of the connect-proto crate in generated code (`::connect_proto`).
+    /// Path of the connect-rpc crate in generated code (`::connect_rpc`).
     pub runtime_crate: String,
     /// Generate services at all.
     pub generate_services: bool,
@@ -26,7 +26,7 @@ pub struct ServiceOptions {
 impl Default for ServiceOptions {
     fn default() -> Self {
         ServiceOptions {
-            runtime_crate: "::connect_proto".to_owned(),
+            runtime_crate: "::connect_rpc".to_owned(),
             generate_services: true,
         }
     }
@@ -47,7 +47,7 @@ pub(crate) fn generate(
     let messages = MessageIndex::new(descriptors, files_to_generate);
     let runtime: syn::Path = syn::parse_str(&options.runtime_crate).map_err(|e| {
         Error::new(format!(
-            "connect_proto_path {:?} is not a path: {e}",
+            "connect_rpc_path {:?} is not a path: {e}",
             options.runtime_crate
         ))
     })?;
@@ -422,12 +422,12 @@ impl ServiceGen<'_> {
         let trait_methods = methods.iter().map(|m| {
             let MethodGen { ident, input, output, doc, .. } = m;
             let (arg, arg_ty) = if m.client_streaming {
-                (quote! { requests }, quote! { #rt::rpc::Streaming<#input> })
+                (quote! { requests }, quote! { #rt::Streaming<#input> })
             } else {
-                (quote! { request }, quote! { #rt::rpc::RequestView<#input> })
+                (quote! { request }, quote! { #rt::RequestView<#input> })
             };
             let ret = if m.server_streaming {
-                quote! { #rt::rpc::HandlerStream<#output> }
+                quote! { #rt::HandlerStream<#output> }
             } else {
                 quote! { #output }
             };
@@ -435,14 +435,19 @@ impl ServiceGen<'_> {
                 #doc
                 fn #ident(
                     &self,
-                    ctx: #rt::rpc::Context,
+                    ctx: #rt::Context,
                     #arg: #arg_ty,
                 ) -> impl ::core::future::Future<Output = ::core::result::Result<#ret, #rt::Status>> + ::core::marker::Send;
             }
         });
 
-        let arms = methods.iter().map(|m| {
-            let MethodGen { ident, konst, input, output, .. } = m;
+        let arms = methods.iter().enumerate().map(|(index, m)| {
+            let MethodGen {
+                ident,
+                input,
+                output,
+                ..
+            } = m;
             let adapter = match (m.client_streaming, m.server_streaming) {
                 (false, false) => quote! { unary },
                 (false, true) => quote! { server_streaming },
@@ -450,11 +455,11 @@ impl ServiceGen<'_> {
                 (true, true) => quote! { bidi_streaming },
             };
             let decoder = match &m.decoder {
-                Some((name, _)) => quote! { #rt::rpc::RequestDecoder::new(&#name) },
+                Some((name, _)) => quote! { #rt::RequestDecoder::new(&#name) },
                 None => quote! { ::core::default::Default::default() },
             };
             quote! {
-                p if p == #methods_mod::#konst.path => ::core::option::Option::Some(#rt::rpc::#adapter::<#input, #output, _, _>(
+                #index => ::core::option::Option::Some(#rt::#adapter::<#input, #output, _, _>(
                     ctx,
                     requests,
                     #decoder,
@@ -466,9 +471,9 @@ impl ServiceGen<'_> {
         let client_methods = methods.iter().map(|m| {
             let MethodGen { ident, with_options, konst, input, output, doc, .. } = m;
             let ret = if m.server_streaming {
-                quote! { #rt::rpc::ResponseStream<#output> }
+                quote! { #rt::ResponseStream<#output> }
             } else {
-                quote! { #rt::rpc::Response<#output> }
+                quote! { #rt::Response<#output> }
             };
             let call = match (m.client_streaming, m.server_streaming) {
                 (false, false) => quote! { unary },
@@ -482,7 +487,7 @@ impl ServiceGen<'_> {
                     #doc
                     pub async fn #ident<S>(&self, requests: S) -> ::core::result::Result<#ret, #rt::Status>
                     where
-                        S: #rt::rpc::Stream<Item = #input> + #rt::rpc::MaybeSend + 'static,
+                        S: #rt::Stream<Item = #input> + #rt::MaybeSend + 'static,
                     {
                         self.#with_options(requests, ::core::default::Default::default()).await
                     }
@@ -493,7 +498,7 @@ impl ServiceGen<'_> {
                         options: #rt::CallOptions,
                     ) -> ::core::result::Result<#ret, #rt::Status>
                     where
-                        S: #rt::rpc::Stream<Item = #input> + #rt::rpc::MaybeSend + 'static,
+                        S: #rt::Stream<Item = #input> + #rt::MaybeSend + 'static,
                     {
                         self.client.#call(#methods_mod::#konst, requests, options).await
                     }
@@ -518,7 +523,7 @@ impl ServiceGen<'_> {
 
         let methods_doc = format!(" Service name and method descriptions of `{full_name}`.");
         let server_doc = format!(
-            " Serves a [`{trait_ident}`] implementation: register it with a [`Router`]({}::rpc::Router).",
+            " Serves a [`{trait_ident}`] implementation: register it with a [`Router`]({}::Router).",
             quote!(#rt).to_string().replace(' ', "")
         );
         let client_doc = format!(" A typed client of `{full_name}` over any transport.");
@@ -528,7 +533,7 @@ impl ServiceGen<'_> {
         } else {
             let registrars = self.json_types;
             let through = format!(
-                " `{}::rpc::register_json_types`.",
+                " `{}::register_json_types`.",
                 quote!(#rt).to_string().replace(' ', "")
             );
             (
@@ -541,7 +546,7 @@ impl ServiceGen<'_> {
                         #(#registrars(registry);)*
                     }
                 },
-                quote! { #rt::rpc::register_json_types(#methods_mod::register_types); },
+                quote! { #rt::register_json_types(#methods_mod::register_types); },
             )
         };
 
@@ -591,19 +596,19 @@ impl ServiceGen<'_> {
                 }
             }
 
-            impl<S: #trait_ident> #rt::rpc::Service for #server_ident<S> {
+            impl<S: #trait_ident> #rt::Service for #server_ident<S> {
                 fn methods(&self) -> &'static [#rt::MethodInfo] {
                     #methods_mod::ALL
                 }
 
                 fn call(
                     &self,
-                    path: &str,
-                    ctx: #rt::rpc::Context,
-                    requests: #rt::rpc::RawRequests,
-                ) -> ::core::option::Option<#rt::rpc::RawResponses> {
+                    method: usize,
+                    ctx: #rt::Context,
+                    requests: #rt::RawRequests,
+                ) -> ::core::option::Option<#rt::RawResponses> {
                     let service = ::core::clone::Clone::clone(&self.service);
-                    match path {
+                    match method {
                         #(#arms)*
                         _ => ::core::option::Option::None,
                     }
@@ -612,7 +617,7 @@ impl ServiceGen<'_> {
 
             #[doc = #client_doc]
             pub struct #client_ident<T> {
-                client: #rt::rpc::Client<T>,
+                client: #rt::Client<T>,
             }
 
             impl<T> ::core::clone::Clone for #client_ident<T> {
@@ -627,15 +632,15 @@ impl ServiceGen<'_> {
                 }
             }
 
-            impl<T: #rt::rpc::Transport> #client_ident<T> {
+            impl<T: #rt::Transport> #client_ident<T> {
                 /// A typed client over a configured untyped client.
-                pub fn new(client: #rt::rpc::Client<T>) -> Self {
+                pub fn new(client: #rt::Client<T>) -> Self {
                     #register_call
                     Self { client }
                 }
 
                 /// The untyped client.
-                pub fn inner(&self) -> &#rt::rpc::Client<T> {
+                pub fn inner(&self) -> &#rt::Client<T> {
                     &self.client
                 }
 

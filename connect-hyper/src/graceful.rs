@@ -83,7 +83,7 @@ impl Watcher {
     pub async fn watch<I, E>(
         self,
         conn: Connection<'_, I, ConnectionService, E>,
-    ) -> Result<(), connect_proto::rpc::BoxError>
+    ) -> Result<(), connect_rpc::BoxError>
     where
         I: Read + Write + Unpin + 'static,
         E: HttpServerConnExec<

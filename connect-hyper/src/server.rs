@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use connect_proto::rpc::Router;
+use connect_rpc::Router;
 use futures_channel::oneshot;
 use futures_util::future::{AbortHandle, Abortable};
 use hyper::rt::{Read, Write};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use connect_proto::rpc::{BoxError, ResponseBody, Router};
+use connect_rpc::{BoxError, ResponseBody, Router};
 use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;

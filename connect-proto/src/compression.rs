@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 /// The name of the no-op encoding, implied by every accept list and never registered.
-pub const IDENTITY: &str = "identity";
+pub(crate) const IDENTITY: &str = "identity";
 
 /// A compression algorithm applied to one message at a time (no shared context between messages).
 pub trait Compressor: Send + Sync + std::fmt::Debug + 'static {
@@ -514,7 +514,7 @@ impl CompressionRegistry {
 }
 
 /// Splits an accept-encoding list (`"gzip, br,zstd"`), trimmed, empty entries and q-values dropped.
-pub fn parse_accept_list(value: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn parse_accept_list(value: &str) -> impl Iterator<Item = &str> {
     value
         .split(',')
         .map(|s| s.split(';').next().unwrap_or("").trim())

@@ -19,14 +19,14 @@ pub mod flags {
 }
 
 /// Length of the envelope prefix.
-pub const PREFIX_LEN: usize = 5;
+pub(crate) const PREFIX_LEN: usize = 5;
 
 /// Payloads up to this many bytes are copied behind their prefix by [`encode`]; larger ones are handed
 /// back as a separate buffer.
 ///
 /// One small copy is cheaper than a second write or a vectored-write entry per message, while copying a
 /// large payload costs more than the extra buffer (the same trade-off as h2's `framed_write`).
-pub const COPY_THRESHOLD: usize = 8 * 1024;
+pub(crate) const COPY_THRESHOLD: usize = 8 * 1024;
 
 /// One decoded envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,12 +38,12 @@ pub struct Envelope {
 }
 
 /// The prefix for a payload of `len` bytes.
-pub fn encode_prefix(flags: u8, len: u32) -> [u8; PREFIX_LEN] {
+pub(crate) fn encode_prefix(flags: u8, len: u32) -> [u8; PREFIX_LEN] {
     let [a, b, c, d] = len.to_be_bytes();
     [flags, a, b, c, d]
 }
 
-/// An envelope as one or two buffers: payloads up to [`COPY_THRESHOLD`] bytes are copied behind the
+/// An envelope as one or two buffers: payloads up to 8 KiB are copied behind the
 /// prefix and returned as `(envelope, None)`; larger ones are left in place and returned as
 /// `(prefix, Some(payload))` so no copy is made (STYLE 4). Write the buffers in order.
 ///
@@ -97,7 +97,7 @@ impl std::error::Error for TooLarge {}
 ///
 /// ```
 /// use bytes::Bytes;
-/// use connect_proto::envelope::{EnvelopeDecoder, Envelope};
+/// use connect_proto::{EnvelopeDecoder, Envelope};
 ///
 /// let mut decoder = EnvelopeDecoder::new(1024);
 /// decoder.push(Bytes::from_static(&[0, 0, 0, 0, 2, b'h']));

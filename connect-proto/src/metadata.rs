@@ -100,7 +100,7 @@ const RESERVED_ALWAYS: &[&str] = &[
 ///
 /// `user-agent` (and gRPC-Web's `x-user-agent`) stays with the application: gRPC lets it prepend its own
 /// product token. HTTP/2 pseudo-headers cannot occur, since a `HeaderName` cannot contain `:`.
-pub fn is_reserved(protocol: Protocol, name: &HeaderName) -> bool {
+pub(crate) fn is_reserved(protocol: Protocol, name: &HeaderName) -> bool {
     let name = name.as_str();
     if RESERVED_ALWAYS.contains(&name) {
         return true;
@@ -113,7 +113,7 @@ pub fn is_reserved(protocol: Protocol, name: &HeaderName) -> bool {
 
 /// Copies the application's entries of `from` into `to` (appending, every value of a multi-valued
 /// name), skipping reserved names.
-pub fn merge_application(protocol: Protocol, from: &HeaderMap, to: &mut HeaderMap) {
+pub(crate) fn merge_application(protocol: Protocol, from: &HeaderMap, to: &mut HeaderMap) {
     for (name, value) in from {
         if !is_reserved(protocol, name) {
             to.append(name.clone(), value.clone());

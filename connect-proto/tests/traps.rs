@@ -437,7 +437,7 @@ fn trap12_client_deadline_is_deadline_exceeded_not_canceled() {
     };
     let sent = head.headers()["grpc-timeout"].as_bytes();
     assert_eq!(
-        connect_proto::timeout::parse_grpc_timeout(sent),
+        connect_proto::parse_grpc_timeout(sent),
         Ok(Duration::from_millis(50))
     );
     call.handle_timeout(now + Duration::from_millis(49));

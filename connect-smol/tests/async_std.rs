@@ -7,8 +7,8 @@ mod common;
 
 use std::sync::Arc;
 
-use connect_proto::rpc::{BoxFuture, Router, Runtime};
-use connect_proto::Instant;
+use connect_rpc::Instant;
+use connect_rpc::{BoxFuture, Router, Runtime};
 use connect_smol::SmolTransport;
 use connect_testkit::{Adapter, Http, PeerDescriber, TestServer};
 

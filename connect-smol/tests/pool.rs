@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use connect_proto::rpc::Client;
-use connect_proto::{ClientConfig, Codec, Protocol, ServerConfig};
+use connect_rpc::Client;
+use connect_rpc::{ClientConfig, Codec, Protocol, ServerConfig};
 use connect_smol::{Server, SmolRuntime, SmolTransport};
 use connect_testkit::proto::testkit::v1::{EchoRequest, EchoServiceClient};
 use connect_testkit::{bounded, Suite};

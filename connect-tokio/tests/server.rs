@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use connect_proto::{ClientConfig, Codec, Protocol, ServerConfig};
+use connect_rpc::{ClientConfig, Codec, Protocol, ServerConfig};
 use connect_testkit::proto::testkit::v1::{EchoRequest, EchoServiceClient};
 use connect_testkit::Suite;
 use connect_tokio::{ConnectService, HyperTransport, Server, TokioRuntime};
@@ -152,13 +152,12 @@ async fn mounted_in_axum_next_to_other_routes() {
     }
     let health = HyperTransport::new();
     let request = http::Request::get(format!("http://{addr}/health"))
-        .body(connect_proto::rpc::RequestBody::full(bytes::Bytes::new()))
+        .body(connect_rpc::RequestBody::full(bytes::Bytes::new()))
         .unwrap();
-    let response =
-        tokio::time::timeout(LIMIT, connect_proto::rpc::Transport::send(&health, request))
-            .await
-            .unwrap()
-            .unwrap();
+    let response = tokio::time::timeout(LIMIT, connect_rpc::Transport::send(&health, request))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(response.status(), 200);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"ok");

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use connect_build_tests::proto::acme::greet::v1::{GreetRequest, GreetServiceClient};
-use connect_proto::rpc::Runtime;
-use connect_proto::{CallOptions, ClientConfig, Code, Codec, Instant, Protocol};
+use connect_rpc::Runtime;
+use connect_rpc::{CallOptions, ClientConfig, Code, Codec, Instant, Protocol};
 use connect_wasm::{BrowserRuntime, FetchTransport};
 use futures_util::StreamExt;
 use http::HeaderValue;

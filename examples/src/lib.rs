@@ -1,9 +1,7 @@
 //! The service the examples serve: `demo.v1.GreetService`.
 
-use connect_proto::rpc::{
-    Client, Context, HandlerStream, RequestView, Runtime, Streaming, Transport,
-};
-use connect_proto::{ClientConfig, Codec, Protocol, Status};
+use connect_rpc::{Client, Context, HandlerStream, RequestView, Runtime, Streaming, Transport};
+use connect_rpc::{ClientConfig, Codec, Protocol, Status};
 use futures_util::StreamExt;
 
 /// Code generated from `proto/demo/v1/greet.proto` by connect-build.

@@ -8,32 +8,32 @@ pub trait GreetService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.greet.v1.GreetService/Greet` (unary: `acme.greet.v1.GreetRequest` → `acme.greet.v1.GreetResponse`).
     fn greet(
         &self,
-        ctx: ::connect_proto::rpc::Context,
-        request: ::connect_proto::rpc::RequestView<GreetRequest>,
+        ctx: ::connect_rpc::Context,
+        request: ::connect_rpc::RequestView<GreetRequest>,
     ) -> impl ::core::future::Future<
-        Output = ::core::result::Result<GreetResponse, ::connect_proto::Status>,
+        Output = ::core::result::Result<GreetResponse, ::connect_rpc::Status>,
     > + ::core::marker::Send;
     /// Greets without side effects, so Connect clients may use GET.
     ///
     /// `/acme.greet.v1.GreetService/GreetIdempotent` (unary, no side effects: `acme.greet.v1.GreetRequest` → `acme.greet.v1.GreetResponse`).
     fn greet_idempotent(
         &self,
-        ctx: ::connect_proto::rpc::Context,
-        request: ::connect_proto::rpc::RequestView<GreetRequest>,
+        ctx: ::connect_rpc::Context,
+        request: ::connect_rpc::RequestView<GreetRequest>,
     ) -> impl ::core::future::Future<
-        Output = ::core::result::Result<GreetResponse, ::connect_proto::Status>,
+        Output = ::core::result::Result<GreetResponse, ::connect_rpc::Status>,
     > + ::core::marker::Send;
     /// Greets `count` times.
     ///
     /// `/acme.greet.v1.GreetService/GreetMany` (server-streaming: `acme.greet.v1.GreetRequest` → `acme.greet.v1.GreetResponse`).
     fn greet_many(
         &self,
-        ctx: ::connect_proto::rpc::Context,
-        request: ::connect_proto::rpc::RequestView<GreetRequest>,
+        ctx: ::connect_rpc::Context,
+        request: ::connect_rpc::RequestView<GreetRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_proto::rpc::HandlerStream<GreetResponse>,
-            ::connect_proto::Status,
+            ::connect_rpc::HandlerStream<GreetResponse>,
+            ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
     /// Greets everyone at once.
@@ -41,22 +41,22 @@ pub trait GreetService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.greet.v1.GreetService/GreetAll` (client-streaming: `acme.greet.v1.GreetRequest` → `acme.greet.v1.GreetResponse`).
     fn greet_all(
         &self,
-        ctx: ::connect_proto::rpc::Context,
-        requests: ::connect_proto::rpc::Streaming<GreetRequest>,
+        ctx: ::connect_rpc::Context,
+        requests: ::connect_rpc::Streaming<GreetRequest>,
     ) -> impl ::core::future::Future<
-        Output = ::core::result::Result<GreetResponse, ::connect_proto::Status>,
+        Output = ::core::result::Result<GreetResponse, ::connect_rpc::Status>,
     > + ::core::marker::Send;
     /// Greets each person as they arrive.
     ///
     /// `/acme.greet.v1.GreetService/Chat` (bidi-streaming: `acme.greet.v1.GreetRequest` → `acme.greet.v1.GreetResponse`).
     fn chat(
         &self,
-        ctx: ::connect_proto::rpc::Context,
-        requests: ::connect_proto::rpc::Streaming<GreetRequest>,
+        ctx: ::connect_rpc::Context,
+        requests: ::connect_rpc::Streaming<GreetRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_proto::rpc::HandlerStream<GreetResponse>,
-            ::connect_proto::Status,
+            ::connect_rpc::HandlerStream<GreetResponse>,
+            ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
     /// Fails with the code named in the request, with a detail attached.
@@ -64,12 +64,12 @@ pub trait GreetService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.greet.v1.GreetService/Fail` (unary: `acme.greet.v1.GreetRequest` → `google.protobuf.Empty`).
     fn fail(
         &self,
-        ctx: ::connect_proto::rpc::Context,
-        request: ::connect_proto::rpc::RequestView<GreetRequest>,
+        ctx: ::connect_rpc::Context,
+        request: ::connect_rpc::RequestView<GreetRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
             ::buffa_types::google::protobuf::Empty,
-            ::connect_proto::Status,
+            ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
 }
@@ -78,43 +78,43 @@ pub mod greet_service_methods {
     /// `acme.greet.v1.GreetService`.
     pub const SERVICE_NAME: &str = "acme.greet.v1.GreetService";
     /// `Greet`.
-    pub const GREET: ::connect_proto::MethodInfo = ::connect_proto::MethodInfo {
+    pub const GREET: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
         path: "/acme.greet.v1.GreetService/Greet",
-        stream_type: ::connect_proto::StreamType::Unary,
+        stream_type: ::connect_rpc::StreamType::Unary,
         no_side_effects: false,
     };
     /// `GreetIdempotent`.
-    pub const GREET_IDEMPOTENT: ::connect_proto::MethodInfo = ::connect_proto::MethodInfo {
+    pub const GREET_IDEMPOTENT: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
         path: "/acme.greet.v1.GreetService/GreetIdempotent",
-        stream_type: ::connect_proto::StreamType::Unary,
+        stream_type: ::connect_rpc::StreamType::Unary,
         no_side_effects: true,
     };
     /// `GreetMany`.
-    pub const GREET_MANY: ::connect_proto::MethodInfo = ::connect_proto::MethodInfo {
+    pub const GREET_MANY: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
         path: "/acme.greet.v1.GreetService/GreetMany",
-        stream_type: ::connect_proto::StreamType::ServerStreaming,
+        stream_type: ::connect_rpc::StreamType::ServerStreaming,
         no_side_effects: false,
     };
     /// `GreetAll`.
-    pub const GREET_ALL: ::connect_proto::MethodInfo = ::connect_proto::MethodInfo {
+    pub const GREET_ALL: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
         path: "/acme.greet.v1.GreetService/GreetAll",
-        stream_type: ::connect_proto::StreamType::ClientStreaming,
+        stream_type: ::connect_rpc::StreamType::ClientStreaming,
         no_side_effects: false,
     };
     /// `Chat`.
-    pub const CHAT: ::connect_proto::MethodInfo = ::connect_proto::MethodInfo {
+    pub const CHAT: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
         path: "/acme.greet.v1.GreetService/Chat",
-        stream_type: ::connect_proto::StreamType::BidiStreaming,
+        stream_type: ::connect_rpc::StreamType::BidiStreaming,
         no_side_effects: false,
     };
     /// `Fail`.
-    pub const FAIL: ::connect_proto::MethodInfo = ::connect_proto::MethodInfo {
+    pub const FAIL: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
         path: "/acme.greet.v1.GreetService/Fail",
-        stream_type: ::connect_proto::StreamType::Unary,
+        stream_type: ::connect_rpc::StreamType::Unary,
         no_side_effects: false,
     };
     /// Every method, in declaration order.
-    pub const ALL: &[::connect_proto::MethodInfo] = &[
+    pub const ALL: &[::connect_rpc::MethodInfo] = &[
         GREET,
         GREET_IDEMPOTENT,
         GREET_MANY,
@@ -125,12 +125,12 @@ pub mod greet_service_methods {
     /// Registers the JSON forms of the message types of this service's package, and of
     /// the packages its `.proto` file imports that were generated with it, for
     /// `google.protobuf.Any`. The server and client constructors call it through
-    /// `::connect_proto::rpc::register_json_types`.
+    /// `::connect_rpc::register_json_types`.
     pub fn register_types(registry: &mut ::buffa::type_registry::TypeRegistry) {
         super::__buffa::register_types(registry);
     }
 }
-/// Serves a [`GreetService`] implementation: register it with a [`Router`](::connect_proto::rpc::Router).
+/// Serves a [`GreetService`] implementation: register it with a [`Router`](::connect_rpc::Router).
 pub struct GreetServiceServer<S> {
     service: ::std::sync::Arc<S>,
 }
@@ -141,7 +141,7 @@ impl<S: GreetService> GreetServiceServer<S> {
     }
     /// Wraps a shared service implementation.
     pub fn from_arc(service: ::std::sync::Arc<S>) -> Self {
-        ::connect_proto::rpc::register_json_types(greet_service_methods::register_types);
+        ::connect_rpc::register_json_types(greet_service_methods::register_types);
         Self { service }
     }
 }
@@ -157,21 +157,21 @@ impl<S> ::core::fmt::Debug for GreetServiceServer<S> {
         f.write_str(::core::stringify!(GreetServiceServer))
     }
 }
-impl<S: GreetService> ::connect_proto::rpc::Service for GreetServiceServer<S> {
-    fn methods(&self) -> &'static [::connect_proto::MethodInfo] {
+impl<S: GreetService> ::connect_rpc::Service for GreetServiceServer<S> {
+    fn methods(&self) -> &'static [::connect_rpc::MethodInfo] {
         greet_service_methods::ALL
     }
     fn call(
         &self,
-        path: &str,
-        ctx: ::connect_proto::rpc::Context,
-        requests: ::connect_proto::rpc::RawRequests,
-    ) -> ::core::option::Option<::connect_proto::rpc::RawResponses> {
+        method: usize,
+        ctx: ::connect_rpc::Context,
+        requests: ::connect_rpc::RawRequests,
+    ) -> ::core::option::Option<::connect_rpc::RawResponses> {
         let service = ::core::clone::Clone::clone(&self.service);
-        match path {
-            p if p == greet_service_methods::GREET.path => {
+        match method {
+            0usize => {
                 ::core::option::Option::Some(
-                    ::connect_proto::rpc::unary::<
+                    ::connect_rpc::unary::<
                         GreetRequest,
                         GreetResponse,
                         _,
@@ -186,9 +186,9 @@ impl<S: GreetService> ::connect_proto::rpc::Service for GreetServiceServer<S> {
                     ),
                 )
             }
-            p if p == greet_service_methods::GREET_IDEMPOTENT.path => {
+            1usize => {
                 ::core::option::Option::Some(
-                    ::connect_proto::rpc::unary::<
+                    ::connect_rpc::unary::<
                         GreetRequest,
                         GreetResponse,
                         _,
@@ -203,9 +203,9 @@ impl<S: GreetService> ::connect_proto::rpc::Service for GreetServiceServer<S> {
                     ),
                 )
             }
-            p if p == greet_service_methods::GREET_MANY.path => {
+            2usize => {
                 ::core::option::Option::Some(
-                    ::connect_proto::rpc::server_streaming::<
+                    ::connect_rpc::server_streaming::<
                         GreetRequest,
                         GreetResponse,
                         _,
@@ -220,9 +220,9 @@ impl<S: GreetService> ::connect_proto::rpc::Service for GreetServiceServer<S> {
                     ),
                 )
             }
-            p if p == greet_service_methods::GREET_ALL.path => {
+            3usize => {
                 ::core::option::Option::Some(
-                    ::connect_proto::rpc::client_streaming::<
+                    ::connect_rpc::client_streaming::<
                         GreetRequest,
                         GreetResponse,
                         _,
@@ -237,9 +237,9 @@ impl<S: GreetService> ::connect_proto::rpc::Service for GreetServiceServer<S> {
                     ),
                 )
             }
-            p if p == greet_service_methods::CHAT.path => {
+            4usize => {
                 ::core::option::Option::Some(
-                    ::connect_proto::rpc::bidi_streaming::<
+                    ::connect_rpc::bidi_streaming::<
                         GreetRequest,
                         GreetResponse,
                         _,
@@ -254,9 +254,9 @@ impl<S: GreetService> ::connect_proto::rpc::Service for GreetServiceServer<S> {
                     ),
                 )
             }
-            p if p == greet_service_methods::FAIL.path => {
+            5usize => {
                 ::core::option::Option::Some(
-                    ::connect_proto::rpc::unary::<
+                    ::connect_rpc::unary::<
                         GreetRequest,
                         ::buffa_types::google::protobuf::Empty,
                         _,
@@ -277,7 +277,7 @@ impl<S: GreetService> ::connect_proto::rpc::Service for GreetServiceServer<S> {
 }
 /// A typed client of `acme.greet.v1.GreetService` over any transport.
 pub struct GreetServiceClient<T> {
-    client: ::connect_proto::rpc::Client<T>,
+    client: ::connect_rpc::Client<T>,
 }
 impl<T> ::core::clone::Clone for GreetServiceClient<T> {
     fn clone(&self) -> Self {
@@ -293,14 +293,14 @@ impl<T> ::core::fmt::Debug for GreetServiceClient<T> {
             .finish()
     }
 }
-impl<T: ::connect_proto::rpc::Transport> GreetServiceClient<T> {
+impl<T: ::connect_rpc::Transport> GreetServiceClient<T> {
     /// A typed client over a configured untyped client.
-    pub fn new(client: ::connect_proto::rpc::Client<T>) -> Self {
-        ::connect_proto::rpc::register_json_types(greet_service_methods::register_types);
+    pub fn new(client: ::connect_rpc::Client<T>) -> Self {
+        ::connect_rpc::register_json_types(greet_service_methods::register_types);
         Self { client }
     }
     /// The untyped client.
-    pub fn inner(&self) -> &::connect_proto::rpc::Client<T> {
+    pub fn inner(&self) -> &::connect_rpc::Client<T> {
         &self.client
     }
     /// Greets once.
@@ -310,8 +310,8 @@ impl<T: ::connect_proto::rpc::Transport> GreetServiceClient<T> {
         &self,
         request: &GreetRequest,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<GreetResponse>,
-        ::connect_proto::Status,
+        ::connect_rpc::Response<GreetResponse>,
+        ::connect_rpc::Status,
     > {
         self.greet_with_options(request, ::core::default::Default::default()).await
     }
@@ -319,10 +319,10 @@ impl<T: ::connect_proto::rpc::Transport> GreetServiceClient<T> {
     pub async fn greet_with_options(
         &self,
         request: &GreetRequest,
-        options: ::connect_proto::CallOptions,
+        options: ::connect_rpc::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<GreetResponse>,
-        ::connect_proto::Status,
+        ::connect_rpc::Response<GreetResponse>,
+        ::connect_rpc::Status,
     > {
         self.client.unary(greet_service_methods::GREET, request, options).await
     }
@@ -333,8 +333,8 @@ impl<T: ::connect_proto::rpc::Transport> GreetServiceClient<T> {
         &self,
         request: &GreetRequest,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<GreetResponse>,
-        ::connect_proto::Status,
+        ::connect_rpc::Response<GreetResponse>,
+        ::connect_rpc::Status,
     > {
         self.greet_idempotent_with_options(request, ::core::default::Default::default())
             .await
@@ -343,10 +343,10 @@ impl<T: ::connect_proto::rpc::Transport> GreetServiceClient<T> {
     pub async fn greet_idempotent_with_options(
         &self,
         request: &GreetRequest,
-        options: ::connect_proto::CallOptions,
+        options: ::connect_rpc::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<GreetResponse>,
-        ::connect_proto::Status,
+        ::connect_rpc::Response<GreetResponse>,
+        ::connect_rpc::Status,
     > {
         self.client
             .unary(greet_service_methods::GREET_IDEMPOTENT, request, options)
@@ -359,8 +359,8 @@ impl<T: ::connect_proto::rpc::Transport> GreetServiceClient<T> {
         &self,
         request: &GreetRequest,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::ResponseStream<GreetResponse>,
-        ::connect_proto::Status,
+        ::connect_rpc::ResponseStream<GreetResponse>,
+        ::connect_rpc::Status,
     > {
         self.greet_many_with_options(request, ::core::default::Default::default()).await
     }
@@ -368,10 +368,10 @@ impl<T: ::connect_proto::rpc::Transport> GreetServiceClient<T> {
     pub async fn greet_many_with_options(
         &self,
         request: &GreetRequest,
-        options: ::connect_proto::CallOptions,
+        options: ::connect_rpc::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::ResponseStream<GreetResponse>,
-        ::connect_proto::Status,
+        ::connect_rpc::ResponseStream<GreetResponse>,
+        ::connect_rpc::Status,
     > {
         self.client
             .server_streaming(greet_service_methods::GREET_MANY, request, options)
@@ -384,12 +384,12 @@ impl<T: ::connect_proto::rpc::Transport> GreetServiceClient<T> {
         &self,
         requests: S,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<GreetResponse>,
-        ::connect_proto::Status,
+        ::connect_rpc::Response<GreetResponse>,
+        ::connect_rpc::Status,
     >
     where
-        S: ::connect_proto::rpc::Stream<Item = GreetRequest>
-            + ::connect_proto::rpc::MaybeSend + 'static,
+        S: ::connect_rpc::Stream<Item = GreetRequest> + ::connect_rpc::MaybeSend
+            + 'static,
     {
         self.greet_all_with_options(requests, ::core::default::Default::default()).await
     }
@@ -397,14 +397,14 @@ impl<T: ::connect_proto::rpc::Transport> GreetServiceClient<T> {
     pub async fn greet_all_with_options<S>(
         &self,
         requests: S,
-        options: ::connect_proto::CallOptions,
+        options: ::connect_rpc::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<GreetResponse>,
-        ::connect_proto::Status,
+        ::connect_rpc::Response<GreetResponse>,
+        ::connect_rpc::Status,
     >
     where
-        S: ::connect_proto::rpc::Stream<Item = GreetRequest>
-            + ::connect_proto::rpc::MaybeSend + 'static,
+        S: ::connect_rpc::Stream<Item = GreetRequest> + ::connect_rpc::MaybeSend
+            + 'static,
     {
         self.client
             .client_streaming(greet_service_methods::GREET_ALL, requests, options)
@@ -417,12 +417,12 @@ impl<T: ::connect_proto::rpc::Transport> GreetServiceClient<T> {
         &self,
         requests: S,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::ResponseStream<GreetResponse>,
-        ::connect_proto::Status,
+        ::connect_rpc::ResponseStream<GreetResponse>,
+        ::connect_rpc::Status,
     >
     where
-        S: ::connect_proto::rpc::Stream<Item = GreetRequest>
-            + ::connect_proto::rpc::MaybeSend + 'static,
+        S: ::connect_rpc::Stream<Item = GreetRequest> + ::connect_rpc::MaybeSend
+            + 'static,
     {
         self.chat_with_options(requests, ::core::default::Default::default()).await
     }
@@ -430,14 +430,14 @@ impl<T: ::connect_proto::rpc::Transport> GreetServiceClient<T> {
     pub async fn chat_with_options<S>(
         &self,
         requests: S,
-        options: ::connect_proto::CallOptions,
+        options: ::connect_rpc::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::ResponseStream<GreetResponse>,
-        ::connect_proto::Status,
+        ::connect_rpc::ResponseStream<GreetResponse>,
+        ::connect_rpc::Status,
     >
     where
-        S: ::connect_proto::rpc::Stream<Item = GreetRequest>
-            + ::connect_proto::rpc::MaybeSend + 'static,
+        S: ::connect_rpc::Stream<Item = GreetRequest> + ::connect_rpc::MaybeSend
+            + 'static,
     {
         self.client.bidi_streaming(greet_service_methods::CHAT, requests, options).await
     }
@@ -448,8 +448,8 @@ impl<T: ::connect_proto::rpc::Transport> GreetServiceClient<T> {
         &self,
         request: &GreetRequest,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<::buffa_types::google::protobuf::Empty>,
-        ::connect_proto::Status,
+        ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
+        ::connect_rpc::Status,
     > {
         self.fail_with_options(request, ::core::default::Default::default()).await
     }
@@ -457,10 +457,10 @@ impl<T: ::connect_proto::rpc::Transport> GreetServiceClient<T> {
     pub async fn fail_with_options(
         &self,
         request: &GreetRequest,
-        options: ::connect_proto::CallOptions,
+        options: ::connect_rpc::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<::buffa_types::google::protobuf::Empty>,
-        ::connect_proto::Status,
+        ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
+        ::connect_rpc::Status,
     > {
         self.client.unary(greet_service_methods::FAIL, request, options).await
     }

@@ -8,22 +8,22 @@ pub trait StoreService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.store.v1.StoreService/GetItem` (unary, no side effects: `acme.store.v1.GetItemRequest` → `acme.store.v1.Item`).
     fn get_item(
         &self,
-        ctx: ::connect_proto::rpc::Context,
-        request: ::connect_proto::rpc::RequestView<GetItemRequest>,
+        ctx: ::connect_rpc::Context,
+        request: ::connect_rpc::RequestView<GetItemRequest>,
     ) -> impl ::core::future::Future<
-        Output = ::core::result::Result<Item, ::connect_proto::Status>,
+        Output = ::core::result::Result<Item, ::connect_rpc::Status>,
     > + ::core::marker::Send;
     /// Lists items of a kind.
     ///
     /// `/acme.store.v1.StoreService/ListItems` (server-streaming: `acme.store.v1.ListItemsRequest` → `acme.store.v1.Item`).
     fn list_items(
         &self,
-        ctx: ::connect_proto::rpc::Context,
-        request: ::connect_proto::rpc::RequestView<ListItemsRequest>,
+        ctx: ::connect_rpc::Context,
+        request: ::connect_rpc::RequestView<ListItemsRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_proto::rpc::HandlerStream<Item>,
-            ::connect_proto::Status,
+            ::connect_rpc::HandlerStream<Item>,
+            ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
     /// Adds items.
@@ -31,12 +31,12 @@ pub trait StoreService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.store.v1.StoreService/PutItems` (client-streaming: `acme.store.v1.Item` → `google.protobuf.Empty`).
     fn put_items(
         &self,
-        ctx: ::connect_proto::rpc::Context,
-        requests: ::connect_proto::rpc::Streaming<Item>,
+        ctx: ::connect_rpc::Context,
+        requests: ::connect_rpc::Streaming<Item>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
             ::buffa_types::google::protobuf::Empty,
-            ::connect_proto::Status,
+            ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
     /// Greets from another package.
@@ -44,12 +44,12 @@ pub trait StoreService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.store.v1.StoreService/Greet` (unary: `acme.greet.v1.GreetRequest` → `acme.greet.v1.GreetResponse`).
     fn greet(
         &self,
-        ctx: ::connect_proto::rpc::Context,
-        request: ::connect_proto::rpc::RequestView<super::super::greet::v1::GreetRequest>,
+        ctx: ::connect_rpc::Context,
+        request: ::connect_rpc::RequestView<super::super::greet::v1::GreetRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
             super::super::greet::v1::GreetResponse,
-            ::connect_proto::Status,
+            ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
 }
@@ -58,31 +58,31 @@ pub mod store_service_methods {
     /// `acme.store.v1.StoreService`.
     pub const SERVICE_NAME: &str = "acme.store.v1.StoreService";
     /// `GetItem`.
-    pub const GET_ITEM: ::connect_proto::MethodInfo = ::connect_proto::MethodInfo {
+    pub const GET_ITEM: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
         path: "/acme.store.v1.StoreService/GetItem",
-        stream_type: ::connect_proto::StreamType::Unary,
+        stream_type: ::connect_rpc::StreamType::Unary,
         no_side_effects: true,
     };
     /// `ListItems`.
-    pub const LIST_ITEMS: ::connect_proto::MethodInfo = ::connect_proto::MethodInfo {
+    pub const LIST_ITEMS: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
         path: "/acme.store.v1.StoreService/ListItems",
-        stream_type: ::connect_proto::StreamType::ServerStreaming,
+        stream_type: ::connect_rpc::StreamType::ServerStreaming,
         no_side_effects: false,
     };
     /// `PutItems`.
-    pub const PUT_ITEMS: ::connect_proto::MethodInfo = ::connect_proto::MethodInfo {
+    pub const PUT_ITEMS: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
         path: "/acme.store.v1.StoreService/PutItems",
-        stream_type: ::connect_proto::StreamType::ClientStreaming,
+        stream_type: ::connect_rpc::StreamType::ClientStreaming,
         no_side_effects: false,
     };
     /// `Greet`.
-    pub const GREET: ::connect_proto::MethodInfo = ::connect_proto::MethodInfo {
+    pub const GREET: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
         path: "/acme.store.v1.StoreService/Greet",
-        stream_type: ::connect_proto::StreamType::Unary,
+        stream_type: ::connect_rpc::StreamType::Unary,
         no_side_effects: false,
     };
     /// Every method, in declaration order.
-    pub const ALL: &[::connect_proto::MethodInfo] = &[
+    pub const ALL: &[::connect_rpc::MethodInfo] = &[
         GET_ITEM,
         LIST_ITEMS,
         PUT_ITEMS,
@@ -91,13 +91,13 @@ pub mod store_service_methods {
     /// Registers the JSON forms of the message types of this service's package, and of
     /// the packages its `.proto` file imports that were generated with it, for
     /// `google.protobuf.Any`. The server and client constructors call it through
-    /// `::connect_proto::rpc::register_json_types`.
+    /// `::connect_rpc::register_json_types`.
     pub fn register_types(registry: &mut ::buffa::type_registry::TypeRegistry) {
         super::super::super::greet::v1::__buffa::register_types(registry);
         super::__buffa::register_types(registry);
     }
 }
-/// Serves a [`StoreService`] implementation: register it with a [`Router`](::connect_proto::rpc::Router).
+/// Serves a [`StoreService`] implementation: register it with a [`Router`](::connect_rpc::Router).
 pub struct StoreServiceServer<S> {
     service: ::std::sync::Arc<S>,
 }
@@ -108,7 +108,7 @@ impl<S: StoreService> StoreServiceServer<S> {
     }
     /// Wraps a shared service implementation.
     pub fn from_arc(service: ::std::sync::Arc<S>) -> Self {
-        ::connect_proto::rpc::register_json_types(store_service_methods::register_types);
+        ::connect_rpc::register_json_types(store_service_methods::register_types);
         Self { service }
     }
 }
@@ -124,21 +124,21 @@ impl<S> ::core::fmt::Debug for StoreServiceServer<S> {
         f.write_str(::core::stringify!(StoreServiceServer))
     }
 }
-impl<S: StoreService> ::connect_proto::rpc::Service for StoreServiceServer<S> {
-    fn methods(&self) -> &'static [::connect_proto::MethodInfo] {
+impl<S: StoreService> ::connect_rpc::Service for StoreServiceServer<S> {
+    fn methods(&self) -> &'static [::connect_rpc::MethodInfo] {
         store_service_methods::ALL
     }
     fn call(
         &self,
-        path: &str,
-        ctx: ::connect_proto::rpc::Context,
-        requests: ::connect_proto::rpc::RawRequests,
-    ) -> ::core::option::Option<::connect_proto::rpc::RawResponses> {
+        method: usize,
+        ctx: ::connect_rpc::Context,
+        requests: ::connect_rpc::RawRequests,
+    ) -> ::core::option::Option<::connect_rpc::RawResponses> {
         let service = ::core::clone::Clone::clone(&self.service);
-        match path {
-            p if p == store_service_methods::GET_ITEM.path => {
+        match method {
+            0usize => {
                 ::core::option::Option::Some(
-                    ::connect_proto::rpc::unary::<
+                    ::connect_rpc::unary::<
                         GetItemRequest,
                         Item,
                         _,
@@ -153,9 +153,9 @@ impl<S: StoreService> ::connect_proto::rpc::Service for StoreServiceServer<S> {
                     ),
                 )
             }
-            p if p == store_service_methods::LIST_ITEMS.path => {
+            1usize => {
                 ::core::option::Option::Some(
-                    ::connect_proto::rpc::server_streaming::<
+                    ::connect_rpc::server_streaming::<
                         ListItemsRequest,
                         Item,
                         _,
@@ -170,9 +170,9 @@ impl<S: StoreService> ::connect_proto::rpc::Service for StoreServiceServer<S> {
                     ),
                 )
             }
-            p if p == store_service_methods::PUT_ITEMS.path => {
+            2usize => {
                 ::core::option::Option::Some(
-                    ::connect_proto::rpc::client_streaming::<
+                    ::connect_rpc::client_streaming::<
                         Item,
                         ::buffa_types::google::protobuf::Empty,
                         _,
@@ -180,18 +180,16 @@ impl<S: StoreService> ::connect_proto::rpc::Service for StoreServiceServer<S> {
                     >(
                         ctx,
                         requests,
-                        ::connect_proto::rpc::RequestDecoder::new(
-                            &__Decode_acme_store_v1_Item,
-                        ),
+                        ::connect_rpc::RequestDecoder::new(&__Decode_acme_store_v1_Item),
                         move |ctx, request| async move {
                             service.put_items(ctx, request).await
                         },
                     ),
                 )
             }
-            p if p == store_service_methods::GREET.path => {
+            3usize => {
                 ::core::option::Option::Some(
-                    ::connect_proto::rpc::unary::<
+                    ::connect_rpc::unary::<
                         super::super::greet::v1::GreetRequest,
                         super::super::greet::v1::GreetResponse,
                         _,
@@ -212,7 +210,7 @@ impl<S: StoreService> ::connect_proto::rpc::Service for StoreServiceServer<S> {
 }
 /// A typed client of `acme.store.v1.StoreService` over any transport.
 pub struct StoreServiceClient<T> {
-    client: ::connect_proto::rpc::Client<T>,
+    client: ::connect_rpc::Client<T>,
 }
 impl<T> ::core::clone::Clone for StoreServiceClient<T> {
     fn clone(&self) -> Self {
@@ -228,14 +226,14 @@ impl<T> ::core::fmt::Debug for StoreServiceClient<T> {
             .finish()
     }
 }
-impl<T: ::connect_proto::rpc::Transport> StoreServiceClient<T> {
+impl<T: ::connect_rpc::Transport> StoreServiceClient<T> {
     /// A typed client over a configured untyped client.
-    pub fn new(client: ::connect_proto::rpc::Client<T>) -> Self {
-        ::connect_proto::rpc::register_json_types(store_service_methods::register_types);
+    pub fn new(client: ::connect_rpc::Client<T>) -> Self {
+        ::connect_rpc::register_json_types(store_service_methods::register_types);
         Self { client }
     }
     /// The untyped client.
-    pub fn inner(&self) -> &::connect_proto::rpc::Client<T> {
+    pub fn inner(&self) -> &::connect_rpc::Client<T> {
         &self.client
     }
     /// Looks an item up.
@@ -244,21 +242,15 @@ impl<T: ::connect_proto::rpc::Transport> StoreServiceClient<T> {
     pub async fn get_item(
         &self,
         request: &GetItemRequest,
-    ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<Item>,
-        ::connect_proto::Status,
-    > {
+    ) -> ::core::result::Result<::connect_rpc::Response<Item>, ::connect_rpc::Status> {
         self.get_item_with_options(request, ::core::default::Default::default()).await
     }
     /// [`Self::get_item`] with per-call options that override the client's defaults.
     pub async fn get_item_with_options(
         &self,
         request: &GetItemRequest,
-        options: ::connect_proto::CallOptions,
-    ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<Item>,
-        ::connect_proto::Status,
-    > {
+        options: ::connect_rpc::CallOptions,
+    ) -> ::core::result::Result<::connect_rpc::Response<Item>, ::connect_rpc::Status> {
         self.client.unary(store_service_methods::GET_ITEM, request, options).await
     }
     /// Lists items of a kind.
@@ -268,8 +260,8 @@ impl<T: ::connect_proto::rpc::Transport> StoreServiceClient<T> {
         &self,
         request: &ListItemsRequest,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::ResponseStream<Item>,
-        ::connect_proto::Status,
+        ::connect_rpc::ResponseStream<Item>,
+        ::connect_rpc::Status,
     > {
         self.list_items_with_options(request, ::core::default::Default::default()).await
     }
@@ -277,10 +269,10 @@ impl<T: ::connect_proto::rpc::Transport> StoreServiceClient<T> {
     pub async fn list_items_with_options(
         &self,
         request: &ListItemsRequest,
-        options: ::connect_proto::CallOptions,
+        options: ::connect_rpc::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::ResponseStream<Item>,
-        ::connect_proto::Status,
+        ::connect_rpc::ResponseStream<Item>,
+        ::connect_rpc::Status,
     > {
         self.client
             .server_streaming(store_service_methods::LIST_ITEMS, request, options)
@@ -293,12 +285,11 @@ impl<T: ::connect_proto::rpc::Transport> StoreServiceClient<T> {
         &self,
         requests: S,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<::buffa_types::google::protobuf::Empty>,
-        ::connect_proto::Status,
+        ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
+        ::connect_rpc::Status,
     >
     where
-        S: ::connect_proto::rpc::Stream<Item = Item> + ::connect_proto::rpc::MaybeSend
-            + 'static,
+        S: ::connect_rpc::Stream<Item = Item> + ::connect_rpc::MaybeSend + 'static,
     {
         self.put_items_with_options(requests, ::core::default::Default::default()).await
     }
@@ -306,14 +297,13 @@ impl<T: ::connect_proto::rpc::Transport> StoreServiceClient<T> {
     pub async fn put_items_with_options<S>(
         &self,
         requests: S,
-        options: ::connect_proto::CallOptions,
+        options: ::connect_rpc::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<::buffa_types::google::protobuf::Empty>,
-        ::connect_proto::Status,
+        ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
+        ::connect_rpc::Status,
     >
     where
-        S: ::connect_proto::rpc::Stream<Item = Item> + ::connect_proto::rpc::MaybeSend
-            + 'static,
+        S: ::connect_rpc::Stream<Item = Item> + ::connect_rpc::MaybeSend + 'static,
     {
         self.client
             .client_streaming(store_service_methods::PUT_ITEMS, requests, options)
@@ -326,8 +316,8 @@ impl<T: ::connect_proto::rpc::Transport> StoreServiceClient<T> {
         &self,
         request: &super::super::greet::v1::GreetRequest,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<super::super::greet::v1::GreetResponse>,
-        ::connect_proto::Status,
+        ::connect_rpc::Response<super::super::greet::v1::GreetResponse>,
+        ::connect_rpc::Status,
     > {
         self.greet_with_options(request, ::core::default::Default::default()).await
     }
@@ -335,10 +325,10 @@ impl<T: ::connect_proto::rpc::Transport> StoreServiceClient<T> {
     pub async fn greet_with_options(
         &self,
         request: &super::super::greet::v1::GreetRequest,
-        options: ::connect_proto::CallOptions,
+        options: ::connect_rpc::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<super::super::greet::v1::GreetResponse>,
-        ::connect_proto::Status,
+        ::connect_rpc::Response<super::super::greet::v1::GreetResponse>,
+        ::connect_rpc::Status,
     > {
         self.client.unary(store_service_methods::GREET, request, options).await
     }
@@ -350,25 +340,23 @@ pub trait AdminService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.store.v1.AdminService/Reset` (unary: `google.protobuf.Empty` → `google.protobuf.Empty`).
     fn reset(
         &self,
-        ctx: ::connect_proto::rpc::Context,
-        request: ::connect_proto::rpc::RequestView<
-            ::buffa_types::google::protobuf::Empty,
-        >,
+        ctx: ::connect_rpc::Context,
+        request: ::connect_rpc::RequestView<::buffa_types::google::protobuf::Empty>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
             ::buffa_types::google::protobuf::Empty,
-            ::connect_proto::Status,
+            ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
     /// `/acme.store.v1.AdminService/Watch` (bidi-streaming: `google.protobuf.Empty` → `acme.store.v1.Item`).
     fn watch(
         &self,
-        ctx: ::connect_proto::rpc::Context,
-        requests: ::connect_proto::rpc::Streaming<::buffa_types::google::protobuf::Empty>,
+        ctx: ::connect_rpc::Context,
+        requests: ::connect_rpc::Streaming<::buffa_types::google::protobuf::Empty>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_proto::rpc::HandlerStream<Item>,
-            ::connect_proto::Status,
+            ::connect_rpc::HandlerStream<Item>,
+            ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
 }
@@ -377,29 +365,29 @@ pub mod admin_service_methods {
     /// `acme.store.v1.AdminService`.
     pub const SERVICE_NAME: &str = "acme.store.v1.AdminService";
     /// `Reset`.
-    pub const RESET: ::connect_proto::MethodInfo = ::connect_proto::MethodInfo {
+    pub const RESET: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
         path: "/acme.store.v1.AdminService/Reset",
-        stream_type: ::connect_proto::StreamType::Unary,
+        stream_type: ::connect_rpc::StreamType::Unary,
         no_side_effects: false,
     };
     /// `Watch`.
-    pub const WATCH: ::connect_proto::MethodInfo = ::connect_proto::MethodInfo {
+    pub const WATCH: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
         path: "/acme.store.v1.AdminService/Watch",
-        stream_type: ::connect_proto::StreamType::BidiStreaming,
+        stream_type: ::connect_rpc::StreamType::BidiStreaming,
         no_side_effects: false,
     };
     /// Every method, in declaration order.
-    pub const ALL: &[::connect_proto::MethodInfo] = &[RESET, WATCH];
+    pub const ALL: &[::connect_rpc::MethodInfo] = &[RESET, WATCH];
     /// Registers the JSON forms of the message types of this service's package, and of
     /// the packages its `.proto` file imports that were generated with it, for
     /// `google.protobuf.Any`. The server and client constructors call it through
-    /// `::connect_proto::rpc::register_json_types`.
+    /// `::connect_rpc::register_json_types`.
     pub fn register_types(registry: &mut ::buffa::type_registry::TypeRegistry) {
         super::super::super::greet::v1::__buffa::register_types(registry);
         super::__buffa::register_types(registry);
     }
 }
-/// Serves a [`AdminService`] implementation: register it with a [`Router`](::connect_proto::rpc::Router).
+/// Serves a [`AdminService`] implementation: register it with a [`Router`](::connect_rpc::Router).
 pub struct AdminServiceServer<S> {
     service: ::std::sync::Arc<S>,
 }
@@ -410,7 +398,7 @@ impl<S: AdminService> AdminServiceServer<S> {
     }
     /// Wraps a shared service implementation.
     pub fn from_arc(service: ::std::sync::Arc<S>) -> Self {
-        ::connect_proto::rpc::register_json_types(admin_service_methods::register_types);
+        ::connect_rpc::register_json_types(admin_service_methods::register_types);
         Self { service }
     }
 }
@@ -426,21 +414,21 @@ impl<S> ::core::fmt::Debug for AdminServiceServer<S> {
         f.write_str(::core::stringify!(AdminServiceServer))
     }
 }
-impl<S: AdminService> ::connect_proto::rpc::Service for AdminServiceServer<S> {
-    fn methods(&self) -> &'static [::connect_proto::MethodInfo] {
+impl<S: AdminService> ::connect_rpc::Service for AdminServiceServer<S> {
+    fn methods(&self) -> &'static [::connect_rpc::MethodInfo] {
         admin_service_methods::ALL
     }
     fn call(
         &self,
-        path: &str,
-        ctx: ::connect_proto::rpc::Context,
-        requests: ::connect_proto::rpc::RawRequests,
-    ) -> ::core::option::Option<::connect_proto::rpc::RawResponses> {
+        method: usize,
+        ctx: ::connect_rpc::Context,
+        requests: ::connect_rpc::RawRequests,
+    ) -> ::core::option::Option<::connect_rpc::RawResponses> {
         let service = ::core::clone::Clone::clone(&self.service);
-        match path {
-            p if p == admin_service_methods::RESET.path => {
+        match method {
+            0usize => {
                 ::core::option::Option::Some(
-                    ::connect_proto::rpc::unary::<
+                    ::connect_rpc::unary::<
                         ::buffa_types::google::protobuf::Empty,
                         ::buffa_types::google::protobuf::Empty,
                         _,
@@ -455,9 +443,9 @@ impl<S: AdminService> ::connect_proto::rpc::Service for AdminServiceServer<S> {
                     ),
                 )
             }
-            p if p == admin_service_methods::WATCH.path => {
+            1usize => {
                 ::core::option::Option::Some(
-                    ::connect_proto::rpc::bidi_streaming::<
+                    ::connect_rpc::bidi_streaming::<
                         ::buffa_types::google::protobuf::Empty,
                         Item,
                         _,
@@ -478,7 +466,7 @@ impl<S: AdminService> ::connect_proto::rpc::Service for AdminServiceServer<S> {
 }
 /// A typed client of `acme.store.v1.AdminService` over any transport.
 pub struct AdminServiceClient<T> {
-    client: ::connect_proto::rpc::Client<T>,
+    client: ::connect_rpc::Client<T>,
 }
 impl<T> ::core::clone::Clone for AdminServiceClient<T> {
     fn clone(&self) -> Self {
@@ -494,14 +482,14 @@ impl<T> ::core::fmt::Debug for AdminServiceClient<T> {
             .finish()
     }
 }
-impl<T: ::connect_proto::rpc::Transport> AdminServiceClient<T> {
+impl<T: ::connect_rpc::Transport> AdminServiceClient<T> {
     /// A typed client over a configured untyped client.
-    pub fn new(client: ::connect_proto::rpc::Client<T>) -> Self {
-        ::connect_proto::rpc::register_json_types(admin_service_methods::register_types);
+    pub fn new(client: ::connect_rpc::Client<T>) -> Self {
+        ::connect_rpc::register_json_types(admin_service_methods::register_types);
         Self { client }
     }
     /// The untyped client.
-    pub fn inner(&self) -> &::connect_proto::rpc::Client<T> {
+    pub fn inner(&self) -> &::connect_rpc::Client<T> {
         &self.client
     }
     /// `/acme.store.v1.AdminService/Reset` (unary: `google.protobuf.Empty` → `google.protobuf.Empty`).
@@ -509,8 +497,8 @@ impl<T: ::connect_proto::rpc::Transport> AdminServiceClient<T> {
         &self,
         request: &::buffa_types::google::protobuf::Empty,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<::buffa_types::google::protobuf::Empty>,
-        ::connect_proto::Status,
+        ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
+        ::connect_rpc::Status,
     > {
         self.reset_with_options(request, ::core::default::Default::default()).await
     }
@@ -518,10 +506,10 @@ impl<T: ::connect_proto::rpc::Transport> AdminServiceClient<T> {
     pub async fn reset_with_options(
         &self,
         request: &::buffa_types::google::protobuf::Empty,
-        options: ::connect_proto::CallOptions,
+        options: ::connect_rpc::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::Response<::buffa_types::google::protobuf::Empty>,
-        ::connect_proto::Status,
+        ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
+        ::connect_rpc::Status,
     > {
         self.client.unary(admin_service_methods::RESET, request, options).await
     }
@@ -530,12 +518,12 @@ impl<T: ::connect_proto::rpc::Transport> AdminServiceClient<T> {
         &self,
         requests: S,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::ResponseStream<Item>,
-        ::connect_proto::Status,
+        ::connect_rpc::ResponseStream<Item>,
+        ::connect_rpc::Status,
     >
     where
-        S: ::connect_proto::rpc::Stream<Item = ::buffa_types::google::protobuf::Empty>
-            + ::connect_proto::rpc::MaybeSend + 'static,
+        S: ::connect_rpc::Stream<Item = ::buffa_types::google::protobuf::Empty>
+            + ::connect_rpc::MaybeSend + 'static,
     {
         self.watch_with_options(requests, ::core::default::Default::default()).await
     }
@@ -543,14 +531,14 @@ impl<T: ::connect_proto::rpc::Transport> AdminServiceClient<T> {
     pub async fn watch_with_options<S>(
         &self,
         requests: S,
-        options: ::connect_proto::CallOptions,
+        options: ::connect_rpc::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_proto::rpc::ResponseStream<Item>,
-        ::connect_proto::Status,
+        ::connect_rpc::ResponseStream<Item>,
+        ::connect_rpc::Status,
     >
     where
-        S: ::connect_proto::rpc::Stream<Item = ::buffa_types::google::protobuf::Empty>
-            + ::connect_proto::rpc::MaybeSend + 'static,
+        S: ::connect_rpc::Stream<Item = ::buffa_types::google::protobuf::Empty>
+            + ::connect_rpc::MaybeSend + 'static,
     {
         self.client.bidi_streaming(admin_service_methods::WATCH, requests, options).await
     }
@@ -558,7 +546,7 @@ impl<T: ::connect_proto::rpc::Transport> AdminServiceClient<T> {
 /// Decodes `acme.store.v1.Item` request views with the capacities of repeated fields allocated up front.
 #[allow(non_camel_case_types)]
 struct __Decode_acme_store_v1_Item;
-impl ::connect_proto::rpc::ViewDecoder<Item> for __Decode_acme_store_v1_Item {
+impl ::connect_rpc::ViewDecoder<Item> for __Decode_acme_store_v1_Item {
     #[allow(clippy::field_reassign_with_default)]
     fn decode_view<'a>(
         &self,
@@ -568,7 +556,7 @@ impl ::connect_proto::rpc::ViewDecoder<Item> for __Decode_acme_store_v1_Item {
         ::buffa::DecodeError,
     > {
         use ::buffa::view::MessageView as _;
-        use ::connect_proto::rpc::view_decode as __d;
+        use ::connect_rpc::codegen as __d;
         let budget = __d::Budget::new();
         let ctx = budget.context();
         let [n0, n1, n2] = __d::count_fields(buf, [4u32, 5u32, 9u32]);

@@ -209,37 +209,38 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 /// (built at compile time) so that looking them up or inserting them parses nothing.
 ///
 /// [`HeaderName`]: http::HeaderName
-pub mod headers {
+pub(crate) mod headers {
     use http::HeaderName;
 
     /// `connect-protocol-version`
-    pub const CONNECT_PROTOCOL_VERSION: HeaderName =
+    pub(crate) const CONNECT_PROTOCOL_VERSION: HeaderName =
         HeaderName::from_static("connect-protocol-version");
     /// `connect-timeout-ms`
-    pub const CONNECT_TIMEOUT_MS: HeaderName = HeaderName::from_static("connect-timeout-ms");
+    pub(crate) const CONNECT_TIMEOUT_MS: HeaderName = HeaderName::from_static("connect-timeout-ms");
     /// `connect-content-encoding` (streaming)
-    pub const CONNECT_CONTENT_ENCODING: HeaderName =
+    pub(crate) const CONNECT_CONTENT_ENCODING: HeaderName =
         HeaderName::from_static("connect-content-encoding");
     /// `connect-accept-encoding` (streaming)
-    pub const CONNECT_ACCEPT_ENCODING: HeaderName =
+    pub(crate) const CONNECT_ACCEPT_ENCODING: HeaderName =
         HeaderName::from_static("connect-accept-encoding");
     /// Prefix of Connect unary trailers sent as headers.
-    pub const CONNECT_TRAILER_PREFIX: &str = "trailer-";
+    pub(crate) const CONNECT_TRAILER_PREFIX: &str = "trailer-";
     /// `grpc-timeout`
-    pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+    pub(crate) const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
     /// `grpc-encoding`
-    pub const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+    pub(crate) const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
     /// `grpc-accept-encoding`
-    pub const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
+    pub(crate) const GRPC_ACCEPT_ENCODING: HeaderName =
+        HeaderName::from_static("grpc-accept-encoding");
     /// `grpc-status`
-    pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+    pub(crate) const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
     /// `grpc-message`
-    pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+    pub(crate) const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
     /// `grpc-status-details-bin`
-    pub const GRPC_STATUS_DETAILS_BIN: HeaderName =
+    pub(crate) const GRPC_STATUS_DETAILS_BIN: HeaderName =
         HeaderName::from_static("grpc-status-details-bin");
     /// `te`
-    pub const TE: HeaderName = HeaderName::from_static("te");
+    pub(crate) const TE: HeaderName = HeaderName::from_static("te");
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use connect_proto::rpc::{Context, HandlerStream, RequestView, Streaming};
-use connect_proto::{Code, ErrorDetail as Detail, Status};
+use connect_rpc::{Code, ErrorDetail as Detail, Status};
+use connect_rpc::{Context, HandlerStream, RequestView, Streaming};
 use futures_util::StreamExt;
 use http::HeaderName;
 

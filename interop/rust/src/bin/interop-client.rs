@@ -7,8 +7,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use connect_proto::rpc::Client;
-use connect_proto::{CallOptions, ClientConfig, Code, Codec, Protocol, Status};
+use connect_rpc::Client;
+use connect_rpc::{CallOptions, ClientConfig, Code, Codec, Protocol, Status};
 use connect_tokio::{HyperTransport, TokioRuntime};
 use futures_util::StreamExt;
 use http::HeaderValue;

@@ -14,12 +14,12 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use http::HeaderMap;
 
-use super::body::{BodyChannel, BoxError, BoxedBody, RequestBody, TransportError};
-use super::message::{decode_response, encode};
-use super::runtime::{BoxFuture, BoxStream, CallTimer, MaybeSend, Runtime};
-use crate::call::{CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit};
-use crate::protocol::{Codec, MethodInfo, Protocol};
-use crate::status::Status;
+use crate::body::{BodyChannel, BoxError, BoxedBody, RequestBody, TransportError};
+use crate::message::{decode_response, encode};
+use crate::runtime::{BoxFuture, BoxStream, CallTimer, MaybeSend, Runtime};
+use connect_proto::Status;
+use connect_proto::{CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit};
+use connect_proto::{Codec, MethodInfo, Protocol};
 
 /// Request bytes buffered in the request body before the driver stops pulling request messages.
 const REQUEST_HIGH_WATER: usize = 64 * 1024;
@@ -717,9 +717,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::StreamType;
-    use crate::time::Instant;
-    use crate::Code;
+    use connect_proto::Code;
+    use connect_proto::Instant;
+    use connect_proto::StreamType;
 
     #[derive(Debug)]
     struct NoRuntime;

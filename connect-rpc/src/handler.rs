@@ -13,11 +13,11 @@ use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_util::StreamExt;
 
-use super::context::Context;
-use super::message::{RequestDecoder, RequestView};
-use super::runtime::{BoxFuture, BoxStream, MaybeSend};
-use crate::protocol::{Codec, MethodInfo};
-use crate::status::Status;
+use crate::context::Context;
+use crate::message::{RequestDecoder, RequestView};
+use crate::runtime::{BoxFuture, BoxStream, MaybeSend};
+use connect_proto::Status;
+use connect_proto::{Codec, MethodInfo};
 
 /// The response messages of one call, each serialized when the call's driver asks for it, straight
 /// into the buffer the driver hands over (the call's send buffer: a message is written once, in place).
@@ -100,14 +100,15 @@ where
 /// The stream of responses a server-streaming or bidi handler returns.
 pub type HandlerStream<T> = BoxStream<'static, Result<T, Status>>;
 
-/// A set of RPC methods served under their paths: implemented by generated `…Server` types (a
-/// compile-time `match` on the path) and registered with a [`Router`](super::Router).
+/// A set of RPC methods: implemented by generated `…Server` types and registered with a
+/// [`Router`](crate::Router), which finds a request's method by its path once and dispatches by
+/// its index (generated code: a `match` on the index).
 pub trait Service: Send + Sync + 'static {
     /// The methods served.
     fn methods(&self) -> &'static [MethodInfo];
 
-    /// Starts a call of the method at `path`. `None` when the path is not one of [`Service::methods`].
-    fn call(&self, path: &str, ctx: Context, requests: RawRequests) -> Option<RawResponses>;
+    /// Starts a call of `methods()[method]`. `None` when there is no such method.
+    fn call(&self, method: usize, ctx: Context, requests: RawRequests) -> Option<RawResponses>;
 }
 
 impl<S: Service + ?Sized> Service for Arc<S> {
@@ -115,8 +116,8 @@ impl<S: Service + ?Sized> Service for Arc<S> {
         (**self).methods()
     }
 
-    fn call(&self, path: &str, ctx: Context, requests: RawRequests) -> Option<RawResponses> {
-        (**self).call(path, ctx, requests)
+    fn call(&self, method: usize, ctx: Context, requests: RawRequests) -> Option<RawResponses> {
+        (**self).call(method, ctx, requests)
     }
 }
 

@@ -8,8 +8,8 @@
 use buffa::view::HasMessageView;
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::protocol::Codec;
-use crate::status::Status;
+use connect_proto::Codec;
+use connect_proto::Status;
 
 /// Serializes a message with `codec`. A message that cannot be serialized is an `internal` Status.
 pub fn encode<M>(codec: Codec, message: &M) -> Result<Bytes, Status>
@@ -97,8 +97,8 @@ fn decode_error(codec: Codec, err: impl std::fmt::Display) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Code;
     use buffa_types::google::protobuf::{Struct, Timestamp, Value};
+    use connect_proto::Code;
 
     fn sample_struct() -> Struct {
         let mut inner = Struct::new();

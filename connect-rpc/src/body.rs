@@ -9,8 +9,8 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 
-use super::runtime::MaybeSend;
-use crate::call::Reset;
+use crate::runtime::MaybeSend;
+use connect_proto::Reset;
 
 /// A boxed error from an HTTP stack.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -5,8 +5,8 @@ use buffa::DecodeError;
 use bytes::Bytes;
 
 use crate::codec;
-use crate::protocol::Codec;
-use crate::status::{Code, Status};
+use connect_proto::Codec;
+use connect_proto::{Code, Status};
 
 /// A decoded request message that borrows from the received payload: no copies of strings and bytes.
 ///
@@ -24,7 +24,7 @@ where
 }
 
 /// A decoder of proto request payloads into views of `M`, in place of buffa's: generated code
-/// implements it for batch-shaped messages (see [`view_decode`](super::view_decode)).
+/// implements it for batch-shaped messages (see `connect-build`).
 pub trait ViewDecoder<M: HasMessageView>: Send + Sync + 'static {
     /// Decodes `buf`: exactly what
     /// [`MessageView::decode_view`](buffa::view::MessageView::decode_view) decodes, rejecting what it rejects.
@@ -147,7 +147,7 @@ mod tests {
             &self,
             buf: &'a [u8],
         ) -> Result<<FieldMask as HasMessageView>::View<'a>, DecodeError> {
-            use super::super::view_decode::{count_fields, Budget};
+            use crate::codegen::{count_fields, Budget};
             let budget = Budget::new();
             let [paths] = count_fields(buf, [1]);
             let mut view = <FieldMask as HasMessageView>::View::<'a>::default();

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::protocol::{Codec, MethodInfo, Protocol};
-use crate::time::Instant;
+use connect_proto::Instant;
+use connect_proto::{Codec, MethodInfo, Protocol};
 
 /// The call a handler serves: protocol, codec, deadline, request headers, the request's
 /// [`http::Extensions`] (where adapters put peer information such as the remote address), and setters

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::time::Instant;
+use connect_proto::Instant;
 
 /// `Send` everywhere except on wasm32, where futures from `web-sys` are not `Send` and there is one thread.
 ///

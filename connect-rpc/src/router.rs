@@ -11,24 +11,35 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
 
-use super::body::{BoxError, BoxedBody};
-use super::context::Context;
-use super::handler::{Inbox, RawRequests, RawResponses, Service};
-use super::runtime::{CallTimer, Runtime};
-use crate::call::{ServerCall, ServerConfig, ServerEvent, ServerTransmit};
+use crate::body::{BoxError, BoxedBody};
+use crate::context::Context;
 use crate::cors::Cors;
-use crate::envelope;
-use crate::protocol::{Codec, MethodInfo, Protocol};
-use crate::time::Instant;
+use crate::handler::{Inbox, RawRequests, RawResponses, Service};
+use crate::runtime::{CallTimer, Runtime};
+use connect_proto::Instant;
+use connect_proto::{Codec, MethodInfo, Protocol};
+use connect_proto::{ServerCall, ServerConfig, ServerEvent, ServerTransmit};
 
 /// Request messages buffered for a handler before the driver stops reading the request body.
 const INBOX_HIGH_WATER: usize = 4;
 
 /// Response bytes the driver takes from a streaming handler, while it has them ready, before handing
 /// them to the HTTP stack as one body frame: a stream of small messages then costs one HTTP/2 DATA
-/// frame per 16 KiB instead of one per message. Chunks the envelope encoder left uncopied (payloads
-/// over [`envelope::COPY_THRESHOLD`]) are passed on as they are.
+/// frame per 16 KiB instead of one per message. Chunks over [`SMALL_CHUNK`] (the envelope encoder
+/// leaves such payloads uncopied) are passed on as they are.
 const COALESCE_BYTES: usize = 16 * 1024;
+
+/// The largest chunk [`ServerDriver::coalesce`] copies into a bigger one: the size up to which the
+/// core copies a payload behind its envelope prefix.
+const SMALL_CHUNK: usize = 8 * 1024;
+
+/// Where a path leads.
+#[derive(Clone, Copy)]
+struct Route {
+    method: MethodInfo,
+    service: usize,
+    index: usize,
+}
 
 /// Serves registered [`Service`]s: looks a request's path up, runs the call's state machine and the
 /// handler, and streams the response. Connect, gRPC and gRPC-Web are all served on the same paths.
@@ -45,7 +56,8 @@ pub struct Router {
 #[derive(Clone)]
 struct RouterInner {
     services: Vec<Arc<dyn Service>>,
-    routes: HashMap<&'static str, (MethodInfo, usize)>,
+    /// Path → the method, its service's index in `services`, its index in the service's methods.
+    routes: HashMap<&'static str, Route>,
     config: ServerConfig,
     runtime: Arc<dyn Runtime>,
     cors: Option<Arc<Cors>>,
@@ -80,9 +92,14 @@ impl Router {
     /// Registers a service (a generated `…Server`). A path registered twice is served by the last one.
     pub fn service(mut self, service: impl Service) -> Self {
         let inner = Arc::make_mut(&mut self.inner);
-        let index = inner.services.len();
-        for method in service.methods() {
-            inner.routes.insert(method.path, (*method, index));
+        let service_index = inner.services.len();
+        for (index, method) in service.methods().iter().enumerate() {
+            let route = Route {
+                method: *method,
+                service: service_index,
+                index,
+            };
+            inner.routes.insert(method.path, route);
         }
         inner.services.push(Arc::new(service));
         self
@@ -108,7 +125,7 @@ impl Router {
 
     /// The method served at `path`.
     pub fn lookup(&self, path: &str) -> Option<MethodInfo> {
-        self.inner.routes.get(path).map(|(m, _)| *m)
+        self.inner.routes.get(path).map(|r| r.method)
     }
 
     /// The paths served, sorted.
@@ -148,7 +165,7 @@ impl Router {
         });
         let route = inner.routes.get(parts.uri.path()).copied();
         let now = inner.runtime.now();
-        let mut call = ServerCall::new(&inner.config, route.map(|(m, _)| m), &parts, now);
+        let mut call = ServerCall::new(&inner.config, route.map(|r| r.method), &parts, now);
 
         let inbox = Arc::new(Inbox::default());
         let mut rejected = false;
@@ -161,9 +178,9 @@ impl Router {
         }
         let mut responses = None;
         let mut ctx = None;
-        if let (Some((method, index)), false) = (route, rejected) {
+        if let (Some(route), false) = (route, rejected) {
             let context = Context::new(
-                method,
+                route.method,
                 call.protocol().unwrap_or(Protocol::Connect),
                 call.codec().unwrap_or(Codec::Proto),
                 call.deadline(),
@@ -171,8 +188,8 @@ impl Router {
                 std::mem::take(&mut parts.extensions),
             )
             .with_uri(std::mem::take(&mut parts.uri));
-            responses = inner.services[index].call(
-                method.path,
+            responses = inner.services[route.service].call(
+                route.index,
                 context.clone(),
                 RawRequests::new(inbox.clone()),
             );
@@ -471,7 +488,7 @@ impl ServerDriver {
                         }
                         Poll::Ready(Some(Err(e))) => {
                             self.call
-                                .recv_reset(super::body::TransportError::reason_of(&e));
+                                .recv_reset(crate::body::TransportError::reason_of(&e));
                             self.reset = true;
                             self.request_body = None;
                             progress = true;
@@ -544,7 +561,7 @@ impl ServerDriver {
 
     /// `first` joined with the small `Data` chunks queued behind it, up to [`COALESCE_BYTES`].
     fn coalesce(&mut self, first: Bytes) -> Bytes {
-        let small = |len: usize| len <= envelope::COPY_THRESHOLD;
+        let small = |len: usize| len <= SMALL_CHUNK;
         if !small(first.len()) {
             return first;
         }
@@ -618,7 +635,7 @@ impl ServerDriver {
             }
         };
         if let Err(misuse) = sent {
-            self.finish(Err(crate::Status::internal(format!(
+            self.finish(Err(connect_proto::Status::internal(format!(
                 "the handler's response could not be sent: {misuse}"
             ))));
         }
