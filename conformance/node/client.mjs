@@ -508,6 +508,11 @@ async function main() {
 }
 
 process.on("SIGTERM", () => process.exit(0));
+// connect-node leaves some promises of a failed HTTP/2 connection without a handler (the calls on
+// it fail on their own); Node would end the process on them, failing every other call as well.
+process.on("unhandledRejection", (reason) => {
+  process.stderr.write(`unhandled rejection (the process goes on): ${reason?.stack ?? reason}\n`);
+});
 main().then(
   () => process.exit(0),
   (e) => {

@@ -1,16 +1,19 @@
-//! The third-party peers of our runner: the connect-es (Node) conformance client and server in
-//! `conformance/node`, driven over the same stdin/stdout protocol the official runner uses.
+//! The processes of our runner's third-party arrangements, driven over the stdin/stdout protocol
+//! the official runner uses: the connect-es (Node) conformance client and server in
+//! `conformance/node`, and our own `conformance-server` and `conformance-client` binaries, which
+//! they talk to (the binaries, not our code in the runner's process: what the official runner runs).
 //!
 //! * [`setup`] finds `node` and `npm` and runs `conformance/node/setup.sh` (install with `npm ci`,
 //!   generate the messages with protoc-gen-es); without `node` or `npm` the peers are skipped, but
-//!   a failing setup is an error.
-//! * [`NodeClient`] is one long-lived `client.mjs` process: each [`NodeClient::call`] writes a
+//!   a failing setup is an error. [`OurBinaries::locate`] finds (under cargo: builds) our binaries.
+//! * A [`ClientProcess`] is one long-lived client program: each [`ClientProcess::call`] writes a
 //!   `ClientCompatRequest` to its stdin and waits for the `ClientCompatResponse` with the same test
-//!   name; the process runs the calls concurrently.
-//! * [`NodeServer`] is one `server.mjs` process per server setting, started with a
-//!   `ServerCompatRequest`. Like the suite's reference server it checks each call against the
-//!   `X-Expect-*` headers and reports problems on stderr as `FEEDBACK<TAB>test name<TAB>problem`
-//!   lines, collected here per test name ([`NodeServer::feedback`]).
+//!   name; the program runs the calls concurrently.
+//! * A [`ServerProcess`] is one server program per server setting, started with a
+//!   `ServerCompatRequest` (its stdin is closed right after, as the official runner does). The Node
+//!   server, like the suite's reference server, checks each call against the `X-Expect-*` headers
+//!   and reports problems on stderr as `FEEDBACK<TAB>test name<TAB>problem` lines, collected here per
+//!   test name ([`ServerProcess::feedback`]).
 //!
 //! Processes are stopped by their own id (`Child::kill`) when dropped.
 
@@ -87,13 +90,100 @@ impl NodePeers {
         if std::env::var_os("UV_THREADPOOL_SIZE").is_none() {
             command.env("UV_THREADPOOL_SIZE", "16");
         }
+        command.arg(self.dir.join(script)).current_dir(&self.dir);
         command
-            .arg(self.dir.join(script))
-            .current_dir(&self.dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        command
+    }
+
+    /// Starts the connect-es client.
+    pub fn client(&self) -> Result<ClientProcess, String> {
+        ClientProcess::spawn("node client", self.command("client.mjs"))
+    }
+
+    /// Starts a connect-es server as `request` asks. Blocks.
+    pub fn server(&self, request: &pb::ServerCompatRequest) -> Result<ServerProcess, String> {
+        ServerProcess::spawn("node server", self.command("server.mjs"), request)
+    }
+}
+
+/// Our `conformance-server` and `conformance-client` binaries.
+#[derive(Clone, Debug)]
+pub struct OurBinaries {
+    /// The server under test.
+    pub server: PathBuf,
+    /// The client under test.
+    pub client: PathBuf,
+}
+
+impl OurBinaries {
+    /// The binaries beside the running executable (a cargo target directory). Under `cargo run`
+    /// (`$CARGO` set) they are built first, with the running executable's profile, so that they
+    /// are never older than the code the runner was built from.
+    pub fn locate() -> Result<OurBinaries, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("the runner's own path: {e}"))?;
+        let dir = exe
+            .parent()
+            .ok_or("the runner's executable has no directory")?
+            .to_owned();
+        if let Some(cargo) = std::env::var_os("CARGO") {
+            let profile = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("debug")
+                .to_owned();
+            let target_dir = dir.parent().ok_or("no target directory")?;
+            let mut command = Command::new(cargo);
+            command
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "conformance",
+                    "--bins",
+                    "--target-dir",
+                ])
+                .arg(target_dir);
+            if profile != "debug" {
+                command.args(["--profile", &profile]);
+            }
+            let status = command
+                .stdin(Stdio::null())
+                .status()
+                .map_err(|e| format!("building conformance-server and conformance-client: {e}"))?;
+            if !status.success() {
+                return Err(format!(
+                    "building conformance-server and conformance-client failed ({status})"
+                ));
+            }
+        }
+        let binaries = OurBinaries {
+            server: dir.join(format!(
+                "conformance-server{}",
+                std::env::consts::EXE_SUFFIX
+            )),
+            client: dir.join(format!(
+                "conformance-client{}",
+                std::env::consts::EXE_SUFFIX
+            )),
+        };
+        for path in [&binaries.server, &binaries.client] {
+            if !path.is_file() {
+                return Err(format!(
+                    "{} not found: build it with `cargo build -p conformance --bins`",
+                    path.display()
+                ));
+            }
+        }
+        Ok(binaries)
+    }
+
+    /// Starts our client.
+    pub fn client(&self) -> Result<ClientProcess, String> {
+        ClientProcess::spawn("conformance-client", Command::new(&self.client))
+    }
+
+    /// Starts our server as `request` asks. Blocks.
+    pub fn server(&self, request: &pb::ServerCompatRequest) -> Result<ServerProcess, String> {
+        ServerProcess::spawn("conformance-server", Command::new(&self.server), request)
     }
 }
 
@@ -122,25 +212,28 @@ impl Drop for Process {
 
 type Pending = Arc<Mutex<Option<HashMap<String, oneshot::Sender<pb::ClientCompatResponse>>>>>;
 
-/// The connect-es conformance client: one process running many calls at once.
+/// A client program: one process running many calls at once.
 #[derive(Debug)]
-pub struct NodeClient {
+pub struct ClientProcess {
+    label: String,
     requests: Mutex<Option<mpsc::Sender<pb::ClientCompatRequest>>>,
     pending: Pending,
     log: Log,
     _process: Process,
 }
 
-impl NodeClient {
-    /// Starts `client.mjs`.
-    pub fn spawn(peers: &NodePeers) -> Result<NodeClient, String> {
-        let mut child = peers
-            .command("client.mjs")
+impl ClientProcess {
+    /// Starts `command` (its stdio is piped here); `label` names it in reports.
+    pub fn spawn(label: &str, mut command: Command) -> Result<ClientProcess, String> {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("starting the node client: {e}"))?;
-        let stdin = child.stdin.take().ok_or("node client: no stdin")?;
-        let stdout = child.stdout.take().ok_or("node client: no stdout")?;
-        let stderr = child.stderr.take().ok_or("node client: no stderr")?;
+            .map_err(|e| format!("starting the {label}: {e}"))?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
         let process = Process(child);
         let log = Log::default();
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
@@ -149,14 +242,18 @@ impl NodeClient {
         std::thread::spawn(move || write_requests(stdin, rx));
         let reader_pending = pending.clone();
         let reader_log = log.clone();
-        std::thread::spawn(move || read_responses(stdout, reader_pending, reader_log));
+        let reader_label = label.to_owned();
+        std::thread::spawn(move || {
+            read_responses(stdout, reader_pending, reader_log, reader_label)
+        });
         let stderr_log = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 keep(&stderr_log, line);
             }
         });
-        Ok(NodeClient {
+        Ok(ClientProcess {
+            label: label.to_owned(),
             requests: Mutex::new(Some(tx)),
             pending,
             log,
@@ -208,9 +305,15 @@ impl NodeClient {
 
     fn exited(&self) -> String {
         format!(
-            "the node client stopped answering; its stderr:\n{}",
+            "the {} stopped answering; its stderr:\n{}",
+            self.label,
             self.log().join("\n")
         )
+    }
+
+    /// The name in reports.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// What the process wrote to stderr (up to a limit).
@@ -235,7 +338,7 @@ fn write_requests(mut stdin: ChildStdin, rx: mpsc::Receiver<pb::ClientCompatRequ
     }
 }
 
-fn read_responses(mut stdout: impl Read, pending: Pending, log: Log) {
+fn read_responses(mut stdout: impl Read, pending: Pending, log: Log, label: String) {
     loop {
         match read_message::<pb::ClientCompatResponse>(&mut stdout) {
             Ok(Some(response)) => {
@@ -250,10 +353,7 @@ fn read_responses(mut stdout: impl Read, pending: Pending, log: Log) {
             }
             Ok(None) => break,
             Err(e) => {
-                keep(
-                    &log,
-                    format!("(runner) reading the node client's output: {e}"),
-                );
+                keep(&log, format!("(runner) reading the {label}'s output: {e}"));
                 break;
             }
         }
@@ -262,31 +362,36 @@ fn read_responses(mut stdout: impl Read, pending: Pending, log: Log) {
     pending.lock().unwrap_or_else(|p| p.into_inner()).take();
 }
 
-/// Problems the node server reported, per test name.
+/// Problems a server reported, per test name.
 pub type Feedback = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
 
-/// The connect-es conformance server: one process per server setting.
+/// A server program: one process per server setting.
 #[derive(Debug)]
-pub struct NodeServer {
+pub struct ServerProcess {
+    label: String,
     response: pb::ServerCompatResponse,
     feedback: Feedback,
     log: Log,
     _process: Process,
 }
 
-impl NodeServer {
-    /// Starts `server.mjs` with `request` and reads where it listens. Blocks (up to 30 s).
+impl ServerProcess {
+    /// Starts `command` (its stdio is piped here) with `request` and reads where it listens;
+    /// `label` names it in reports. Blocks (up to 30 s).
     pub fn spawn(
-        peers: &NodePeers,
+        label: &str,
+        mut command: Command,
         request: &pb::ServerCompatRequest,
-    ) -> Result<NodeServer, String> {
-        let mut child = peers
-            .command("server.mjs")
+    ) -> Result<ServerProcess, String> {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("starting the node server: {e}"))?;
-        let mut stdin = child.stdin.take().ok_or("node server: no stdin")?;
-        let mut stdout = child.stdout.take().ok_or("node server: no stdout")?;
-        let stderr = child.stderr.take().ok_or("node server: no stderr")?;
+            .map_err(|e| format!("starting the {label}: {e}"))?;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        let mut stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
         let process = Process(child);
         let feedback = Feedback::default();
         let log = Log::default();
@@ -305,7 +410,7 @@ impl NodeServer {
                 }
             }
         });
-        write_message(&mut stdin, request).map_err(|e| format!("node server stdin: {e}"))?;
+        write_message(&mut stdin, request).map_err(|e| format!("{label} stdin: {e}"))?;
         // The server keeps serving after its stdin closes; closing it now checks that it does.
         drop(stdin);
         let (tx, rx) = mpsc::channel();
@@ -318,7 +423,7 @@ impl NodeServer {
         let failed = |what: String| {
             std::thread::sleep(Duration::from_millis(200));
             format!(
-                "node server {what}; its stderr:\n{}",
+                "{label} {what}; its stderr:\n{}",
                 log.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
             )
         };
@@ -328,7 +433,8 @@ impl NodeServer {
             Ok(Err(e)) => return Err(failed(format!("wrote an unreadable answer ({e})"))),
             Err(_) => return Err(failed("did not answer within 30 s".to_owned())),
         };
-        Ok(NodeServer {
+        Ok(ServerProcess {
+            label: label.to_owned(),
             response,
             feedback,
             log,
@@ -347,6 +453,11 @@ impl NodeServer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The name in reports.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// What the process wrote to stderr besides feedback (up to a limit).

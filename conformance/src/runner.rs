@@ -27,7 +27,7 @@ use crate::arrangement::{load_case_patterns, Arrangement, CasePattern};
 use crate::client::{self, Transports};
 use crate::compare::{compare, Checks};
 use crate::convert::{pack, type_name, unpack};
-use crate::peer::{self, NodeClient, NodePeers, NodeServer};
+use crate::peer::{self, ClientProcess, NodePeers, OurBinaries};
 use crate::proto::connectrpc::conformance::v1 as pb;
 use crate::suite::{load_suites, load_yaml};
 use pb::__buffa::oneof::client_compat_response::Result as CompatResult;
@@ -59,6 +59,9 @@ pub struct Options {
     /// The connect-es peers (`conformance/node`); `None` runs everything with our client against
     /// our server.
     pub node_dir: Option<PathBuf>,
+    /// Our `conformance-server` and `conformance-client` binaries, which the connect-es peers call
+    /// and are called by (as the official runner runs them); needed with `node_dir`.
+    pub our_binaries: Option<OurBinaries>,
     /// Concurrent cases.
     pub parallel: usize,
     /// Time limit of one case.
@@ -775,7 +778,11 @@ struct Outcome {
 
 /// Where the calls of a run go.
 struct Targets {
+    /// Ours in the runner's process (our client against our server).
+    in_process: BTreeMap<ServerKind, pb::ServerCompatResponse>,
+    /// Our `conformance-server` binary (the connect-es client calls it).
     ours: BTreeMap<ServerKind, pb::ServerCompatResponse>,
+    /// The connect-es server (our `conformance-client` binary calls it).
     node: BTreeMap<NodeServerKind, pb::ServerCompatResponse>,
     client_creds: pb::TLSCreds,
 }
@@ -790,7 +797,7 @@ impl Targets {
                 reference: false,
                 ..p.server
             }),
-            Arrangement::Ours => self.ours.get(&p.server),
+            Arrangement::Ours => self.in_process.get(&p.server),
         }
         .ok_or_else(|| format!("no server for {}", run.arrangement.tag()))?;
         let mut request = p.request.clone();
@@ -808,11 +815,36 @@ impl Targets {
     }
 }
 
+/// The client programs of the third-party arrangements.
+#[derive(Default)]
+struct Clients {
+    /// The connect-es client (calls our server).
+    node: Option<ClientProcess>,
+    /// Our `conformance-client` binary (calls the connect-es server).
+    ours: Option<ClientProcess>,
+}
+
+async fn call(
+    client: Option<&ClientProcess>,
+    request: pb::ClientCompatRequest,
+    timeout: Duration,
+) -> Result<pb::ClientCompatResponse, String> {
+    let client = client.ok_or("its client is not running")?;
+    let name = request.test_name.clone();
+    match tokio::time::timeout(timeout, client.call(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            client.forget(&name);
+            Err(format!("timed out after {timeout:?}"))
+        }
+    }
+}
+
 async fn run_one(
     run: &Run,
     targets: &Targets,
     transports: &Transports,
-    node_client: Option<&NodeClient>,
+    clients: &Clients,
     timeout: Duration,
 ) -> Vec<String> {
     let p = &run.p;
@@ -823,19 +855,10 @@ async fn run_one(
         Ok(request) => request,
         Err(e) => return vec![e],
     };
-    let response = match (run.arrangement, node_client) {
-        (Arrangement::NodeClient, Some(node)) => {
-            match tokio::time::timeout(timeout, node.call(request)).await {
-                Ok(Ok(response)) => Ok(response),
-                Ok(Err(e)) => Err(e),
-                Err(_) => {
-                    node.forget(&p.name);
-                    Err(format!("timed out after {timeout:?}"))
-                }
-            }
-        }
-        (Arrangement::NodeClient, None) => Err("the node client is not running".to_owned()),
-        _ => tokio::time::timeout(timeout, client::run(transports, request))
+    let response = match run.arrangement {
+        Arrangement::NodeClient => call(clients.node.as_ref(), request, timeout).await,
+        Arrangement::NodeServer => call(clients.ours.as_ref(), request, timeout).await,
+        Arrangement::Ours => tokio::time::timeout(timeout, client::run(transports, request))
             .await
             .map_err(|_| format!("timed out after {timeout:?}")),
     };
@@ -871,6 +894,9 @@ fn peers(options: &Options, summary: &mut Summary) -> Result<Option<NodePeers>, 
         return Ok(None);
     };
     match peer::setup(dir, &crate::shared_dir()) {
+        Ok(Ok(_)) if options.our_binaries.is_none() => {
+            Err("the third-party peers need our binaries (Options::our_binaries)".to_owned())
+        }
         Ok(Ok(peers)) => Ok(Some(peers)),
         Ok(Err(peer::Skipped(reason))) => {
             println!("skipped third-party peers: {reason}");
@@ -924,24 +950,20 @@ pub async fn run(options: Options) -> Result<Summary, String> {
     );
 
     let creds = make_creds()?;
-    let mut our_servers = Vec::new();
+    let mut in_process = Vec::new();
+    let mut processes = Vec::new();
     let mut targets = Targets {
+        in_process: BTreeMap::new(),
         ours: BTreeMap::new(),
         node: BTreeMap::new(),
         client_creds: creds.client.clone(),
     };
-    let our_kinds: BTreeSet<ServerKind> = runs
+    let in_process_kinds: BTreeSet<ServerKind> = runs
         .iter()
-        .filter_map(|r| match r.arrangement {
-            Arrangement::Ours => Some(r.p.server),
-            Arrangement::NodeClient => Some(ServerKind {
-                reference: false,
-                ..r.p.server
-            }),
-            Arrangement::NodeServer => None,
-        })
+        .filter(|r| r.arrangement == Arrangement::Ours)
+        .map(|r| r.p.server)
         .collect();
-    for kind in our_kinds {
+    for kind in in_process_kinds {
         let request = server_request(kind.tls, kind.client_certs, kind.receive_limit, &creds);
         let (server, response) = if kind.reference {
             crate::reference::start(&request)
@@ -953,16 +975,33 @@ pub async fn run(options: Options) -> Result<Summary, String> {
                 .map(|(handle, response)| (OurServer::UnderTest(handle), response))
         }
         .map_err(|e| format!("starting a server: {e}"))?;
-        our_servers.push(server);
-        targets.ours.insert(kind, response);
+        in_process.push(server);
+        targets.in_process.insert(kind, response);
     }
-    let mut node_servers = Vec::new();
-    let node_kinds: BTreeSet<NodeServerKind> = runs
-        .iter()
-        .filter(|r| r.arrangement == Arrangement::NodeServer)
-        .map(|r| NodeServerKind::of(&r.p))
-        .collect();
-    if let Some(peers) = &peers {
+    let mut clients = Clients::default();
+    if let (Some(peers), Some(binaries)) = (&peers, &options.our_binaries) {
+        let our_kinds: BTreeSet<ServerKind> = runs
+            .iter()
+            .filter(|r| r.arrangement == Arrangement::NodeClient)
+            .map(|r| ServerKind {
+                reference: false,
+                ..r.p.server
+            })
+            .collect();
+        for kind in our_kinds {
+            let request = server_request(kind.tls, kind.client_certs, kind.receive_limit, &creds);
+            let binaries = binaries.clone();
+            let server = tokio::task::spawn_blocking(move || binaries.server(&request))
+                .await
+                .map_err(|e| format!("starting conformance-server: {e}"))??;
+            targets.ours.insert(kind, server.response().clone());
+            processes.push(server);
+        }
+        let node_kinds: BTreeSet<NodeServerKind> = runs
+            .iter()
+            .filter(|r| r.arrangement == Arrangement::NodeServer)
+            .map(|r| NodeServerKind::of(&r.p))
+            .collect();
         for kind in node_kinds {
             let mut request =
                 server_request(kind.tls, kind.client_certs, kind.receive_limit, &creds);
@@ -973,25 +1012,28 @@ pub async fn run(options: Options) -> Result<Summary, String> {
             }
             .into();
             let peers = peers.clone();
-            let server = tokio::task::spawn_blocking(move || NodeServer::spawn(&peers, &request))
+            let server = tokio::task::spawn_blocking(move || peers.server(&request))
                 .await
                 .map_err(|e| format!("starting a node server: {e}"))??;
             targets.node.insert(kind, server.response().clone());
-            node_servers.push(server);
+            processes.push(server);
+        }
+        if runs
+            .iter()
+            .any(|r| r.arrangement == Arrangement::NodeClient)
+        {
+            clients.node = Some(peers.client()?);
+        }
+        if runs
+            .iter()
+            .any(|r| r.arrangement == Arrangement::NodeServer)
+        {
+            clients.ours = Some(binaries.client()?);
         }
     }
-    let node_client = match &peers {
-        Some(peers)
-            if runs
-                .iter()
-                .any(|r| r.arrangement == Arrangement::NodeClient) =>
-        {
-            Some(Arc::new(NodeClient::spawn(peers)?))
-        }
-        _ => None,
-    };
 
     let targets = Arc::new(targets);
+    let clients = Arc::new(clients);
     let transports = Transports::default();
     for run in &runs {
         *summary.per_arrangement.entry(run.arrangement).or_default() += 1;
@@ -1016,17 +1058,16 @@ pub async fn run(options: Options) -> Result<Summary, String> {
         let semaphore = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
         let mut tasks = Vec::with_capacity(phase.len());
         for run in phase {
-            let (targets, transports, semaphore, node_client) = (
+            let (targets, transports, semaphore, clients) = (
                 targets.clone(),
                 transports.clone(),
                 semaphore.clone(),
-                node_client.clone(),
+                clients.clone(),
             );
             let timeout = options.case_timeout;
             tasks.push(tokio::spawn(async move {
                 let _permit = semaphore.acquire_owned().await;
-                let errors =
-                    run_one(&run, &targets, &transports, node_client.as_deref(), timeout).await;
+                let errors = run_one(&run, &targets, &transports, &clients, timeout).await;
                 Outcome {
                     name: run.p.name.clone(),
                     arrangement: run.arrangement,
@@ -1038,15 +1079,15 @@ pub async fn run(options: Options) -> Result<Summary, String> {
             outcomes.push(task.await.map_err(|e| format!("case task: {e}"))?);
         }
     }
-    if let Some(node_client) = &node_client {
-        node_client.close();
+    for client in clients.node.iter().chain(&clients.ours) {
+        client.close();
     }
 
     // What the connect-es servers found wrong with our client's calls. Problems seen at the start
     // of a call are written before its response; give the readers a moment for the last ones.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut feedback: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for server in &node_servers {
+    for server in &processes {
         for (name, problems) in server.feedback() {
             feedback.entry(name).or_default().extend(problems);
         }
@@ -1109,31 +1150,21 @@ pub async fn run(options: Options) -> Result<Summary, String> {
             }
         }
     }
-    let mut logs = Vec::new();
-    if let Some(node_client) = &node_client {
-        logs.extend(
-            node_client
-                .log()
-                .into_iter()
-                .map(|l| format!("node client: {l}")),
-        );
+    for client in clients.node.iter().chain(&clients.ours) {
+        for line in client.log() {
+            println!("{}: {line}", client.label());
+        }
     }
-    for server in &node_servers {
-        logs.extend(
-            server
-                .log()
-                .into_iter()
-                .map(|l| format!("node server: {l}")),
-        );
-    }
-    for line in logs {
-        println!("{line}");
+    for server in &processes {
+        for line in server.log() {
+            println!("{}: {line}", server.label());
+        }
     }
     print_arrangements(&summary);
 
-    drop(node_client);
-    drop(node_servers);
-    for server in our_servers {
+    drop(clients);
+    drop(processes);
+    for server in in_process {
         match server {
             OurServer::UnderTest(handle) => {
                 let _ = tokio::time::timeout(Duration::from_secs(2), handle.shutdown()).await;

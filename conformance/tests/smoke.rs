@@ -35,6 +35,10 @@ fn options(patterns: &[&str], node: bool) -> Option<conformance::runner::Options
         protocols: Vec::new(),
         arrangements: Vec::new(),
         node_dir: node.then(|| crate_dir.join("node")),
+        our_binaries: Some(conformance::peer::OurBinaries {
+            server: env!("CARGO_BIN_EXE_conformance-server").into(),
+            client: env!("CARGO_BIN_EXE_conformance-client").into(),
+        }),
         parallel: 32,
         case_timeout: Duration::from_secs(20),
         verbose: false,

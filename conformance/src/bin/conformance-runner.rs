@@ -38,6 +38,7 @@ fn main() -> std::process::ExitCode {
         protocols: Vec::new(),
         arrangements: Vec::new(),
         node_dir: Some(crate_dir.join("node")),
+        our_binaries: None,
         parallel: 32,
         case_timeout: Duration::from_secs(20),
         verbose: false,
@@ -81,6 +82,17 @@ fn main() -> std::process::ExitCode {
             other => {
                 eprintln!("unknown argument {other}");
                 return ExitCode::from(2);
+            }
+        }
+    }
+    if options.node_dir.is_some() {
+        // The connect-es peers talk to our binaries, as the official runner's peers do.
+        match conformance::peer::OurBinaries::locate() {
+            Ok(binaries) => options.our_binaries = Some(binaries),
+            Err(e) => {
+                println!("error: {e}");
+                println!("0 passed, 1 failed");
+                return ExitCode::FAILURE;
             }
         }
     }
