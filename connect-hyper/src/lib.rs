@@ -32,5 +32,5 @@ pub use peer::PeerAddr;
 #[cfg(feature = "tls")]
 pub use peer::PeerCertificates;
 pub use server::{Server, ServerHandle, ServerRuntime, ServiceFuture};
-pub use service::{ConnectionService, ServerBody};
+pub use service::{ConnectionService, DrainTimer, ServerBody};
 pub use transport::{TransportBuilder, TransportSettings};

@@ -191,7 +191,8 @@ impl<R: ServerRuntime> Server<R> {
             self.router.clone(),
             PeerAddr(peer),
             self.limits.max_request_body,
-        );
+        )
+        .with_drain_timer(Arc::new(R::timer()));
         #[cfg(feature = "tls")]
         if let Some(config) = &self.tls {
             let timeout = self.limits.header_read_timeout.map(R::sleep);

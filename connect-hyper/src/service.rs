@@ -1,11 +1,13 @@
-//! The per-connection hyper service: the peer's identity in each request, the request-body limit, and
-//! a response that fails when its request failed.
+//! The per-connection hyper service: the peer's identity in each request, the request-body limit, a
+//! response that fails when its request failed, and, over HTTP/1.1, the rest of a request body read
+//! before its response ends so that the connection stays usable.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use connect_rpc::{BoxError, ResponseBody, Router};
@@ -15,13 +17,30 @@ use hyper::body::Incoming;
 
 use crate::peer::PeerAddr;
 
+/// At most this much of an unread HTTP/1.1 request body is read (and dropped) after its call ended.
+const DRAIN_LIMIT: u64 = 256 * 1024;
+/// For at most this long.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// The timer an HTTP/1.1 drain waits with.
+pub type DrainTimer = Arc<dyn hyper::rt::Timer + Send + Sync>;
+
 /// The per-connection hyper service of a server: adds the peer's identity to each request and
 /// enforces the request body limit, then hands the request to the router.
+///
+/// Over HTTP/1.1 a call may end before its request body did (a server stream answered before the
+/// client's end of body arrived, an error before all requests were read). An HTTP/1.1 server that
+/// stops reading a request body must close the connection after the response, and a client that
+/// pools it (connect-node, many others) fails its next request on it with EPIPE or ECONNRESET. So
+/// the response's end waits until the rest of the body was read and dropped, up to 256 KiB and
+/// 1 s (Go's net/http drains the same way); past either, the connection closes as it would have.
+/// This is connection management, which is why it lives here and not in the router.
 #[derive(Clone)]
 pub struct ConnectionService {
     router: Router,
     peer: PeerAddr,
     max_request_body: Option<u64>,
+    timer: Option<DrainTimer>,
     #[cfg(feature = "tls")]
     certificates: Option<crate::PeerCertificates>,
 }
@@ -42,9 +61,17 @@ impl ConnectionService {
             router,
             peer,
             max_request_body,
+            timer: None,
             #[cfg(feature = "tls")]
             certificates: None,
         }
+    }
+
+    /// Drains the unread rest of HTTP/1.1 request bodies with `timer` bounding the wait (without a
+    /// timer, such bodies are dropped and the connection closes).
+    pub fn with_drain_timer(mut self, timer: DrainTimer) -> Self {
+        self.timer = Some(timer);
+        self
     }
 
     /// Puts the client's TLS certificate chain in each request too.
@@ -74,18 +101,29 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
                 .unwrap_or_default();
             return Box::pin(async move { Ok(response) });
         }
-        let trip = Arc::new(Trip::default());
+        let http1 = request.version() < http::Version::HTTP_2;
+        let trip = Arc::new(Trip {
+            drain: (http1 && self.timer.is_some()).then(Mutex::default),
+            ..Trip::default()
+        });
         let request = request.map(|body| WatchedBody {
-            inner: body,
+            inner: Some(body),
             remaining: limit,
             trip: trip.clone(),
         });
         let mut serve = self.router.handle(request);
+        let timer = self.timer.clone();
         Box::pin(std::future::poll_fn(move |cx| {
             if let Poll::Ready(response) = Pin::new(&mut serve).poll(cx) {
-                let trip = trip.clone();
+                let (trip, timer) = (trip.clone(), timer.clone());
                 return Poll::Ready(Ok(response.map(|body| ServerBody {
-                    rpc: Some((body, trip)),
+                    rpc: Some(Rpc {
+                        body,
+                        trip,
+                        timer,
+                        last: None,
+                        drain: None,
+                    }),
                 })));
             }
             // The request failed before the response head: fail the service call, so that hyper
@@ -106,10 +144,27 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
 struct Trip {
     tripped: AtomicBool,
     waker: AtomicWaker,
+    /// HTTP/1.1 with a drain timer: where the request body's unread rest waits for the response's end
+    /// (the router drops its request body when the call ends).
+    drain: Option<Mutex<Option<Incoming>>>,
+    /// The request body was read to its end (or failed): nothing is left to drain.
+    request_done: AtomicBool,
+}
+
+impl Trip {
+    fn request_ended(&self) -> bool {
+        self.request_done.load(Ordering::Acquire)
+    }
+
+    fn take_leftover(&self) -> Option<Incoming> {
+        let slot = self.drain.as_ref()?;
+        slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 impl Trip {
     fn set(&self) {
+        self.request_done.store(true, Ordering::Release);
         self.tripped.store(true, Ordering::Release);
         self.waker.wake();
     }
@@ -121,11 +176,22 @@ impl Trip {
 }
 
 /// A request body that reports its failure to the response, and fails once more than `remaining` bytes
-/// arrive.
+/// arrive. Dropped unfinished over HTTP/1.1, it leaves its rest to the response to drain.
 struct WatchedBody {
-    inner: Incoming,
+    /// `None` once it ended, failed, or was handed over to be drained.
+    inner: Option<Incoming>,
     remaining: u64,
     trip: Arc<Trip>,
+}
+
+impl Drop for WatchedBody {
+    fn drop(&mut self) {
+        if let (Some(body), Some(slot)) = (self.inner.take(), self.trip.drain.as_ref()) {
+            if !body.is_end_stream() {
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(body);
+            }
+        }
+    }
 }
 
 /// The request body crossed [`Limits::max_request_body`](crate::Limits::max_request_body).
@@ -160,11 +226,15 @@ impl Body for WatchedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     if len > self.remaining {
+                        self.inner = None;
                         self.trip.set();
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
                     }
@@ -173,20 +243,52 @@ impl Body for WatchedBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
+                self.inner = None;
                 self.trip.set();
                 Poll::Ready(Some(Err(Box::new(e))))
             }
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                self.inner = None;
+                self.trip.request_done.store(true, Ordering::Release);
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+/// An HTTP/1.1 request body's unread rest, being read and dropped before the response ends.
+struct Drain {
+    body: Incoming,
+    read: u64,
+    deadline: Pin<Box<dyn hyper::rt::Sleep>>,
+}
+
+impl Drain {
+    /// Ready once the body ended, failed, passed [`DRAIN_LIMIT`] or ran out of [`DRAIN_TIME`].
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    self.read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if self.read > DRAIN_LIMIT {
+                        return Poll::Ready(());
+                    }
+                }
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => return self.deadline.as_mut().poll(cx),
+            }
+        }
     }
 }
 
@@ -195,7 +297,17 @@ impl Body for WatchedBody {
 #[derive(Default)]
 pub struct ServerBody {
     /// `None` for a plain answer without a body.
-    rpc: Option<(ResponseBody, Arc<Trip>)>,
+    rpc: Option<Rpc>,
+}
+
+/// An RPC response in progress.
+struct Rpc {
+    body: ResponseBody,
+    trip: Arc<Trip>,
+    timer: Option<DrainTimer>,
+    /// The response's last item (its trailers, or its end), held while the request body drains.
+    last: Option<Option<Frame<Bytes>>>,
+    drain: Option<Drain>,
 }
 
 impl ServerBody {
@@ -218,21 +330,47 @@ impl Body for ServerBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let Some((body, trip)) = &mut self.rpc else {
+        let Some(rpc) = &mut self.rpc else {
             return Poll::Ready(None);
         };
-        if trip.poll(cx) {
-            self.rpc = None;
-            return Poll::Ready(Some(Err(Box::new(RequestFailed))));
+        if rpc.last.is_none() {
+            if rpc.trip.poll(cx) {
+                self.rpc = None;
+                return Poll::Ready(Some(Err(Box::new(RequestFailed))));
+            }
+            let frame = match std::task::ready!(Pin::new(&mut rpc.body).poll_frame(cx)) {
+                Some(Ok(frame)) if frame.is_data() => return Poll::Ready(Some(Ok(frame))),
+                Some(Ok(trailers)) => Some(trailers),
+                Some(Err(reset)) => return Poll::Ready(Some(Err(Box::new(reset)))),
+                None => None,
+            };
+            // The call is over and the router dropped the request body: drain what it left unread.
+            rpc.last = Some(frame);
+            if let (Some(body), Some(timer)) = (rpc.trip.take_leftover(), rpc.timer.as_ref()) {
+                rpc.drain = Some(Drain {
+                    body,
+                    read: 0,
+                    deadline: timer.sleep(DRAIN_TIME),
+                });
+            }
         }
-        Pin::new(body)
-            .poll_frame(cx)
-            .map(|frame| frame.map(|f| f.map_err(|reset| Box::new(reset) as BoxError)))
+        if let Some(drain) = rpc.drain.as_mut() {
+            std::task::ready!(drain.poll(cx));
+            rpc.drain = None;
+        }
+        let last = rpc.last.take().flatten();
+        self.rpc = None;
+        Poll::Ready(last.map(Ok))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.rpc
-            .as_ref()
-            .is_none_or(|(body, _)| body.is_end_stream())
+        self.rpc.as_ref().is_none_or(|rpc| {
+            // Over HTTP/1.1 an unfinished request body must be drained through `poll_frame` first.
+            let request_pending = rpc.trip.drain.is_some() && !rpc.trip.request_ended();
+            rpc.last.is_none()
+                && rpc.drain.is_none()
+                && rpc.body.is_end_stream()
+                && !request_pending
+        })
     }
 }

@@ -6,7 +6,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
@@ -16,7 +15,6 @@ use crate::context::Context;
 use crate::cors::Cors;
 use crate::handler::{Inbox, RawRequests, RawResponses, Service};
 use crate::runtime::{CallTimer, Runtime};
-use connect_proto::Instant;
 use connect_proto::{Codec, MethodInfo, Protocol};
 use connect_proto::{ServerCall, ServerConfig, ServerEvent, ServerTransmit};
 
@@ -208,10 +206,6 @@ impl Router {
             out_bytes: 0,
             done: false,
             reset: false,
-            drain: parts.version < http::Version::HTTP_2,
-            drain_deadline: None,
-            drain_timer: CallTimer::default(),
-            drained: 0,
         });
         for event in early_events {
             driver.on_event(event);
@@ -338,10 +332,6 @@ impl Body for ResponseBody {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Some(last @ (ServerTransmit::Trailers(_) | ServerTransmit::End)) => {
-                    if driver.must_drain() && driver.poll_drain(cx).is_pending() {
-                        driver.out.push_front(last);
-                        return Poll::Pending;
-                    }
                     self.driver = None;
                     return Poll::Ready(match last {
                         ServerTransmit::Trailers(trailers) => Some(Ok(Frame::trailers(trailers))),
@@ -372,11 +362,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.driver {
             None => true,
-            Some(d) => {
-                d.out.len() == 1
-                    && matches!(d.out.front(), Some(ServerTransmit::End))
-                    && !d.must_drain()
-            }
+            Some(d) => d.out.len() == 1 && matches!(d.out.front(), Some(ServerTransmit::End)),
         }
     }
 }
@@ -397,17 +383,7 @@ struct ServerDriver {
     done: bool,
     /// The request failed or was reset: no response will ever be produced.
     reset: bool,
-    /// HTTP/1: read the rest of the request body before the response ends (see `poll_drain`).
-    drain: bool,
-    drain_deadline: Option<Instant>,
-    drain_timer: CallTimer,
-    drained: usize,
 }
-
-/// At most this much of an unread HTTP/1 request body is read (and dropped) after the call is over.
-const DRAIN_LIMIT: usize = 256 * 1024;
-/// For at most this long.
-const DRAIN_TIME: Duration = Duration::from_secs(1);
 
 /// The handler's response headers when they are due (once, before the first response; nothing when
 /// the handler set none and did not ask for them to be sent), marking them sent.
@@ -421,45 +397,6 @@ fn due_headers(sent: &mut bool, ctx: Option<&Context>) -> Option<http::HeaderMap
 }
 
 impl ServerDriver {
-    /// Whether the rest of the request body should be read before the response ends.
-    fn must_drain(&self) -> bool {
-        self.drain && self.request_body.is_some() && !self.reset
-    }
-
-    /// HTTP/1: reads what is left of the request body once the call is over (a server stream
-    /// answered before the client's end of body arrived, an error before all requests were read).
-    /// An HTTP/1 server that stops reading a request body closes the connection after the response,
-    /// and a client that pools it (connect-node, many others) fails its next request on it with
-    /// EPIPE or ECONNRESET. Go's net/http drains the same way. Bounded by `DRAIN_LIMIT` and
-    /// `DRAIN_TIME`; past either the body is dropped and the connection closes as before.
-    fn poll_drain(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
-        let deadline = *self
-            .drain_deadline
-            .get_or_insert_with(|| self.runtime.now() + DRAIN_TIME);
-        while let Some(body) = self.request_body.as_mut() {
-            match body.as_mut().poll_bytes(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    self.drained += frame.data_ref().map_or(0, Bytes::len);
-                    if self.drained > DRAIN_LIMIT {
-                        self.request_body = None;
-                    }
-                }
-                Poll::Ready(_) => self.request_body = None,
-                Poll::Pending => {
-                    if self
-                        .drain_timer
-                        .poll(&*self.runtime, Some(deadline), cx)
-                        .is_none()
-                    {
-                        return Poll::Pending;
-                    }
-                    self.request_body = None;
-                }
-            }
-        }
-        Poll::Ready(())
-    }
-
     /// Makes all the progress possible without waiting; returns whether output is ready.
     fn drive(&mut self, cx: &mut TaskContext<'_>) -> bool {
         loop {
