@@ -170,7 +170,7 @@ pub use ours::Bench as OursBench;
 
 mod ours {
     use connect_rpc::Status;
-    use connect_rpc::{Context, HandlerStream, RequestView, Streaming};
+    use connect_rpc::{Context, HandlerStream, RequestView, Response, Streaming};
     use futures_util::StreamExt;
 
     use crate::ours::bench::v1::{
@@ -187,19 +187,19 @@ mod ours {
             &self,
             _ctx: Context,
             request: RequestView<EchoRequest>,
-        ) -> Result<EchoResponse, Status> {
-            Ok(EchoResponse {
-                message: request.reborrow().message.to_owned(),
+        ) -> Result<Response<EchoResponse>, Status> {
+            Ok(Response::new(EchoResponse {
+                message: request.view().message.to_owned(),
                 ..Default::default()
-            })
+            }))
         }
 
         async fn ingest(
             &self,
             _ctx: Context,
             request: RequestView<IngestRequest>,
-        ) -> Result<IngestResponse, Status> {
-            let request = request.reborrow();
+        ) -> Result<Response<IngestResponse>, Status> {
+            let request = request.view();
             let mut checksum = 0;
             for r in request.records.iter() {
                 checksum = mix_record(
@@ -210,28 +210,28 @@ mod ours {
                     r.tags.iter().copied(),
                 );
             }
-            Ok(IngestResponse {
+            Ok(Response::new(IngestResponse {
                 accepted: request.records.len() as u64,
                 checksum,
                 ..Default::default()
-            })
+            }))
         }
 
         async fn server_stream(
             &self,
             _ctx: Context,
             request: RequestView<StreamRequest>,
-        ) -> Result<HandlerStream<EchoResponse>, Status> {
-            let request = request.reborrow();
+        ) -> Result<Response<HandlerStream<EchoResponse>>, Status> {
+            let request = request.view();
             let message = request.message.to_owned();
             let count = request.count.max(0) as usize;
-            Ok(Box::pin(futures_util::stream::iter((0..count).map(
-                move |_| {
+            Ok(Response::new(Box::pin(futures_util::stream::iter(
+                (0..count).map(move |_| {
                     Ok(EchoResponse {
                         message: message.clone(),
                         ..Default::default()
                     })
-                },
+                }),
             ))))
         }
 
@@ -239,18 +239,18 @@ mod ours {
             &self,
             _ctx: Context,
             mut requests: Streaming<EchoRequest>,
-        ) -> Result<IngestResponse, Status> {
+        ) -> Result<Response<IngestResponse>, Status> {
             let (mut accepted, mut checksum) = (0, 0);
             while let Some(request) = requests.next().await {
                 let request = request?;
                 accepted += 1;
-                checksum += request.reborrow().message.len() as u64;
+                checksum += request.view().message.len() as u64;
             }
-            Ok(IngestResponse {
+            Ok(Response::new(IngestResponse {
                 accepted,
                 checksum,
                 ..Default::default()
-            })
+            }))
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use buffa::MessageField;
 use buffa_types::google::protobuf::Any;
-use connect_rpc::{Context, HandlerStream, RequestView, Streaming};
+use connect_rpc::{Context, HandlerStream, RequestView, Response, Streaming};
 use connect_rpc::{Instant, Status};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -40,17 +40,26 @@ fn info_any(info: &RequestInfo) -> Any {
     pack(info, RequestInfo::TYPE_URL)
 }
 
-fn set_metadata(ctx: &Context, headers: &[pb::Header], trailers: &[pb::Header]) {
+/// Sets the response definition's headers and trailers (before anything is sent).
+fn set_metadata(
+    ctx: &Context,
+    headers: &[pb::Header],
+    trailers: &[pb::Header],
+) -> Result<(), Status> {
+    let late = |e: connect_rpc::MetadataSent| Status::internal(e.to_string());
     let mut map = http::HeaderMap::new();
     append_headers(headers, &mut map);
     for (name, value) in &map {
-        ctx.append_response_header(name.clone(), value.clone());
+        ctx.append_response_header(name.clone(), value.clone())
+            .map_err(late)?;
     }
     let mut map = http::HeaderMap::new();
     append_headers(trailers, &mut map);
     for (name, value) in &map {
-        ctx.append_response_trailer(name.clone(), value.clone());
+        ctx.append_response_trailer(name.clone(), value.clone())
+            .map_err(late)?;
     }
+    Ok(())
 }
 
 async fn delay(ms: u32) {
@@ -96,7 +105,7 @@ async fn unary_outcome(
         ctx,
         &definition.response_headers,
         &definition.response_trailers,
-    );
+    )?;
     delay(definition.response_delay_ms).await;
     match &definition.response {
         Some(UnaryOutcome::Error(error)) => Err(error_to_status(error, Some(info_any(&info)))),
@@ -146,37 +155,37 @@ impl pb::ConformanceService for Conformance {
         &self,
         ctx: Context,
         request: RequestView<pb::UnaryRequest>,
-    ) -> Result<pb::UnaryResponse, Status> {
+    ) -> Result<Response<pb::UnaryResponse>, Status> {
         let request = request.to_owned_message();
         let any = pack(&request, pb::UnaryRequest::TYPE_URL);
         let payload =
             unary_outcome(&ctx, request.response_definition.as_option(), vec![any]).await?;
-        Ok(pb::UnaryResponse {
+        Ok(Response::new(pb::UnaryResponse {
             payload: MessageField::some(payload),
             ..Default::default()
-        })
+        }))
     }
 
     async fn idempotent_unary(
         &self,
         ctx: Context,
         request: RequestView<pb::IdempotentUnaryRequest>,
-    ) -> Result<pb::IdempotentUnaryResponse, Status> {
+    ) -> Result<Response<pb::IdempotentUnaryResponse>, Status> {
         let request = request.to_owned_message();
         let any = pack(&request, pb::IdempotentUnaryRequest::TYPE_URL);
         let payload =
             unary_outcome(&ctx, request.response_definition.as_option(), vec![any]).await?;
-        Ok(pb::IdempotentUnaryResponse {
+        Ok(Response::new(pb::IdempotentUnaryResponse {
             payload: MessageField::some(payload),
             ..Default::default()
-        })
+        }))
     }
 
     async fn unimplemented(
         &self,
         _ctx: Context,
         _request: RequestView<pb::UnimplementedRequest>,
-    ) -> Result<pb::UnimplementedResponse, Status> {
+    ) -> Result<Response<pb::UnimplementedResponse>, Status> {
         Err(Status::unimplemented(
             "connectrpc.conformance.v1.ConformanceService.Unimplemented is not implemented",
         ))
@@ -186,7 +195,7 @@ impl pb::ConformanceService for Conformance {
         &self,
         ctx: Context,
         mut requests: Streaming<pb::ClientStreamRequest>,
-    ) -> Result<pb::ClientStreamResponse, Status> {
+    ) -> Result<Response<pb::ClientStreamResponse>, Status> {
         let mut definition = None;
         let mut received = Vec::new();
         while let Some(request) = requests.next().await {
@@ -197,17 +206,17 @@ impl pb::ConformanceService for Conformance {
             received.push(pack(&request, pb::ClientStreamRequest::TYPE_URL));
         }
         let payload = unary_outcome(&ctx, definition.as_ref(), received).await?;
-        Ok(pb::ClientStreamResponse {
+        Ok(Response::new(pb::ClientStreamResponse {
             payload: MessageField::some(payload),
             ..Default::default()
-        })
+        }))
     }
 
     async fn server_stream(
         &self,
         ctx: Context,
         request: RequestView<pb::ServerStreamRequest>,
-    ) -> Result<HandlerStream<pb::ServerStreamResponse>, Status> {
+    ) -> Result<Response<HandlerStream<pb::ServerStreamResponse>>, Status> {
         let request = request.to_owned_message();
         let info = request_info(
             &ctx,
@@ -220,9 +229,9 @@ impl pb::ConformanceService for Conformance {
                 &ctx,
                 &definition.response_headers,
                 &definition.response_trailers,
-            );
+            )?;
         }
-        Ok(spawn_stream(move |tx| async move {
+        Ok(Response::new(spawn_stream(move |tx| async move {
             if let Some(definition) = definition {
                 send_stream(tx, definition, info, |payload| pb::ServerStreamResponse {
                     payload: MessageField::some(payload),
@@ -230,19 +239,19 @@ impl pb::ConformanceService for Conformance {
                 })
                 .await;
             }
-        }))
+        })))
     }
 
     async fn bidi_stream(
         &self,
         ctx: Context,
         mut requests: Streaming<pb::BidiStreamRequest>,
-    ) -> Result<HandlerStream<pb::BidiStreamResponse>, Status> {
+    ) -> Result<Response<HandlerStream<pb::BidiStreamResponse>>, Status> {
         let wrap = |payload| pb::BidiStreamResponse {
             payload: MessageField::some(payload),
             ..Default::default()
         };
-        Ok(spawn_stream(move |tx| async move {
+        Ok(Response::new(spawn_stream(move |tx| async move {
             let mut definition = None;
             let mut full_duplex = false;
             let mut pending = Vec::new();
@@ -265,11 +274,14 @@ impl pb::ConformanceService for Conformance {
                             let _ = tx.send(Err(status)).await;
                             return;
                         }
-                        set_metadata(
+                        if let Err(status) = set_metadata(
                             &ctx,
                             &definition.response_headers,
                             &definition.response_trailers,
-                        );
+                        ) {
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
                     }
                 }
                 pending.push(pack(&request, pb::BidiStreamRequest::TYPE_URL));
@@ -334,6 +346,6 @@ impl pb::ConformanceService for Conformance {
             }
             let info = request_info(&ctx, pending);
             send_stream(tx, definition, info, wrap).await;
-        }))
+        })))
     }
 }

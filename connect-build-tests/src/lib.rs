@@ -16,7 +16,7 @@ pub mod view_decoder {
     use buffa::Message;
     use bytes::{Bytes, BytesMut};
     use connect_rpc::{Code, Codec, MethodInfo, Protocol, Status};
-    use connect_rpc::{Context, RawRequests, RequestView, Service, Streaming};
+    use connect_rpc::{Context, RequestPayloads, RequestView, Response, Service, Streaming};
     use futures_util::StreamExt;
 
     use crate::proto::acme::batch::v1::__buffa::view::BatchView;
@@ -33,20 +33,20 @@ pub mod view_decoder {
             &self,
             _ctx: Context,
             request: RequestView<Batch>,
-        ) -> Result<Batch, Status> {
-            Ok(request.to_owned_message())
+        ) -> Result<Response<Batch>, Status> {
+            Ok(Response::new(request.to_owned_message()))
         }
 
         async fn ingest_all(
             &self,
             _ctx: Context,
             mut requests: Streaming<Batch>,
-        ) -> Result<Batch, Status> {
+        ) -> Result<Response<Batch>, Status> {
             let mut last = Batch::default();
             while let Some(request) = requests.next().await {
                 last = request?.to_owned_message();
             }
-            Ok(last)
+            Ok(Response::new(last))
         }
     }
 
@@ -63,15 +63,15 @@ pub mod view_decoder {
             http::Extensions::new(),
         );
         let index = server.methods().iter().position(|m| *m == method);
-        let Some(mut responses) =
-            index.and_then(|index| server.call(index, ctx, RawRequests::from_payloads(payloads)))
+        let Some(mut responses) = index
+            .and_then(|index| server.call(index, ctx, RequestPayloads::from_payloads(payloads)))
         else {
             return Err(Status::unimplemented(method.path));
         };
         let mut buf = BytesMut::new();
         let waker = futures_util::task::noop_waker();
         let mut cx = TaskContext::from_waker(&waker);
-        match responses.as_mut().poll_write(&mut cx, &mut buf) {
+        match responses.poll_write(&mut cx, &mut buf) {
             Poll::Ready(Some(Ok(()))) => Batch::decode_from_slice(&buf)
                 .map_err(|e| Status::internal(format!("the answer does not decode: {e}"))),
             Poll::Ready(Some(Err(status))) => Err(status),

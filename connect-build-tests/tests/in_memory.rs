@@ -14,8 +14,8 @@ use connect_build_tests::proto::acme::greet::v1::{
     GreetRequest, GreetResponse, GreetService, GreetServiceClient, GreetServiceServer,
 };
 use connect_rpc::{
-    BoxFuture, Client, Context, HandlerStream, RequestBody, RequestView, ResponseBody, Router,
-    Runtime, Streaming, Transport, TransportError,
+    BoxFuture, Client, Context, HandlerStream, RequestBody, RequestView, Response, ResponseBody,
+    Router, Runtime, Streaming, Transport, TransportError,
 };
 use connect_rpc::{CallOptions, ClientConfig, Code, Codec, ErrorDetail, Instant, Protocol, Status};
 use futures_util::StreamExt;
@@ -96,8 +96,8 @@ impl GreetService for Greeter {
         &self,
         ctx: Context,
         request: RequestView<GreetRequest>,
-    ) -> Result<GreetResponse, Status> {
-        let name = request.reborrow().name.to_owned();
+    ) -> Result<Response<GreetResponse>, Status> {
+        let name = request.name().to_owned();
         if name == "slow" {
             ThreadRuntime
                 .sleep_until(Instant::now() + Duration::from_secs(5))
@@ -108,77 +108,77 @@ impl GreetService for Greeter {
             .get("x-echo")
             .cloned()
             .unwrap_or(HeaderValue::from_static("none"));
-        ctx.set_response_header(HeaderName::from_static("x-echoed"), echoed);
+        ctx.set_response_header(HeaderName::from_static("x-echoed"), echoed)?;
         ctx.set_response_trailer(
             HeaderName::from_static("x-trailer"),
             HeaderValue::from_static("done"),
-        );
-        Ok(greeting(&name))
+        )?;
+        Ok(Response::new(greeting(&name)))
     }
 
     async fn greet_idempotent(
         &self,
         ctx: Context,
         request: RequestView<GreetRequest>,
-    ) -> Result<GreetResponse, Status> {
+    ) -> Result<Response<GreetResponse>, Status> {
         let method = ctx.method().path;
-        Ok(greeting(&format!(
+        Ok(Response::new(greeting(&format!(
             "{} via {method}",
-            request.reborrow().name
-        )))
+            request.name()
+        ))))
     }
 
     async fn greet_many(
         &self,
         _ctx: Context,
         request: RequestView<GreetRequest>,
-    ) -> Result<HandlerStream<GreetResponse>, Status> {
-        let name = request.reborrow().name.to_owned();
-        let count = request.reborrow().count;
+    ) -> Result<Response<HandlerStream<GreetResponse>>, Status> {
+        let name = request.name().to_owned();
+        let count = request.count();
         if count < 0 {
             return Err(Status::invalid_argument("negative count"));
         }
-        Ok(Box::pin(futures_util::stream::iter(
+        Ok(Response::new(Box::pin(futures_util::stream::iter(
             (0..count).map(move |i| Ok(greeting(&format!("{name} #{i}")))),
-        )))
+        ))))
     }
 
     async fn greet_all(
         &self,
         _ctx: Context,
         mut requests: Streaming<GreetRequest>,
-    ) -> Result<GreetResponse, Status> {
+    ) -> Result<Response<GreetResponse>, Status> {
         let mut names = Vec::new();
         while let Some(request) = requests.next().await {
-            names.push(request?.reborrow().name.to_owned());
+            names.push(request?.name().to_owned());
         }
-        Ok(greeting(&names.join(", ")))
+        Ok(Response::new(greeting(&names.join(", "))))
     }
 
     async fn chat(
         &self,
         _ctx: Context,
         requests: Streaming<GreetRequest>,
-    ) -> Result<HandlerStream<GreetResponse>, Status> {
-        Ok(Box::pin(requests.map(|request| {
-            request.map(|r| greeting(r.reborrow().name))
-        })))
+    ) -> Result<Response<HandlerStream<GreetResponse>>, Status> {
+        Ok(Response::new(Box::pin(
+            requests.map(|request| request.map(|r| greeting(r.name()))),
+        )))
     }
 
     async fn fail(
         &self,
         ctx: Context,
         request: RequestView<GreetRequest>,
-    ) -> Result<buffa_types::google::protobuf::Empty, Status> {
+    ) -> Result<Response<buffa_types::google::protobuf::Empty>, Status> {
         ctx.set_response_header(
             http::HeaderName::from_static("x-fail-header"),
             http::HeaderValue::from_static("h"),
-        );
+        )?;
         ctx.set_response_trailer(
             http::HeaderName::from_static("x-fail-trailer"),
             http::HeaderValue::from_static("t"),
-        );
-        let code = Code::from_name(request.reborrow().name).unwrap_or(Code::UNKNOWN);
+        )?;
+        let code = Code::from_name(request.name()).unwrap_or(Code::UNKNOWN);
         Err(
             Status::new(code, "failed as asked").with_detail(ErrorDetail::new(
                 "acme.greet.v1.GreetRequest",
@@ -535,7 +535,7 @@ impl http_body::Body for EndedBody {
 }
 
 /// A service written by hand: `GreetMany` answered with payloads serialized elsewhere
-/// (`raw_responses`), then an error.
+/// (`ResponsePayloads::from_stream`), then an error.
 struct RawGreetMany;
 
 impl connect_rpc::Service for RawGreetMany {
@@ -547,8 +547,8 @@ impl connect_rpc::Service for RawGreetMany {
         &self,
         method: usize,
         ctx: Context,
-        _requests: connect_rpc::RawRequests,
-    ) -> Option<connect_rpc::RawResponses> {
+        _requests: connect_rpc::RequestPayloads,
+    ) -> Option<connect_rpc::ResponsePayloads> {
         if method != 0 {
             return None;
         }
@@ -557,9 +557,9 @@ impl connect_rpc::Service for RawGreetMany {
             .map(|greeting| connect_rpc::encode(codec, &greeting_message(greeting)));
         let end = Err(Status::new(Code::DATA_LOSS, "raw end"));
         let items = payloads.into_iter().chain(std::iter::once(end));
-        Some(connect_rpc::raw_responses(futures_util::stream::iter(
-            items,
-        )))
+        Some(connect_rpc::ResponsePayloads::from_stream(
+            futures_util::stream::iter(items),
+        ))
     }
 }
 

@@ -11,7 +11,7 @@ use connect_build_tests::proto::acme::store::v1::{
     GetItemRequest, Item, ListItemsRequest, StoreService, StoreServiceServer,
 };
 use connect_rpc::Status;
-use connect_rpc::{Context, HandlerStream, RequestView, Streaming};
+use connect_rpc::{Context, HandlerStream, RequestView, Response, Streaming};
 
 struct Store;
 
@@ -20,7 +20,7 @@ impl StoreService for Store {
         &self,
         _ctx: Context,
         _request: RequestView<GetItemRequest>,
-    ) -> Result<Item, Status> {
+    ) -> Result<Response<Item>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
 
@@ -28,11 +28,15 @@ impl StoreService for Store {
         &self,
         _ctx: Context,
         _request: RequestView<ListItemsRequest>,
-    ) -> Result<HandlerStream<Item>, Status> {
+    ) -> Result<Response<HandlerStream<Item>>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
 
-    async fn put_items(&self, _ctx: Context, _requests: Streaming<Item>) -> Result<Empty, Status> {
+    async fn put_items(
+        &self,
+        _ctx: Context,
+        _requests: Streaming<Item>,
+    ) -> Result<Response<Empty>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
 
@@ -40,7 +44,7 @@ impl StoreService for Store {
         &self,
         _ctx: Context,
         _request: RequestView<GreetRequest>,
-    ) -> Result<GreetResponse, Status> {
+    ) -> Result<Response<GreetResponse>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
 }

@@ -427,9 +427,9 @@ impl ServiceGen<'_> {
                 (quote! { request }, quote! { #rt::RequestView<#input> })
             };
             let ret = if m.server_streaming {
-                quote! { #rt::HandlerStream<#output> }
+                quote! { #rt::Response<#rt::HandlerStream<#output>> }
             } else {
-                quote! { #output }
+                quote! { #rt::Response<#output> }
             };
             quote! {
                 #doc
@@ -605,8 +605,8 @@ impl ServiceGen<'_> {
                     &self,
                     method: usize,
                     ctx: #rt::Context,
-                    requests: #rt::RawRequests,
-                ) -> ::core::option::Option<#rt::RawResponses> {
+                    requests: #rt::RequestPayloads,
+                ) -> ::core::option::Option<#rt::ResponsePayloads> {
                     let service = ::core::clone::Clone::clone(&self.service);
                     match method {
                         #(#arms)*

@@ -16,6 +16,7 @@ use http::HeaderMap;
 
 use crate::body::{BodyChannel, BoxError, BoxedBody, RequestBody, TransportError};
 use crate::message::{decode_response, encode};
+use crate::response::Response;
 use crate::runtime::{BoxFuture, BoxStream, CallTimer, MaybeSend, Runtime};
 use connect_proto::Status;
 use connect_proto::{CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit};
@@ -52,50 +53,6 @@ pub trait Transport: MaybeSend + Sync + 'static {
     fn check_call(&self, protocol: Protocol, method: &MethodInfo) -> Result<(), Status> {
         let _ = (protocol, method);
         Ok(())
-    }
-}
-
-/// A unary or client-streaming result: the response message with its headers and trailers.
-#[derive(Clone, Debug)]
-pub struct Response<T> {
-    message: T,
-    headers: HeaderMap,
-    trailers: HeaderMap,
-}
-
-impl<T> Response<T> {
-    /// A response (tests and hand-written transports).
-    pub fn new(message: T, headers: HeaderMap, trailers: HeaderMap) -> Self {
-        Response {
-            message,
-            headers,
-            trailers,
-        }
-    }
-
-    /// The message.
-    pub fn message(&self) -> &T {
-        &self.message
-    }
-
-    /// Takes the message.
-    pub fn into_message(self) -> T {
-        self.message
-    }
-
-    /// The response headers (custom metadata).
-    pub fn headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-
-    /// The response trailers (custom metadata).
-    pub fn trailers(&self) -> &HeaderMap {
-        &self.trailers
-    }
-
-    /// Message, headers and trailers.
-    pub fn into_parts(self) -> (T, HeaderMap, HeaderMap) {
-        (self.message, self.headers, self.trailers)
     }
 }
 
@@ -619,7 +576,7 @@ impl<T> Outcome<T> {
     /// trailers in its metadata.
     pub fn into_result(self) -> Result<Response<T>, Status> {
         match self.result {
-            Ok(message) => Ok(Response::new(message, self.headers, self.trailers)),
+            Ok(message) => Ok(Response::from_parts(message, self.headers, self.trailers)),
             Err(mut status) => {
                 let metadata = status.metadata_mut();
                 for (name, value) in self.headers.iter().chain(self.trailers.iter()) {

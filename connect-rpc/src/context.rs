@@ -12,12 +12,35 @@ use connect_proto::{Codec, MethodInfo, Protocol};
 /// [`http::Extensions`] (where adapters put peer information such as the remote address), and setters
 /// for response headers and trailers.
 ///
-/// Cheap to clone; clones share the response metadata. Response headers set after the first response
-/// message was sent (or after a unary handler returned) are not sent; trailers may be set until the
-/// handler finishes.
+/// Cheap to clone; clones share the response metadata. Response headers may be set until they are
+/// sent (with the first response message, or when a unary handler returns); trailers until the call
+/// finishes. Setting either later is refused with [`MetadataSent`] rather than silently dropped.
 #[derive(Clone, Debug)]
 pub struct Context {
     inner: Arc<Inner>,
+}
+
+/// Response metadata set after it was sent: headers after the first response message (or the end
+/// of a unary call), trailers after the call finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetadataSent {
+    /// `"headers"` or `"trailers"`.
+    pub what: &'static str,
+}
+
+impl std::fmt::Display for MetadataSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the response {} were already sent", self.what)
+    }
+}
+
+impl std::error::Error for MetadataSent {}
+
+/// A handler that sets metadata too late fails its call with `internal` (`ctx.set_…(…)?`).
+impl From<MetadataSent> for connect_proto::Status {
+    fn from(late: MetadataSent) -> Self {
+        connect_proto::Status::internal(late.to_string())
+    }
 }
 
 #[derive(Debug)]
@@ -37,6 +60,8 @@ struct Inner {
 struct ResponseMetadata {
     headers: HeaderMap,
     trailers: HeaderMap,
+    headers_sent: bool,
+    trailers_sent: bool,
 }
 
 impl Context {
@@ -122,33 +147,94 @@ impl Context {
     }
 
     /// Sets a response header, replacing any value of the same name.
-    pub fn set_response_header(&self, name: HeaderName, value: HeaderValue) {
-        self.lock().headers.insert(name, value);
+    pub fn set_response_header(
+        &self,
+        name: HeaderName,
+        value: HeaderValue,
+    ) -> Result<(), MetadataSent> {
+        self.headers(|headers| {
+            headers.insert(name, value);
+        })
     }
 
     /// Adds a response header value, keeping earlier values of the same name.
-    pub fn append_response_header(&self, name: HeaderName, value: HeaderValue) {
-        self.lock().headers.append(name, value);
+    pub fn append_response_header(
+        &self,
+        name: HeaderName,
+        value: HeaderValue,
+    ) -> Result<(), MetadataSent> {
+        self.headers(|headers| {
+            headers.append(name, value);
+        })
     }
 
     /// Sets a response trailer, replacing any value of the same name.
-    pub fn set_response_trailer(&self, name: HeaderName, value: HeaderValue) {
-        self.lock().trailers.insert(name, value);
+    pub fn set_response_trailer(
+        &self,
+        name: HeaderName,
+        value: HeaderValue,
+    ) -> Result<(), MetadataSent> {
+        self.trailers(|trailers| {
+            trailers.insert(name, value);
+        })
     }
 
     /// Adds a response trailer value, keeping earlier values of the same name.
-    pub fn append_response_trailer(&self, name: HeaderName, value: HeaderValue) {
-        self.lock().trailers.append(name, value);
+    pub fn append_response_trailer(
+        &self,
+        name: HeaderName,
+        value: HeaderValue,
+    ) -> Result<(), MetadataSent> {
+        self.trailers(|trailers| {
+            trailers.append(name, value);
+        })
     }
 
-    /// Takes the response headers set so far (the driver sends them with the first message).
+    /// Adds the metadata of a handler's [`Response`](crate::Response) to what was set here.
+    pub(crate) fn extend_response_metadata(
+        &self,
+        headers: HeaderMap,
+        trailers: HeaderMap,
+    ) -> Result<(), MetadataSent> {
+        if !headers.is_empty() {
+            self.headers(|all| append_all(all, headers))?;
+        }
+        if !trailers.is_empty() {
+            self.trailers(|all| append_all(all, trailers))?;
+        }
+        Ok(())
+    }
+
+    fn headers(&self, change: impl FnOnce(&mut HeaderMap)) -> Result<(), MetadataSent> {
+        let mut metadata = self.lock();
+        if metadata.headers_sent {
+            return Err(MetadataSent { what: "headers" });
+        }
+        change(&mut metadata.headers);
+        Ok(())
+    }
+
+    fn trailers(&self, change: impl FnOnce(&mut HeaderMap)) -> Result<(), MetadataSent> {
+        let mut metadata = self.lock();
+        if metadata.trailers_sent {
+            return Err(MetadataSent { what: "trailers" });
+        }
+        change(&mut metadata.trailers);
+        Ok(())
+    }
+
+    /// Takes the response headers set so far, which are now sent (with the first message).
     pub(crate) fn take_response_headers(&self) -> HeaderMap {
-        std::mem::take(&mut self.lock().headers)
+        let mut metadata = self.lock();
+        metadata.headers_sent = true;
+        std::mem::take(&mut metadata.headers)
     }
 
-    /// Takes the response trailers set so far (the driver sends them when the call finishes).
+    /// Takes the response trailers set so far, which are now sent (the call finishes).
     pub(crate) fn take_response_trailers(&self) -> HeaderMap {
-        std::mem::take(&mut self.lock().trailers)
+        let mut metadata = self.lock();
+        metadata.trailers_sent = true;
+        std::mem::take(&mut metadata.trailers)
     }
 
     fn lock(&self) -> MutexGuard<'_, ResponseMetadata> {
@@ -157,5 +243,18 @@ impl Context {
             .response
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Appends every entry of `from` to `to`, keeping duplicates.
+fn append_all(to: &mut HeaderMap, from: HeaderMap) {
+    let mut last = None;
+    for (name, value) in from {
+        if let Some(name) = name {
+            last = Some(name);
+        }
+        if let Some(name) = &last {
+            to.append(name.clone(), value);
+        }
     }
 }

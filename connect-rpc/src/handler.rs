@@ -1,6 +1,6 @@
 //! The server side of the typed layer: the [`Service`] trait that generated code implements, and the
-//! adapters that turn typed handler functions into [`ResponseSource`]s, which serialize each response
-//! straight into the call's send buffer.
+//! adapters that turn typed handler functions into [`ResponsePayloads`], which serialize each
+//! response straight into the call's send buffer.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -15,17 +15,17 @@ use futures_util::StreamExt;
 
 use crate::context::Context;
 use crate::message::{RequestDecoder, RequestView};
+use crate::response::Response;
 use crate::runtime::{BoxFuture, BoxStream, MaybeSend};
 use connect_proto::Status;
 use connect_proto::{Codec, MethodInfo};
 
-/// The response messages of one call, each serialized when the call's driver asks for it, straight
-/// into the buffer the driver hands over (the call's send buffer: a message is written once, in place).
-pub trait ResponseSource: MaybeSend {
-    /// Polls for the next response message. `Ready(Some(Ok(())))`: a message was appended to `buf`;
-    /// `Ready(Some(Err(status)))`: the call ends with `status`; `Ready(None)`: the call ends
-    /// successfully; `Pending`: no message yet (a waker is registered). Whatever was appended to `buf`
-    /// is dropped unless the result is a message.
+/// Serializes a call's response messages when its driver asks, straight into the buffer it hands
+/// over (the call's send buffer: a message is written once, in place).
+trait WriteResponses: MaybeSend {
+    /// `Ready(Some(Ok(())))`: a message was appended to `buf`; `Ready(Some(Err(status)))`: the call
+    /// ends with `status`; `Ready(None)`: the call ends successfully; `Pending`: no message yet (a
+    /// waker is registered). Whatever was appended to `buf` is dropped unless it was a message.
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
@@ -33,25 +33,55 @@ pub trait ResponseSource: MaybeSend {
     ) -> Poll<Option<Result<(), Status>>>;
 }
 
-/// The response messages of one call, as a [`Service`] returns them.
-pub type RawResponses = Pin<Box<dyn ResponseSource>>;
+/// The response messages of one call, as a [`Service`] returns them: made by the handler adapters
+/// ([`unary`], [`server_streaming`], ...) that generated code uses, or from payloads serialized
+/// elsewhere ([`ResponsePayloads::from_stream`]).
+pub struct ResponsePayloads {
+    inner: Pin<Box<dyn WriteResponses>>,
+}
 
-/// Responses serialized elsewhere (for a [`Service`] written by hand): each payload of `stream` is one
-/// message; an `Err` item ends the call with that status, the end of the stream ends it successfully.
-pub fn raw_responses<S>(stream: S) -> RawResponses
-where
-    S: Stream<Item = Result<Bytes, Status>> + MaybeSend + 'static,
-{
-    Box::pin(PayloadResponses {
-        stream: Box::pin(stream),
-    })
+impl std::fmt::Debug for ResponsePayloads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponsePayloads").finish_non_exhaustive()
+    }
+}
+
+impl ResponsePayloads {
+    fn new(inner: impl WriteResponses + 'static) -> Self {
+        ResponsePayloads {
+            inner: Box::pin(inner),
+        }
+    }
+
+    /// Responses serialized elsewhere (for a [`Service`] written by hand): each payload of `stream`
+    /// is one message; an `Err` item ends the call with that status, the end of the stream ends it
+    /// successfully.
+    pub fn from_stream<S>(stream: S) -> Self
+    where
+        S: Stream<Item = Result<Bytes, Status>> + MaybeSend + 'static,
+    {
+        ResponsePayloads::new(PayloadResponses {
+            stream: Box::pin(stream),
+        })
+    }
+
+    /// Polls for the next response message, appending it to `buf`: `Ready(Some(Ok(())))` when one
+    /// was appended, `Ready(Some(Err(status)))` when the call ends with `status`, `Ready(None)` when
+    /// it ends successfully. Whatever was appended is to be dropped unless it was a message.
+    pub fn poll_write(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<Option<Result<(), Status>>> {
+        self.inner.as_mut().poll_write(cx, buf)
+    }
 }
 
 struct PayloadResponses {
     stream: BoxStream<'static, Result<Bytes, Status>>,
 }
 
-impl ResponseSource for PayloadResponses {
+impl WriteResponses for PayloadResponses {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
@@ -75,7 +105,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<Resp, Fut> ResponseSource for OneResponse<Fut>
+impl<Resp, Fut> WriteResponses for OneResponse<Fut>
 where
     Resp: buffa::Message + serde::Serialize,
     Fut: Future<Output = Result<Resp, Status>> + MaybeSend,
@@ -108,7 +138,12 @@ pub trait Service: Send + Sync + 'static {
     fn methods(&self) -> &'static [MethodInfo];
 
     /// Starts a call of `methods()[method]`. `None` when there is no such method.
-    fn call(&self, method: usize, ctx: Context, requests: RawRequests) -> Option<RawResponses>;
+    fn call(
+        &self,
+        method: usize,
+        ctx: Context,
+        requests: RequestPayloads,
+    ) -> Option<ResponsePayloads>;
 }
 
 impl<S: Service + ?Sized> Service for Arc<S> {
@@ -116,7 +151,12 @@ impl<S: Service + ?Sized> Service for Arc<S> {
         (**self).methods()
     }
 
-    fn call(&self, method: usize, ctx: Context, requests: RawRequests) -> Option<RawResponses> {
+    fn call(
+        &self,
+        method: usize,
+        ctx: Context,
+        requests: RequestPayloads,
+    ) -> Option<ResponsePayloads> {
         (**self).call(method, ctx, requests)
     }
 }
@@ -162,13 +202,13 @@ impl Inbox {
 
 /// The request payloads of one call, in order, as a stream; it ends when the client closes its side.
 #[derive(Debug)]
-pub struct RawRequests {
+pub struct RequestPayloads {
     inbox: Arc<Inbox>,
 }
 
-impl RawRequests {
+impl RequestPayloads {
     pub(crate) fn new(inbox: Arc<Inbox>) -> Self {
-        RawRequests { inbox }
+        RequestPayloads { inbox }
     }
 
     /// A stream over payloads given up front (tests, in-process calls).
@@ -178,7 +218,7 @@ impl RawRequests {
             inbox.push(p);
         }
         inbox.close();
-        RawRequests { inbox }
+        RequestPayloads { inbox }
     }
 
     /// The single request of a unary or server-streaming call.
@@ -192,7 +232,7 @@ impl RawRequests {
     }
 }
 
-impl Stream for RawRequests {
+impl Stream for RequestPayloads {
     type Item = Bytes;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Bytes>> {
@@ -212,7 +252,7 @@ impl Stream for RawRequests {
 ///
 /// A message that cannot be decoded is an `Err(invalid_argument)` item; the handler may return it.
 pub struct Streaming<M: HasMessageView> {
-    raw: RawRequests,
+    raw: RequestPayloads,
     codec: Codec,
     decoder: RequestDecoder<M>,
 }
@@ -227,12 +267,12 @@ impl<M: HasMessageView> std::fmt::Debug for Streaming<M> {
 
 impl<M: HasMessageView> Streaming<M> {
     /// Decodes `raw` with `codec`.
-    pub fn new(raw: RawRequests, codec: Codec) -> Self {
+    pub fn new(raw: RequestPayloads, codec: Codec) -> Self {
         Streaming::with_decoder(raw, codec, RequestDecoder::default())
     }
 
     /// Decodes `raw` with `codec`, proto payloads with `decoder`.
-    pub fn with_decoder(raw: RawRequests, codec: Codec, decoder: RequestDecoder<M>) -> Self {
+    pub fn with_decoder(raw: RequestPayloads, codec: Codec, decoder: RequestDecoder<M>) -> Self {
         Streaming {
             raw,
             codec,
@@ -280,7 +320,7 @@ where
     }
 }
 
-impl<Resp> ResponseSource for StreamResponses<Resp>
+impl<Resp> WriteResponses for StreamResponses<Resp>
 where
     Resp: buffa::Message + serde::Serialize + 'static,
 {
@@ -313,28 +353,37 @@ where
     }
 }
 
+/// The message of a handler's response, its metadata added to the call's (refused once sent).
+fn message_of<T>(ctx: &Context, response: Response<T>) -> Result<T, Status> {
+    let (message, headers, trailers) = response.into_parts();
+    ctx.extend_response_metadata(headers, trailers)
+        .map_err(|late| Status::internal(format!("the handler's response metadata: {late}")))?;
+    Ok(message)
+}
+
 /// Serves a unary method with `handler`, its request decoded by `decoder` (generated code passes its
 /// own for batch-shaped messages; `RequestDecoder::default()` is buffa's).
 pub fn unary<Req, Resp, F, Fut>(
     ctx: Context,
-    requests: RawRequests,
+    requests: RequestPayloads,
     decoder: RequestDecoder<Req>,
     handler: F,
-) -> RawResponses
+) -> ResponsePayloads
 where
     Req: HasMessageView + serde::de::DeserializeOwned,
     Resp: buffa::Message + serde::Serialize + 'static,
     F: FnOnce(Context, RequestView<Req>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+    Fut: Future<Output = Result<Response<Resp>, Status>> + Send + 'static,
 {
     let codec = ctx.codec();
-    Box::pin(OneResponse {
+    ResponsePayloads::new(OneResponse {
         codec,
         done: false,
         future: async move {
             let payload = requests.single().await?;
             let request = decoder.decode(codec, payload)?;
-            handler(ctx, request).await
+            let response = handler(ctx.clone(), request).await?;
+            message_of(&ctx, response)
         },
     })
 }
@@ -342,23 +391,24 @@ where
 /// Serves a server-streaming method with `handler`, its request decoded by `decoder`.
 pub fn server_streaming<Req, Resp, F, Fut>(
     ctx: Context,
-    requests: RawRequests,
+    requests: RequestPayloads,
     decoder: RequestDecoder<Req>,
     handler: F,
-) -> RawResponses
+) -> ResponsePayloads
 where
     Req: HasMessageView + serde::de::DeserializeOwned,
     Resp: buffa::Message + serde::Serialize + 'static,
     F: FnOnce(Context, RequestView<Req>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<HandlerStream<Resp>, Status>> + Send + 'static,
+    Fut: Future<Output = Result<Response<HandlerStream<Resp>>, Status>> + Send + 'static,
 {
     let codec = ctx.codec();
-    Box::pin(StreamResponses::new(
+    ResponsePayloads::new(StreamResponses::new(
         codec,
         Box::pin(async move {
             let payload = requests.single().await?;
             let request = decoder.decode(codec, payload)?;
-            handler(ctx, request).await
+            let response = handler(ctx.clone(), request).await?;
+            message_of(&ctx, response)
         }),
     ))
 }
@@ -366,43 +416,48 @@ where
 /// Serves a client-streaming method with `handler`, its requests decoded by `decoder`.
 pub fn client_streaming<Req, Resp, F, Fut>(
     ctx: Context,
-    requests: RawRequests,
+    requests: RequestPayloads,
     decoder: RequestDecoder<Req>,
     handler: F,
-) -> RawResponses
+) -> ResponsePayloads
 where
     Req: HasMessageView + serde::de::DeserializeOwned,
     Resp: buffa::Message + serde::Serialize + 'static,
     F: FnOnce(Context, Streaming<Req>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+    Fut: Future<Output = Result<Response<Resp>, Status>> + Send + 'static,
 {
     let codec = ctx.codec();
-    Box::pin(OneResponse {
+    let requests = Streaming::with_decoder(requests, codec, decoder);
+    ResponsePayloads::new(OneResponse {
         codec,
         done: false,
-        future: handler(ctx, Streaming::with_decoder(requests, codec, decoder)),
+        future: async move {
+            let response = handler(ctx.clone(), requests).await?;
+            message_of(&ctx, response)
+        },
     })
 }
 
 /// Serves a bidi-streaming method with `handler`, its requests decoded by `decoder`.
 pub fn bidi_streaming<Req, Resp, F, Fut>(
     ctx: Context,
-    requests: RawRequests,
+    requests: RequestPayloads,
     decoder: RequestDecoder<Req>,
     handler: F,
-) -> RawResponses
+) -> ResponsePayloads
 where
     Req: HasMessageView + serde::de::DeserializeOwned,
     Resp: buffa::Message + serde::Serialize + 'static,
     F: FnOnce(Context, Streaming<Req>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<HandlerStream<Resp>, Status>> + Send + 'static,
+    Fut: Future<Output = Result<Response<HandlerStream<Resp>>, Status>> + Send + 'static,
 {
     let codec = ctx.codec();
-    Box::pin(StreamResponses::new(
+    let requests = Streaming::with_decoder(requests, codec, decoder);
+    ResponsePayloads::new(StreamResponses::new(
         codec,
-        Box::pin(handler(
-            ctx,
-            Streaming::with_decoder(requests, codec, decoder),
-        )),
+        Box::pin(async move {
+            let response = handler(ctx.clone(), requests).await?;
+            message_of(&ctx, response)
+        }),
     ))
 }

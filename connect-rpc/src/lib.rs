@@ -36,20 +36,22 @@ pub mod cors;
 mod handler;
 mod json_types;
 mod message;
+mod response;
 mod router;
 mod runtime;
 
 pub use body::{BoxError, RequestBody, TransportError};
-pub use client::{merge_options, Client, Outcome, Response, ResponseStream, Transport};
-pub use context::Context;
+pub use client::{merge_options, Client, Outcome, ResponseStream, Transport};
+pub use context::{Context, MetadataSent};
 pub use handler::{
-    bidi_streaming, client_streaming, raw_responses, server_streaming, unary, HandlerStream,
-    RawRequests, RawResponses, ResponseSource, Service, Streaming,
+    bidi_streaming, client_streaming, server_streaming, unary, HandlerStream, RequestPayloads,
+    ResponsePayloads, Service, Streaming,
 };
 pub use json_types::{register_json_types, RegisterTypes};
 pub use message::{
     decode_request, decode_response, encode, RequestDecoder, RequestView, ViewDecoder,
 };
+pub use response::Response;
 pub use router::{CallReset, ResponseBody, Router, ServeFuture};
 pub use runtime::{BoxFuture, BoxStream, MaybeSend, Runtime};
 

@@ -8,12 +8,12 @@ use crate::codec;
 use connect_proto::Codec;
 use connect_proto::{Code, Status};
 
-/// A decoded request message that borrows from the received payload: no copies of strings and bytes.
-///
-/// Read fields through [`OwnedView::reborrow`] (`request.reborrow().name`), or convert with
-/// [`OwnedView::to_owned_message`]. For the JSON codec the message is parsed into its owned form and
+/// A decoded request message that borrows from the received payload: no copies of strings and
+/// bytes. It is buffa's generated handle (`FooOwnedView`): read fields with its accessors
+/// (`request.name()`), the whole view with `request.view()`, or convert with
+/// `request.to_owned_message()`. For the JSON codec the message is parsed into its owned form and
 /// re-encoded once to build the view.
-pub type RequestView<M> = OwnedView<<M as HasMessageView>::View<'static>>;
+pub type RequestView<M> = <M as HasMessageView>::ViewHandle;
 
 /// Decodes a request payload into a view (server side: malformed input is `invalid_argument`).
 pub fn decode_request<M>(codec: Codec, payload: Bytes) -> Result<RequestView<M>, Status>
@@ -48,7 +48,7 @@ impl<M: HasMessageView> RequestDecoder<M> {
     where
         M: serde::de::DeserializeOwned,
     {
-        match codec {
+        let view = match codec {
             Codec::Proto => match self.proto {
                 Some(decoder) => owned_view(payload, decoder),
                 None => OwnedView::decode(payload),
@@ -60,7 +60,8 @@ impl<M: HasMessageView> RequestDecoder<M> {
                     Status::internal(format!("re-encoding a JSON request failed: {e}"))
                 })
             }
-        }
+        };
+        view.map(Into::into)
     }
 }
 
@@ -171,7 +172,7 @@ mod tests {
         // The view outlives every other handle on the payload, and is moved around.
         let view = decoder.decode(Codec::Proto, payload()).unwrap();
         let moved = vec![view];
-        let paths: Vec<&str> = moved[0].reborrow().paths.iter().copied().collect();
+        let paths: Vec<&str> = moved[0].paths().iter().copied().collect();
         assert_eq!(paths, ["a.b", "c", "é"]);
         assert_eq!(moved[0].to_owned_message().paths.len(), 3);
         let bytes = moved.into_iter().next().unwrap().into_bytes();
@@ -193,6 +194,6 @@ mod tests {
         let json = RequestDecoder::<FieldMask>::new(&Presized)
             .decode(Codec::Json, Bytes::from_static(b"\"a.b,c\""))
             .unwrap();
-        assert_eq!(json.reborrow().paths.len(), 2);
+        assert_eq!(json.paths().len(), 2);
     }
 }

@@ -13,7 +13,7 @@ use http_body::{Body, Frame};
 use crate::body::{BoxError, BoxedBody};
 use crate::context::Context;
 use crate::cors::Cors;
-use crate::handler::{Inbox, RawRequests, RawResponses, Service};
+use crate::handler::{Inbox, RequestPayloads, ResponsePayloads, Service};
 use crate::runtime::{CallTimer, Runtime};
 use connect_proto::{Codec, MethodInfo, Protocol};
 use connect_proto::{ServerCall, ServerConfig, ServerEvent, ServerTransmit};
@@ -189,7 +189,7 @@ impl Router {
             responses = inner.services[route.service].call(
                 route.index,
                 context.clone(),
-                RawRequests::new(inbox.clone()),
+                RequestPayloads::new(inbox.clone()),
             );
             ctx = Some(context);
         }
@@ -374,7 +374,7 @@ struct ServerDriver {
     timer: CallTimer,
     request_body: Option<BoxedBody<'static>>,
     inbox: Arc<Inbox>,
-    responses: Option<RawResponses>,
+    responses: Option<ResponsePayloads>,
     ctx: Option<Context>,
     headers_sent: bool,
     out: VecDeque<ServerTransmit>,
@@ -544,7 +544,7 @@ impl ServerDriver {
     fn poll_response(&mut self, cx: &mut TaskContext<'_>) -> Option<bool> {
         let responses = self.responses.as_mut()?;
         let mut writer = self.call.message_writer();
-        let Poll::Ready(item) = responses.as_mut().poll_write(cx, writer.buffer()) else {
+        let Poll::Ready(item) = responses.poll_write(cx, writer.buffer()) else {
             return None;
         };
         let sent = match item {

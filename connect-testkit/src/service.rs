@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use connect_rpc::{Code, ErrorDetail, Status};
-use connect_rpc::{Context, HandlerStream, RequestView, Runtime, Streaming};
+use connect_rpc::{Context, HandlerStream, RequestView, Response, Runtime, Streaming};
 use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue};
 
@@ -103,14 +103,14 @@ impl Echo {
     }
 
     /// Echoes metadata: request headers into response headers and trailers, and what the server saw.
-    fn echo_metadata(&self, ctx: &Context, text: &str) {
+    fn echo_metadata(&self, ctx: &Context, text: &str) -> Result<(), Status> {
         let request = ctx.request_headers();
         if let Some(v) = request.get("x-echo") {
-            ctx.set_response_header(HeaderName::from_static("x-echoed"), v.clone());
+            ctx.set_response_header(HeaderName::from_static("x-echoed"), v.clone())?;
         }
         if let Some(v) = request.get("x-bin-bin") {
-            ctx.set_response_header(HeaderName::from_static("x-bin-bin"), v.clone());
-            ctx.set_response_trailer(HeaderName::from_static("x-tbin-bin"), v.clone());
+            ctx.set_response_header(HeaderName::from_static("x-bin-bin"), v.clone())?;
+            ctx.set_response_trailer(HeaderName::from_static("x-tbin-bin"), v.clone())?;
         }
         let deadline = if ctx.deadline().is_some() {
             "some"
@@ -120,7 +120,7 @@ impl Echo {
         ctx.set_response_header(
             HeaderName::from_static("x-deadline"),
             HeaderValue::from_static(deadline),
-        );
+        )?;
         let encoding = [
             "grpc-encoding",
             "connect-content-encoding",
@@ -130,7 +130,7 @@ impl Echo {
         .find_map(|name| request.get(*name))
         .cloned()
         .unwrap_or(HeaderValue::from_static("identity"));
-        ctx.set_response_header(HeaderName::from_static("x-request-encoding"), encoding);
+        ctx.set_response_header(HeaderName::from_static("x-request-encoding"), encoding)?;
         let content_type = if request.contains_key("content-type") {
             "yes"
         } else {
@@ -139,15 +139,16 @@ impl Echo {
         ctx.set_response_header(
             HeaderName::from_static("x-had-content-type"),
             HeaderValue::from_static(content_type),
-        );
+        )?;
         if let Some(peer) = self.peer.as_ref().and_then(|p| p(ctx.extensions())) {
             if let Ok(v) = HeaderValue::from_str(&peer) {
-                ctx.set_response_header(HeaderName::from_static("x-peer"), v);
+                ctx.set_response_header(HeaderName::from_static("x-peer"), v)?;
             }
         }
         if let Ok(v) = HeaderValue::from_str(text) {
-            ctx.set_response_trailer(HeaderName::from_static("x-trailer"), v);
+            ctx.set_response_trailer(HeaderName::from_static("x-trailer"), v)?;
         }
+        Ok(())
     }
 }
 
@@ -181,10 +182,10 @@ impl EchoService for Echo {
         &self,
         ctx: Context,
         request: RequestView<EchoRequest>,
-    ) -> Result<EchoResponse, Status> {
-        let r = request.reborrow();
+    ) -> Result<Response<EchoResponse>, Status> {
+        let r = request.view();
         let _guard = self.tracker.guard(r.tag);
-        self.echo_metadata(&ctx, r.text);
+        self.echo_metadata(&ctx, r.text)?;
         let (text, fail, padding, delay) = (
             r.text.to_owned(),
             r.fail_code.to_owned(),
@@ -195,14 +196,14 @@ impl EchoService for Echo {
         if !fail.is_empty() {
             return Err(requested_error(&fail, &text));
         }
-        Ok(response(&text, 0, padding))
+        Ok(Response::new(response(&text, 0, padding)))
     }
 
     async fn lookup(
         &self,
         ctx: Context,
         request: RequestView<EchoRequest>,
-    ) -> Result<EchoResponse, Status> {
+    ) -> Result<Response<EchoResponse>, Status> {
         self.unary(ctx, request).await
     }
 
@@ -210,10 +211,10 @@ impl EchoService for Echo {
         &self,
         ctx: Context,
         request: RequestView<EchoRequest>,
-    ) -> Result<HandlerStream<EchoResponse>, Status> {
-        let r = request.reborrow();
+    ) -> Result<Response<HandlerStream<EchoResponse>>, Status> {
+        let r = request.view();
         let guard = self.tracker.guard(r.tag);
-        self.echo_metadata(&ctx, r.text);
+        self.echo_metadata(&ctx, r.text)?;
         let text = r.text.to_owned();
         let fail = r.fail_code.to_owned();
         let (count, delay, padding) = (r.count, r.delay_ms, r.response_padding);
@@ -239,23 +240,23 @@ impl EchoService for Echo {
                     ))
                 }
             });
-        Ok(Box::pin(stream))
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn client_stream(
         &self,
         ctx: Context,
         mut requests: Streaming<EchoRequest>,
-    ) -> Result<EchoResponse, Status> {
+    ) -> Result<Response<EchoResponse>, Status> {
         let mut texts = Vec::new();
         let mut guards = Vec::new();
         let mut padding = 0;
         while let Some(request) = requests.next().await {
             let request = request?;
-            let r = request.reborrow();
+            let r = request.view();
             guards.push(self.tracker.guard(r.tag));
             if texts.is_empty() {
-                self.echo_metadata(&ctx, r.text);
+                self.echo_metadata(&ctx, r.text)?;
             }
             texts.push(r.text.to_owned());
             padding = r.response_padding;
@@ -264,14 +265,18 @@ impl EchoService for Echo {
                 return Err(requested_error(r.fail_code, r.text));
             }
         }
-        Ok(response(&texts.join(","), texts.len() as i32, padding))
+        Ok(Response::new(response(
+            &texts.join(","),
+            texts.len() as i32,
+            padding,
+        )))
     }
 
     async fn bidi(
         &self,
         ctx: Context,
         requests: Streaming<EchoRequest>,
-    ) -> Result<HandlerStream<EchoResponse>, Status> {
+    ) -> Result<Response<HandlerStream<EchoResponse>>, Status> {
         let echo = self.clone();
         let stream = futures_util::stream::unfold(
             (requests, 0, Vec::new(), false),
@@ -285,10 +290,12 @@ impl EchoService for Echo {
                         Ok(request) => request,
                         Err(status) => return Some((Err(status), (requests, index, guards, true))),
                     };
-                    let r = request.reborrow();
+                    let r = request.view();
                     guards.push(echo.tracker.guard(r.tag));
                     if index == 0 {
-                        echo.echo_metadata(&ctx, r.text);
+                        if let Err(status) = echo.echo_metadata(&ctx, r.text) {
+                            return Some((Err(status), (requests, index, guards, true)));
+                        }
                     }
                     echo.sleep_ms(r.delay_ms).await;
                     if !r.fail_code.is_empty() {
@@ -300,6 +307,6 @@ impl EchoService for Echo {
                 }
             },
         );
-        Ok(Box::pin(stream))
+        Ok(Response::new(Box::pin(stream)))
     }
 }

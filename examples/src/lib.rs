@@ -1,6 +1,8 @@
 //! The service the examples serve: `demo.v1.GreetService`.
 
-use connect_rpc::{Client, Context, HandlerStream, RequestView, Runtime, Streaming, Transport};
+use connect_rpc::{
+    Client, Context, HandlerStream, RequestView, Response, Runtime, Streaming, Transport,
+};
 use connect_rpc::{ClientConfig, Codec, Protocol, Status};
 use futures_util::StreamExt;
 
@@ -28,8 +30,8 @@ impl GreetService for Greeter {
         &self,
         ctx: Context,
         request: RequestView<GreetRequest>,
-    ) -> Result<GreetResponse, Status> {
-        let name = request.reborrow().name;
+    ) -> Result<Response<GreetResponse>, Status> {
+        let name = request.name();
         if name.is_empty() {
             return Err(Status::invalid_argument("name must not be empty"));
         }
@@ -45,20 +47,20 @@ impl GreetService for Greeter {
                     .map(|c| c.0)
             })
             .map_or_else(|| "somewhere".to_owned(), |addr| addr.to_string());
-        Ok(greeting(format!(
+        Ok(Response::new(greeting(format!(
             "Hello, {name}! ({:?} from {peer})",
             ctx.protocol()
-        )))
+        ))))
     }
 
     async fn greet_many(
         &self,
         _ctx: Context,
         request: RequestView<GreetRequest>,
-    ) -> Result<HandlerStream<GreetResponse>, Status> {
-        let name = request.reborrow().name.to_owned();
-        Ok(Box::pin(futures_util::stream::iter((1..=3).map(
-            move |i| Ok(greeting(format!("Hello #{i}, {name}!"))),
+    ) -> Result<Response<HandlerStream<GreetResponse>>, Status> {
+        let name = request.name().to_owned();
+        Ok(Response::new(Box::pin(futures_util::stream::iter(
+            (1..=3).map(move |i| Ok(greeting(format!("Hello #{i}, {name}!")))),
         ))))
     }
 
@@ -66,22 +68,25 @@ impl GreetService for Greeter {
         &self,
         _ctx: Context,
         mut requests: Streaming<GreetRequest>,
-    ) -> Result<GreetResponse, Status> {
+    ) -> Result<Response<GreetResponse>, Status> {
         let mut names = Vec::new();
         while let Some(request) = requests.next().await {
-            names.push(request?.reborrow().name.to_owned());
+            names.push(request?.name().to_owned());
         }
-        Ok(greeting(format!("Hello, {}!", names.join(" and "))))
+        Ok(Response::new(greeting(format!(
+            "Hello, {}!",
+            names.join(" and ")
+        ))))
     }
 
     async fn chat(
         &self,
         _ctx: Context,
         requests: Streaming<GreetRequest>,
-    ) -> Result<HandlerStream<GreetResponse>, Status> {
-        Ok(Box::pin(requests.map(|request| {
-            request.map(|r| greeting(format!("Nice to meet you, {}.", r.reborrow().name)))
-        })))
+    ) -> Result<Response<HandlerStream<GreetResponse>>, Status> {
+        Ok(Response::new(Box::pin(requests.map(|request| {
+            request.map(|r| greeting(format!("Nice to meet you, {}.", r.name())))
+        }))))
     }
 }
 

@@ -11,7 +11,10 @@ pub trait GreetService: ::core::marker::Send + ::core::marker::Sync + 'static {
         ctx: ::connect_rpc::Context,
         request: ::connect_rpc::RequestView<GreetRequest>,
     ) -> impl ::core::future::Future<
-        Output = ::core::result::Result<GreetResponse, ::connect_rpc::Status>,
+        Output = ::core::result::Result<
+            ::connect_rpc::Response<GreetResponse>,
+            ::connect_rpc::Status,
+        >,
     > + ::core::marker::Send;
     /// Greets without side effects, so Connect clients may use GET.
     ///
@@ -21,7 +24,10 @@ pub trait GreetService: ::core::marker::Send + ::core::marker::Sync + 'static {
         ctx: ::connect_rpc::Context,
         request: ::connect_rpc::RequestView<GreetRequest>,
     ) -> impl ::core::future::Future<
-        Output = ::core::result::Result<GreetResponse, ::connect_rpc::Status>,
+        Output = ::core::result::Result<
+            ::connect_rpc::Response<GreetResponse>,
+            ::connect_rpc::Status,
+        >,
     > + ::core::marker::Send;
     /// Greets `count` times.
     ///
@@ -32,7 +38,7 @@ pub trait GreetService: ::core::marker::Send + ::core::marker::Sync + 'static {
         request: ::connect_rpc::RequestView<GreetRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::HandlerStream<GreetResponse>,
+            ::connect_rpc::Response<::connect_rpc::HandlerStream<GreetResponse>>,
             ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
@@ -44,7 +50,10 @@ pub trait GreetService: ::core::marker::Send + ::core::marker::Sync + 'static {
         ctx: ::connect_rpc::Context,
         requests: ::connect_rpc::Streaming<GreetRequest>,
     ) -> impl ::core::future::Future<
-        Output = ::core::result::Result<GreetResponse, ::connect_rpc::Status>,
+        Output = ::core::result::Result<
+            ::connect_rpc::Response<GreetResponse>,
+            ::connect_rpc::Status,
+        >,
     > + ::core::marker::Send;
     /// Greets each person as they arrive.
     ///
@@ -55,7 +64,7 @@ pub trait GreetService: ::core::marker::Send + ::core::marker::Sync + 'static {
         requests: ::connect_rpc::Streaming<GreetRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::HandlerStream<GreetResponse>,
+            ::connect_rpc::Response<::connect_rpc::HandlerStream<GreetResponse>>,
             ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
@@ -68,7 +77,7 @@ pub trait GreetService: ::core::marker::Send + ::core::marker::Sync + 'static {
         request: ::connect_rpc::RequestView<GreetRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::buffa_types::google::protobuf::Empty,
+            ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
             ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
@@ -165,8 +174,8 @@ impl<S: GreetService> ::connect_rpc::Service for GreetServiceServer<S> {
         &self,
         method: usize,
         ctx: ::connect_rpc::Context,
-        requests: ::connect_rpc::RawRequests,
-    ) -> ::core::option::Option<::connect_rpc::RawResponses> {
+        requests: ::connect_rpc::RequestPayloads,
+    ) -> ::core::option::Option<::connect_rpc::ResponsePayloads> {
         let service = ::core::clone::Clone::clone(&self.service);
         match method {
             0usize => {

@@ -11,7 +11,10 @@ pub trait StoreService: ::core::marker::Send + ::core::marker::Sync + 'static {
         ctx: ::connect_rpc::Context,
         request: ::connect_rpc::RequestView<GetItemRequest>,
     ) -> impl ::core::future::Future<
-        Output = ::core::result::Result<Item, ::connect_rpc::Status>,
+        Output = ::core::result::Result<
+            ::connect_rpc::Response<Item>,
+            ::connect_rpc::Status,
+        >,
     > + ::core::marker::Send;
     /// Lists items of a kind.
     ///
@@ -22,7 +25,7 @@ pub trait StoreService: ::core::marker::Send + ::core::marker::Sync + 'static {
         request: ::connect_rpc::RequestView<ListItemsRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::HandlerStream<Item>,
+            ::connect_rpc::Response<::connect_rpc::HandlerStream<Item>>,
             ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
@@ -35,7 +38,7 @@ pub trait StoreService: ::core::marker::Send + ::core::marker::Sync + 'static {
         requests: ::connect_rpc::Streaming<Item>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::buffa_types::google::protobuf::Empty,
+            ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
             ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
@@ -48,7 +51,7 @@ pub trait StoreService: ::core::marker::Send + ::core::marker::Sync + 'static {
         request: ::connect_rpc::RequestView<super::super::greet::v1::GreetRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            super::super::greet::v1::GreetResponse,
+            ::connect_rpc::Response<super::super::greet::v1::GreetResponse>,
             ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
@@ -132,8 +135,8 @@ impl<S: StoreService> ::connect_rpc::Service for StoreServiceServer<S> {
         &self,
         method: usize,
         ctx: ::connect_rpc::Context,
-        requests: ::connect_rpc::RawRequests,
-    ) -> ::core::option::Option<::connect_rpc::RawResponses> {
+        requests: ::connect_rpc::RequestPayloads,
+    ) -> ::core::option::Option<::connect_rpc::ResponsePayloads> {
         let service = ::core::clone::Clone::clone(&self.service);
         match method {
             0usize => {
@@ -344,7 +347,7 @@ pub trait AdminService: ::core::marker::Send + ::core::marker::Sync + 'static {
         request: ::connect_rpc::RequestView<::buffa_types::google::protobuf::Empty>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::buffa_types::google::protobuf::Empty,
+            ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
             ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
@@ -355,7 +358,7 @@ pub trait AdminService: ::core::marker::Send + ::core::marker::Sync + 'static {
         requests: ::connect_rpc::Streaming<::buffa_types::google::protobuf::Empty>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::HandlerStream<Item>,
+            ::connect_rpc::Response<::connect_rpc::HandlerStream<Item>>,
             ::connect_rpc::Status,
         >,
     > + ::core::marker::Send;
@@ -422,8 +425,8 @@ impl<S: AdminService> ::connect_rpc::Service for AdminServiceServer<S> {
         &self,
         method: usize,
         ctx: ::connect_rpc::Context,
-        requests: ::connect_rpc::RawRequests,
-    ) -> ::core::option::Option<::connect_rpc::RawResponses> {
+        requests: ::connect_rpc::RequestPayloads,
+    ) -> ::core::option::Option<::connect_rpc::ResponsePayloads> {
         let service = ::core::clone::Clone::clone(&self.service);
         match method {
             0usize => {

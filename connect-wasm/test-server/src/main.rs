@@ -35,7 +35,7 @@ use connect_build_tests::proto::acme::greet::v1::{
 };
 use connect_rpc::cors::Cors;
 use connect_rpc::{Code, ErrorDetail, Status};
-use connect_rpc::{Context, HandlerStream, RequestView, ResponseBody, Streaming};
+use connect_rpc::{Context, HandlerStream, RequestView, Response, ResponseBody, Streaming};
 use connect_tokio::ConnectService;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -159,17 +159,18 @@ fn seen(ctx: &Context, keep: impl Fn(&str) -> bool) -> HeaderValue {
 }
 
 /// Reports the compression the client asked for and used, in response headers.
-fn report_encodings(ctx: &Context) {
+fn report_encodings(ctx: &Context) -> Result<(), Status> {
     ctx.set_response_header(
         HeaderName::from_static("x-seen-accept-encoding"),
         seen(ctx, |name| name.ends_with("accept-encoding")),
-    );
+    )?;
     ctx.set_response_header(
         HeaderName::from_static("x-seen-encoding"),
         seen(ctx, |name| {
             name.ends_with("encoding") && !name.contains("accept")
         }),
-    );
+    )?;
+    Ok(())
 }
 
 /// Counts a stream as aborted unless it was disarmed by sending its last message.
@@ -197,53 +198,53 @@ impl GreetService for Greeter {
         &self,
         ctx: Context,
         request: RequestView<GreetRequest>,
-    ) -> Result<GreetResponse, Status> {
-        let name = request.reborrow().name.to_owned();
+    ) -> Result<Response<GreetResponse>, Status> {
+        let name = request.name().to_owned();
         match name.as_str() {
             "slow" => tokio::time::sleep(Duration::from_secs(5)).await,
             "stats" => {
                 let aborted = self.aborted.load(Ordering::SeqCst);
-                return Ok(greeting(format!("aborted={aborted}")));
+                return Ok(Response::new(greeting(format!("aborted={aborted}"))));
             }
             _ => {}
         }
         if let Some(echo) = ctx.request_headers().get("x-echo") {
-            ctx.set_response_header(HeaderName::from_static("x-echoed"), echo.clone());
+            ctx.set_response_header(HeaderName::from_static("x-echoed"), echo.clone())?;
         }
-        report_encodings(&ctx);
+        report_encodings(&ctx)?;
         ctx.set_response_trailer(
             HeaderName::from_static("x-trailer"),
             HeaderValue::from_static("done"),
-        );
-        Ok(greeting(format!("Hello, {name}!")))
+        )?;
+        Ok(Response::new(greeting(format!("Hello, {name}!"))))
     }
 
     async fn greet_idempotent(
         &self,
         ctx: Context,
         request: RequestView<GreetRequest>,
-    ) -> Result<GreetResponse, Status> {
+    ) -> Result<Response<GreetResponse>, Status> {
         let method = ctx
             .extensions()
             .get::<RawRequest>()
             .map_or("?".to_owned(), |raw| raw.method.to_string());
-        Ok(greeting(format!(
+        Ok(Response::new(greeting(format!(
             "Hello, {} via {method}!",
-            request.reborrow().name
-        )))
+            request.name()
+        ))))
     }
 
     async fn greet_many(
         &self,
         ctx: Context,
         request: RequestView<GreetRequest>,
-    ) -> Result<HandlerStream<GreetResponse>, Status> {
-        report_encodings(&ctx);
+    ) -> Result<Response<HandlerStream<GreetResponse>>, Status> {
+        report_encodings(&ctx)?;
         ctx.set_response_trailer(
             HeaderName::from_static("x-trailer"),
             HeaderValue::from_static("streamed"),
-        );
-        let request = request.reborrow();
+        )?;
+        let request = request.view();
         let name = request.name.to_owned();
         let count = request.count;
         if count < 0 {
@@ -272,45 +273,48 @@ impl GreetService for Greeter {
                 ))
             }
         });
-        Ok(Box::pin(stream))
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn greet_all(
         &self,
         _ctx: Context,
         mut requests: Streaming<GreetRequest>,
-    ) -> Result<GreetResponse, Status> {
+    ) -> Result<Response<GreetResponse>, Status> {
         let mut names = Vec::new();
         while let Some(request) = requests.next().await {
-            names.push(request?.reborrow().name.to_owned());
+            names.push(request?.name().to_owned());
         }
-        Ok(greeting(format!("Hello, {}!", names.join(", "))))
+        Ok(Response::new(greeting(format!(
+            "Hello, {}!",
+            names.join(", ")
+        ))))
     }
 
     async fn chat(
         &self,
         _ctx: Context,
         requests: Streaming<GreetRequest>,
-    ) -> Result<HandlerStream<GreetResponse>, Status> {
-        Ok(Box::pin(requests.map(|request| {
-            request.map(|r| greeting(format!("Hello, {}!", r.reborrow().name)))
-        })))
+    ) -> Result<Response<HandlerStream<GreetResponse>>, Status> {
+        Ok(Response::new(Box::pin(requests.map(|request| {
+            request.map(|r| greeting(format!("Hello, {}!", r.name())))
+        }))))
     }
 
     async fn fail(
         &self,
         ctx: Context,
         request: RequestView<GreetRequest>,
-    ) -> Result<buffa_types::google::protobuf::Empty, Status> {
+    ) -> Result<Response<buffa_types::google::protobuf::Empty>, Status> {
         ctx.set_response_header(
             HeaderName::from_static("x-fail-header"),
             HeaderValue::from_static("h"),
-        );
+        )?;
         ctx.set_response_trailer(
             HeaderName::from_static("x-fail-trailer"),
             HeaderValue::from_static("t"),
-        );
-        let code = Code::from_name(request.reborrow().name).unwrap_or(Code::UNKNOWN);
+        )?;
+        let code = Code::from_name(request.name()).unwrap_or(Code::UNKNOWN);
         Err(
             Status::new(code, "failed as asked").with_detail(ErrorDetail::new(
                 "acme.greet.v1.GreetRequest",

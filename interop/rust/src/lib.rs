@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use connect_rpc::{Code, ErrorDetail as Detail, Status};
-use connect_rpc::{Context, HandlerStream, RequestView, Streaming};
+use connect_rpc::{Context, HandlerStream, RequestView, Response as RpcResponse, Streaming};
 use futures_util::StreamExt;
 use http::HeaderName;
 
@@ -27,11 +27,12 @@ pub struct Interop;
 
 /// Copies the request header `x-echo` into the response header `x-echo-header` and the trailer
 /// `x-echo-trailer`.
-fn echo_metadata(ctx: &Context) {
+fn echo_metadata(ctx: &Context) -> Result<(), Status> {
     if let Some(v) = ctx.request_headers().get("x-echo") {
-        ctx.set_response_header(HeaderName::from_static("x-echo-header"), v.clone());
-        ctx.set_response_trailer(HeaderName::from_static("x-echo-trailer"), v.clone());
+        ctx.set_response_header(HeaderName::from_static("x-echo-header"), v.clone())?;
+        ctx.set_response_trailer(HeaderName::from_static("x-echo-trailer"), v.clone())?;
     }
+    Ok(())
 }
 
 /// The error a request asks for: its code, message and one `ErrorDetail` with the text as reason.
@@ -69,23 +70,23 @@ impl InteropService for Interop {
         &self,
         ctx: Context,
         request: RequestView<proto::interop::v1::Request>,
-    ) -> Result<Response, Status> {
-        echo_metadata(&ctx);
-        let r = request.reborrow();
+    ) -> Result<RpcResponse<Response>, Status> {
+        echo_metadata(&ctx)?;
+        let r = request.view();
         sleep_ms(r.sleep_ms).await;
         if !r.fail_code.is_empty() {
             return Err(requested_error(r.fail_code, r.fail_message, r.text));
         }
-        Ok(response(r.text, 0, r.padding))
+        Ok(RpcResponse::new(response(r.text, 0, r.padding)))
     }
 
     async fn server_stream(
         &self,
         ctx: Context,
         request: RequestView<proto::interop::v1::Request>,
-    ) -> Result<HandlerStream<Response>, Status> {
-        echo_metadata(&ctx);
-        let r = request.reborrow();
+    ) -> Result<RpcResponse<HandlerStream<Response>>, Status> {
+        echo_metadata(&ctx)?;
+        let r = request.view();
         sleep_ms(r.sleep_ms).await;
         let mut items: Vec<Result<Response, Status>> = (0..r.count.max(0))
             .map(|i| Ok(response(r.text, i, r.padding)))
@@ -93,34 +94,40 @@ impl InteropService for Interop {
         if !r.fail_code.is_empty() {
             items.push(Err(requested_error(r.fail_code, r.fail_message, r.text)));
         }
-        Ok(Box::pin(futures_util::stream::iter(items)))
+        Ok(RpcResponse::new(Box::pin(futures_util::stream::iter(
+            items,
+        ))))
     }
 
     async fn client_stream(
         &self,
         ctx: Context,
         mut requests: Streaming<proto::interop::v1::Request>,
-    ) -> Result<Response, Status> {
-        echo_metadata(&ctx);
+    ) -> Result<RpcResponse<Response>, Status> {
+        echo_metadata(&ctx)?;
         let mut texts = Vec::new();
         while let Some(request) = requests.next().await {
             let request = request?;
-            let r = request.reborrow();
+            let r = request.view();
             sleep_ms(r.sleep_ms).await;
             if !r.fail_code.is_empty() {
                 return Err(requested_error(r.fail_code, r.fail_message, r.text));
             }
             texts.push(r.text.to_owned());
         }
-        Ok(response(&texts.join(","), texts.len() as i32, &[]))
+        Ok(RpcResponse::new(response(
+            &texts.join(","),
+            texts.len() as i32,
+            &[],
+        )))
     }
 
     async fn bidi_stream(
         &self,
         ctx: Context,
         requests: Streaming<proto::interop::v1::Request>,
-    ) -> Result<HandlerStream<Response>, Status> {
-        echo_metadata(&ctx);
+    ) -> Result<RpcResponse<HandlerStream<Response>>, Status> {
+        echo_metadata(&ctx)?;
         let stream = futures_util::stream::unfold(
             (requests, 0, false),
             |(mut requests, index, ended)| async move {
@@ -131,7 +138,7 @@ impl InteropService for Interop {
                     Ok(request) => request,
                     Err(status) => return Some((Err(status), (requests, index, true))),
                 };
-                let r = request.reborrow();
+                let r = request.view();
                 sleep_ms(r.sleep_ms).await;
                 if !r.fail_code.is_empty() {
                     let status = requested_error(r.fail_code, r.fail_message, r.text);
@@ -141,6 +148,6 @@ impl InteropService for Interop {
                 Some((Ok(item), (requests, index + 1, false)))
             },
         );
-        Ok(Box::pin(stream))
+        Ok(RpcResponse::new(Box::pin(stream)))
     }
 }
