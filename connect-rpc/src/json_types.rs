@@ -28,7 +28,7 @@ pub type RegisterTypes = fn(&mut TypeRegistry);
 static REGISTERED: Mutex<Vec<RegisterTypes>> = Mutex::new(Vec::new());
 
 /// Makes the types that `register` adds known to JSON `Any` in this process, next to the
-/// well-known types and everything registered before. Registering the same function again does
+/// well-known types, the `google.rpc` detail types and everything registered before. Registering the same function again does
 /// nothing, so it is cheap to call from constructors.
 ///
 /// This installs buffa's global type registry: a registry installed directly with
@@ -44,6 +44,7 @@ pub fn register_json_types(register: RegisterTypes) {
     registered.push(register);
     let mut registry = TypeRegistry::new();
     buffa_types::register_wkt_types(&mut registry);
+    crate::google::rpc::register_types(&mut registry);
     for register in registered.iter() {
         register(&mut registry);
     }

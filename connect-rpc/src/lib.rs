@@ -33,6 +33,7 @@ pub mod codec;
 pub mod codegen;
 mod context;
 pub mod cors;
+mod details;
 mod handler;
 mod json_types;
 mod message;
@@ -43,6 +44,7 @@ mod runtime;
 pub use body::{BoxError, RequestBody, TransportError};
 pub use client::{merge_options, Client, Outcome, ResponseStream, Transport};
 pub use context::{Context, MetadataSent};
+pub use details::{DetailMessage, StatusDetails};
 pub use handler::{
     bidi_streaming, client_streaming, server_streaming, unary, HandlerStream, RequestPayloads,
     ResponsePayloads, Service, Streaming,
@@ -57,6 +59,19 @@ pub use runtime::{BoxFuture, BoxStream, MaybeSend, Runtime};
 
 /// The stream trait of the typed layer (re-exported so generated code needs no extra dependency).
 pub use futures_core::Stream;
+
+/// The `google.rpc` error detail messages (`ErrorInfo`, `RetryInfo`, `BadRequest`, ...), for
+/// [`StatusDetails`] and [`DetailMessage`].
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations,
+    clippy::all
+)]
+mod generated {
+    include!("generated/types.rs");
+}
+pub use generated::google;
 
 pub use connect_proto::{
     CallOptions, ClientCall, ClientConfig, Code, Codec, CompressionRegistry, Compressor,

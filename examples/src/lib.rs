@@ -1,9 +1,10 @@
 //! The service the examples serve: `demo.v1.GreetService`.
 
+use connect_rpc::google::rpc::{bad_request::FieldViolation, BadRequest};
 use connect_rpc::{
     Client, Context, HandlerStream, RequestView, Response, Runtime, Streaming, Transport,
 };
-use connect_rpc::{ClientConfig, Codec, Protocol, Status};
+use connect_rpc::{ClientConfig, Codec, Protocol, Status, StatusDetails};
 use futures_util::StreamExt;
 
 /// Code generated from `proto/demo/v1/greet.proto` by connect-build.
@@ -33,7 +34,19 @@ impl GreetService for Greeter {
     ) -> Result<Response<GreetResponse>, Status> {
         let name = request.name();
         if name.is_empty() {
-            return Err(Status::invalid_argument("name must not be empty"));
+            // A typed detail says which field was wrong, in the form every implementation reads.
+            let violation = FieldViolation {
+                field: "name".into(),
+                description: "must not be empty".into(),
+                ..Default::default()
+            };
+            let detail = BadRequest {
+                field_violations: vec![violation],
+                ..Default::default()
+            };
+            return Err(
+                Status::invalid_argument("name must not be empty").with_message_detail(&detail)
+            );
         }
         // The hyper servers (connect-tokio's, connect-smol's) put a `PeerAddr` in each request; axum's
         // `ConnectInfo` does the same job when the router is mounted in axum.
@@ -159,8 +172,12 @@ pub async fn tour<T: Transport>(
         }
 
         let error = client.greet(&request("")).await.unwrap_err();
+        let field = error
+            .find_detail::<BadRequest>()
+            .and_then(|bad| bad.field_violations.first().map(|v| v.field.clone()))
+            .unwrap_or_default();
         println!(
-            "error         Greet(\"\")            -> {:?}: {}",
+            "error         Greet(\"\")            -> {:?}: {} (field {field:?})",
             error.code(),
             error.message()
         );
