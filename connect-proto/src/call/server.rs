@@ -89,6 +89,37 @@ enum Reject {
     Rpc(Status, Option<StatusCode>),
 }
 
+/// Refuses from the head a request whose `Content-Length` can only exceed the message limit
+/// (PROTOCOL-TRAPS 30): a Connect unary body is the one message; a unary or server-streaming
+/// request in envelopes carries one message, so one envelope prefix more at most. Client and bidi
+/// streams may carry any number of messages: only a server-wide body limit can bound them (the
+/// HTTP adapter's). Without the refusal, a client announcing 5 GB and sending 10 bytes keeps the call
+/// waiting for a body that would be refused anyway.
+fn announced_body_fits(
+    request: &http::request::Parts,
+    stream_type: StreamType,
+    connect_unary: bool,
+    max_recv: usize,
+) -> Result<(), Reject> {
+    if stream_type.client_streams() {
+        return Ok(());
+    }
+    let Some(announced) = header_str(&request.headers, &header::CONTENT_LENGTH)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    else {
+        return Ok(());
+    };
+    let prefix = if connect_unary { 0 } else { 5 };
+    let most = (wire_limit(max_recv) as u64).saturating_add(prefix);
+    if announced <= most {
+        return Ok(());
+    }
+    let why = format!(
+        "request body of {announced} bytes (content-length) exceeds the message limit of {max_recv} bytes"
+    );
+    Err(Reject::Rpc(Status::resource_exhausted(why), None))
+}
+
 /// Where a server call is in its life. The request (received) and the response (sent) move on
 /// independently until the outcome is decided:
 ///
@@ -361,6 +392,7 @@ impl ServerCall {
             // Without an accept list, the request's own encoding is acceptable (PROTOCOL-TRAPS 10).
             None => self.recv_compression.clone(),
         };
+        announced_body_fits(request, method.stream_type, connect_unary, self.max_recv)?;
         if !connect_unary {
             self.decoder = Some(EnvelopeDecoder::new(wire_limit(self.max_recv)));
         }
