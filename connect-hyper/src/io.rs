@@ -8,10 +8,10 @@ use std::task::{ready, Context, Poll};
 use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
 
 /// The most bytes an HTTP/2 connection's writes are held back.
-pub const HOLD_LIMIT: usize = 64 * 1024;
+pub const HOLD_LIMIT: usize = crate::buffers::BUFFER_SIZE;
 
 /// The most bytes an HTTP/2 connection reads at once (see [`BatchedWrites`]).
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = crate::buffers::BUFFER_SIZE;
 
 /// The first bytes of an HTTP/2 connection with prior knowledge.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0";
@@ -30,8 +30,12 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0";
 /// - On HTTP/2, reads take up to 64 KiB from the socket at once and hand h2 what it asks for from
 ///   that. h2 reads no more than the frame it is decoding has room for, so a busy connection made a
 ///   `recv` per 10 KB or so (1.5 per 15 KB request); fewer, larger reads cost one copy more and take
-///   3–5 % off the server's CPU per call on 15 KB requests (`benches/`). The buffer is allocated at
-///   the first HTTP/2 read and kept with the connection, like the write buffer.
+///   3–5 % off the server's CPU per call on 15 KB requests (`benches/`).
+///
+/// Both buffers are lent only while they hold bytes: the read buffer from a read until a read finds
+/// the socket dry, the write buffer from a write until everything held went out. An idle connection
+/// holds neither (each used to keep 64 KiB from its first read on: up to 128 MB for 2,000 idle
+/// connections), and a few returned buffers are kept for the next connection that needs one.
 ///
 /// HTTP/1.1 connections (and anything else) pass straight through. Over TLS the first bytes are a
 /// handshake, so TLS streams are not worth wrapping.
@@ -102,7 +106,8 @@ impl<T: Write + Unpin> BatchedWrites<T> {
             }
             self.written += n;
         }
-        self.held.clear();
+        // Nothing is held any more: the buffer goes back until the next write.
+        crate::buffers::give_write_buffer(std::mem::take(&mut self.held));
         self.written = 0;
         Poll::Ready(Ok(()))
     }
@@ -121,10 +126,17 @@ impl<T: Read + Unpin> BatchedWrites<T> {
                 return Pin::new(&mut self.io).poll_read(cx, buf);
             }
             if self.read.is_empty() {
-                self.read = vec![0; READ_CHUNK].into_boxed_slice();
+                self.read = crate::buffers::take_read_buffer();
             }
             let mut read = ReadBuf::new(&mut self.read);
-            ready!(Pin::new(&mut self.io).poll_read(cx, read.unfilled()))?;
+            if Pin::new(&mut self.io)
+                .poll_read(cx, read.unfilled())?
+                .is_pending()
+            {
+                // The socket is dry: an idle connection holds no read buffer.
+                crate::buffers::give_read_buffer(std::mem::take(&mut self.read));
+                return Poll::Pending;
+            }
             self.read_end = read.filled().len();
             self.read_start = 0;
         }
@@ -176,6 +188,9 @@ impl<T: Write + Unpin> Write for BatchedWrites<T> {
             if buf.len() > HOLD_LIMIT {
                 return Pin::new(&mut self.io).poll_write(cx, buf);
             }
+        }
+        if self.held.capacity() == 0 {
+            self.held = crate::buffers::take_write_buffer();
         }
         self.held.extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))

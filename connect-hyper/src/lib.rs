@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod buffers;
 mod client_body;
 mod conn;
 mod graceful;
@@ -23,6 +24,7 @@ pub mod tls;
 mod transport;
 
 pub use accept::{accept_loop, within};
+pub use buffers::{give_read_buffer, take_read_buffer};
 pub use client_body::{transport_error, ClientBody};
 pub use conn::{http_builder, serve_connection};
 pub use graceful::{GracefulShutdown, Watcher};

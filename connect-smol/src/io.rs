@@ -87,6 +87,7 @@ impl AsyncWrite for TcpIo {
 }
 
 /// The most bytes [`HyperIo`] reads at once.
+#[cfg(test)]
 const READ_CHUNK: usize = 64 * 1024;
 
 /// hyper's IO traits over a futures-io stream (a [`TcpIo`], or TLS over one), for the server's and
@@ -97,7 +98,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// hyper offers before every read (for h2, its whole read buffer: kilobytes per read). This one
 /// reads into a buffer of its own, filled with zeros once, up to 64 KiB at a time, and copies what
 /// hyper asks for from it: fewer and larger reads than h2's own buffer sizes would make, and no
-/// filling. The buffer is allocated at the first read and kept with the connection.
+/// filling. The buffer is lent (`connect_hyper::take_read_buffer`) only while bytes arrive: a read
+/// that finds the stream dry gives it back, so an idle connection, or one that never sent a byte,
+/// holds none (before, each held its 64 KiB from its first read on).
 #[derive(Debug)]
 pub struct HyperIo<T> {
     io: T,
@@ -133,9 +136,16 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
         let this = &mut *self;
         if this.start == this.end {
             if this.read.is_empty() {
-                this.read = vec![0; READ_CHUNK].into_boxed_slice();
+                this.read = connect_hyper::take_read_buffer();
             }
-            this.end = ready!(Pin::new(&mut this.io).poll_read(cx, &mut this.read))?;
+            match Pin::new(&mut this.io).poll_read(cx, &mut this.read) {
+                Poll::Ready(read) => this.end = read?,
+                Poll::Pending => {
+                    // Nothing to read: an idle connection holds no buffer.
+                    connect_hyper::give_read_buffer(std::mem::take(&mut this.read));
+                    return Poll::Pending;
+                }
+            }
             this.start = 0;
         }
         let n = buf.remaining().min(this.end - this.start);

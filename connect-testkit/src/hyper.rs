@@ -17,6 +17,10 @@ use crate::proto::testkit::v1::{EchoRequest, EchoServiceClient};
 use crate::suite::{echo, CALL_LIMIT};
 use crate::{Adapter, Http, PeerDescriber, Suite, TestCerts, TestServer};
 
+mod memory;
+
+pub use memory::{resident_bytes, IDLE_HTTP2_BYTES, SILENT_TCP_BYTES};
+
 /// Trusts the test CA.
 pub fn roots() -> RootCertStore {
     let mut roots = RootCertStore::empty();
@@ -263,6 +267,15 @@ macro_rules! hyper_tests {
             request_body_limit, tls_client_certificates_reach_handlers,
             header_read_timeout_closes_silent_connections,
             cancelling_the_first_call_on_a_fresh_connection_fails_no_other);
+    };
+}
+
+/// Expands to the memory checks of [`Suite`] (one `#[test]` each), for a test binary of their own:
+/// they measure the process's resident set, which other tests running alongside would disturb.
+#[macro_export]
+macro_rules! memory_tests {
+    ($adapter:expr, $block_on:path) => {
+        $crate::e2e_tests!(@each $adapter, $block_on; idle_connections_cost_little_memory);
     };
 }
 

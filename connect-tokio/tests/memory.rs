@@ -1,0 +1,6 @@
+//! What idle connections cost the tokio server (connect-testkit's memory checks), alone in this test
+//! binary so that no other test's memory is counted.
+
+mod common;
+
+connect_testkit::memory_tests!(common::Tokio::default(), common::block_on);
