@@ -347,6 +347,9 @@ where
                 .expect("bind 127.0.0.1:0");
             let mut server = Server::<R>::new(router).limits(limits);
             let scheme = match http {
+                Http::H3 => panic!(
+                    "the hyper adapters do not serve HTTP/3: iterate `Suite::versions()`, not `Http::ALL`"
+                ),
                 Http::H2Tls => {
                     server = server.tls(server_tls());
                     "https"

@@ -24,11 +24,19 @@ pub enum Http {
     H2c,
     /// HTTP/2 over TLS, negotiated with ALPN, with a client certificate.
     H2Tls,
+    /// HTTP/3 over QUIC (always TLS), with a client certificate. Only adapters whose
+    /// [`Adapter::supports`] says so are asked for it.
+    H3,
 }
 
 impl Http {
-    /// All of them.
-    pub const ALL: [Http; 3] = [Http::Http1, Http::H2c, Http::H2Tls];
+    /// All of them. Checks iterate [`Suite::versions`], the ones the adapter supports.
+    pub const ALL: [Http; 4] = [Http::Http1, Http::H2c, Http::H2Tls, Http::H3];
+
+    /// Whether the connection is TLS (and the test client presents its certificate).
+    pub fn tls(self) -> bool {
+        matches!(self, Http::H2Tls | Http::H3)
+    }
 
     /// Whether bidi streams are full duplex.
     pub fn full_duplex(self) -> bool {
@@ -85,6 +93,11 @@ pub trait Adapter: Send + Sync + 'static {
     /// client certificate was presented), so the checks can see that handlers get it.
     fn peer_describer(&self) -> Option<PeerDescriber> {
         None
+    }
+
+    /// Whether the adapter serves and calls over `http`. Default: every version but HTTP/3.
+    fn supports(&self, http: Http) -> bool {
+        http != Http::H3
     }
 }
 
@@ -207,6 +220,13 @@ impl<A: Adapter> Suite<A> {
         }
     }
 
+    /// The HTTP versions of [`Http::ALL`] the adapter supports: what the checks run over.
+    pub fn versions(&self) -> impl Iterator<Item = Http> + '_ {
+        Http::ALL
+            .into_iter()
+            .filter(|http| self.adapter.supports(*http))
+    }
+
     /// The lifetimes of tagged handlers of this suite's routers.
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
@@ -287,7 +307,7 @@ impl<A: Adapter> Suite<A> {
         F: Fn(&'a Self, TestServerRef, Case) -> Fut,
         Fut: Future<Output = ()> + 'a,
     {
-        for http in Http::ALL {
+        for http in self.versions() {
             let server = Rc::new(self.server(http, config.clone()).await);
             for protocol in PROTOCOLS {
                 for codec in CODECS {
@@ -336,7 +356,7 @@ impl<A: Adapter> Suite<A> {
                 assert!(peer.starts_with("127.0.0.1:"), "{case}: peer {peer:?}");
                 assert_eq!(
                     peer.ends_with(" cert"),
-                    case.http == Http::H2Tls,
+                    case.http.tls(),
                     "{case}: client certificate visible only over TLS: {peer:?}"
                 );
             }
@@ -818,7 +838,7 @@ impl<A: Adapter> Suite<A> {
 
     /// A path nobody serves: `unimplemented`.
     pub async fn unknown_method(&self) {
-        for http in Http::ALL {
+        for http in self.versions() {
             let router = Router::new(self.runtime.clone());
             let serve = self.adapter.serve(router, http);
             let server = bounded(&*self.runtime, CALL_LIMIT, "starting a server", serve).await;
@@ -841,7 +861,7 @@ impl<A: Adapter> Suite<A> {
 
     /// A graceful shutdown lets in-flight calls finish, then refuses new ones.
     pub async fn graceful_shutdown(&self) {
-        for http in Http::ALL {
+        for http in self.versions() {
             for protocol in PROTOCOLS {
                 let case = Case {
                     http,
