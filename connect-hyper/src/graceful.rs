@@ -106,4 +106,27 @@ impl Watcher {
         })
         .await
     }
+
+    /// Like [`watch`](Self::watch), and also drains or closes the connection as `clock` decides
+    /// (idle, age, request count, no first request), with `stats` from the connection's service.
+    pub(crate) async fn watch_managed<I, E>(
+        self,
+        conn: Connection<'_, I, ConnectionService, E>,
+        clock: &mut crate::watch::ConnectionClock,
+        stats: &crate::watch::ConnectionStats,
+        timer: &crate::service::DrainTimer,
+    ) where
+        I: Read + Write + Unpin + 'static,
+        E: HttpServerConnExec<
+            <ConnectionService as Service<http::Request<hyper::body::Incoming>>>::Future,
+            ServerBody,
+        >,
+    {
+        let shutdown = self.signalled.clone().map(drop);
+        let drain = |conn: Pin<&mut Connection<'_, I, ConnectionService, E>>| {
+            conn.graceful_shutdown();
+        };
+        // The outcome (a connection error, or a close the clock decided) ends only this connection.
+        let _ = crate::watch::watched(conn, drain, shutdown, clock, stats, timer).await;
+    }
 }

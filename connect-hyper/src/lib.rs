@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod budget;
 mod buffers;
 mod client_body;
 mod conn;
@@ -22,6 +23,7 @@ mod service;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod transport;
+mod watch;
 
 pub use accept::{accept_loop, within};
 pub use buffers::{give_read_buffer, take_read_buffer};

@@ -15,11 +15,13 @@ use hyper::service::Service;
 use hyper_util::server::conn::auto::{self, HttpServerConnExec};
 
 use crate::accept::accept_loop;
+use crate::budget::{Budget, ResponseBudget};
 use crate::conn::{http_builder, serve_connection};
 use crate::graceful::Watcher;
 use crate::limits::Limits;
 use crate::peer::PeerAddr;
-use crate::service::{ConnectionService, ServerBody};
+use crate::service::{ConnectionService, DrainTimer, ServerBody};
+use crate::watch::{ConnectionClock, ConnectionCount, ConnectionPolicy, ConnectionStats};
 
 /// The future of [`ConnectionService`], which the executor's HTTP/2 streams run.
 pub type ServiceFuture =
@@ -141,18 +143,38 @@ impl<R: ServerRuntime> Server<R> {
     ) -> io::Result<()> {
         let builder = Arc::new(http_builder(&self.limits, R::executor(), R::timer()));
         let shutdown_timeout = self.limits.shutdown_timeout;
+        let max_connections = self.limits.max_connections;
+        let shared = Arc::new(Shared {
+            policy: ConnectionPolicy::from_limits(&self.limits),
+            response_buffer_total: self
+                .limits
+                .response_buffer_total
+                .map(|limit| Arc::new(Budget::new(limit))),
+            timer: Arc::new(R::timer()),
+        });
         let server = Arc::new(self);
         let listener = Arc::new(listener);
-        let accept = move || {
-            let listener = listener.clone();
-            async move { R::accept(&listener).await }
+        let count = Arc::new(ConnectionCount::default());
+        let accept = {
+            let count = count.clone();
+            move || {
+                let (listener, count) = (listener.clone(), count.clone());
+                async move {
+                    if let Some(max) = max_connections {
+                        count.below(max).await;
+                    }
+                    R::accept(&listener).await
+                }
+            }
         };
         let serve = |stream, peer, watcher| {
-            let (server, builder) = (server.clone(), builder.clone());
+            let (server, builder, shared) = (server.clone(), builder.clone(), shared.clone());
+            let open = count.open();
             R::spawn(async move {
                 server
-                    .serve_connection(&builder, watcher, stream, peer)
+                    .serve_connection(&builder, &shared, watcher, stream, peer)
                     .await;
+                drop(open);
             });
         };
         accept_loop(accept, signal, R::sleep, serve, shutdown_timeout).await;
@@ -183,16 +205,25 @@ impl<R: ServerRuntime> Server<R> {
     async fn serve_connection(
         &self,
         builder: &auto::Builder<R::Executor>,
+        shared: &Shared,
         watcher: Watcher,
         stream: R::Stream,
         peer: SocketAddr,
     ) {
+        let budget = ResponseBudget {
+            connection: self
+                .limits
+                .response_buffer_per_connection
+                .map(|limit| Arc::new(Budget::new(limit))),
+            server: shared.response_buffer_total.clone(),
+        };
         let service = ConnectionService::new(
             self.router.clone(),
             PeerAddr(peer),
             self.limits.max_request_body,
         )
-        .with_drain_timer(Arc::new(R::timer()));
+        .with_drain_timer(shared.timer.clone())
+        .with_budget(budget);
         #[cfg(feature = "tls")]
         if let Some(config) = &self.tls {
             let timeout = self.limits.header_read_timeout.map(R::sleep);
@@ -201,11 +232,41 @@ impl<R: ServerRuntime> Server<R> {
                 return;
             };
             let service = service.with_certificates(certificates);
-            serve_connection(builder, tls, service, watcher).await;
+            managed(builder, shared, tls, service, watcher).await;
             return;
         }
-        serve_connection(builder, R::io(stream), service, watcher).await;
+        managed(builder, shared, R::io(stream), service, watcher).await;
     }
+}
+
+/// What every connection of a server shares.
+struct Shared {
+    policy: ConnectionPolicy,
+    response_buffer_total: Option<Arc<Budget>>,
+    timer: DrainTimer,
+}
+
+/// Serves one connection under the server's connection management ([`ConnectionPolicy`]).
+async fn managed<I, E>(
+    builder: &auto::Builder<E>,
+    shared: &Shared,
+    io: I,
+    service: ConnectionService,
+    watcher: Watcher,
+) where
+    I: Read + Write + Unpin + 'static,
+    E: HttpServerConnExec<ServiceFuture, ServerBody>,
+{
+    if shared.policy.is_inert() {
+        return serve_connection(builder, io, service, watcher).await;
+    }
+    let stats = Arc::new(ConnectionStats::new(shared.policy.max_requests));
+    let service = service.with_stats(stats.clone());
+    let mut clock = ConnectionClock::new(shared.policy.clone());
+    let conn = builder.serve_connection(io, service);
+    watcher
+        .watch_managed(conn, &mut clock, &stats, &shared.timer)
+        .await;
 }
 
 /// A running server started with [`Server::spawn`].

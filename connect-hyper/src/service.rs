@@ -9,13 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use connect_rpc::{BoxError, ResponseBody, Router};
+use bytes::{Bytes, BytesMut};
+use connect_rpc::{BoxError, CallReset, ResponseBody, Router, Status};
 use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::budget::{ResponseBudget, SLICE};
 use crate::peer::PeerAddr;
+use crate::watch::{CallGuard, ConnectionStats};
 
 /// At most this much of an unread HTTP/1.1 request body is read (and dropped) after its call ended.
 const DRAIN_LIMIT: u64 = 256 * 1024;
@@ -43,6 +45,9 @@ pub struct ConnectionService {
     timer: Option<DrainTimer>,
     #[cfg(feature = "tls")]
     certificates: Option<crate::PeerCertificates>,
+    /// The connection's call counts, for its watcher (connection management).
+    stats: Option<Arc<ConnectionStats>>,
+    budget: ResponseBudget,
 }
 
 impl std::fmt::Debug for ConnectionService {
@@ -64,7 +69,21 @@ impl ConnectionService {
             timer: None,
             #[cfg(feature = "tls")]
             certificates: None,
+            stats: None,
+            budget: ResponseBudget::default(),
         }
+    }
+
+    /// Counts this connection's calls for its watcher.
+    pub(crate) fn with_stats(mut self, stats: Arc<ConnectionStats>) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+
+    /// Counts the responses' unread bytes against `budget` (see [`Limits`](crate::Limits)).
+    pub(crate) fn with_budget(mut self, budget: ResponseBudget) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Drains the unread rest of HTTP/1.1 request bodies with `timer` bounding the wait (without a
@@ -93,12 +112,19 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
         if let Some(certificates) = &self.certificates {
             request.extensions_mut().insert(certificates.clone());
         }
+        let call = self.stats.as_ref().map(|stats| stats.start());
         let limit = self.max_request_body.unwrap_or(u64::MAX);
-        if request.body().size_hint().lower() > limit {
-            let response = http::Response::builder()
-                .status(http::StatusCode::PAYLOAD_TOO_LARGE)
-                .body(ServerBody::empty())
-                .unwrap_or_default();
+        let announced = request.body().size_hint().lower();
+        if announced > limit || self.budget.refuses_calls() {
+            let why = if announced > limit {
+                format!("request body of {announced} bytes exceeds the server's limit of {limit}")
+            } else {
+                "the server holds too many unread response bytes for this connection; read the \
+                 responses, or call again later"
+                    .to_owned()
+            };
+            let (parts, _body) = request.into_parts();
+            let response = refusal(&self.router, &parts, Status::resource_exhausted(why), call);
             return Box::pin(async move { Ok(response) });
         }
         let http1 = request.version() < http::Version::HTTP_2;
@@ -106,6 +132,8 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
             drain: (http1 && self.timer.is_some()).then(Mutex::default),
             ..Trip::default()
         });
+        // What a refusal from the budget needs of the request, once the router has it.
+        let head = self.budget.is_active().then(|| refusal_head(&request));
         let request = request.map(|body| WatchedBody {
             inner: Some(body),
             remaining: limit,
@@ -113,18 +141,53 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
         });
         let mut serve = self.router.handle(request);
         let timer = self.timer.clone();
+        let (router, budget) = (self.router.clone(), self.budget.clone());
+        let mut call = call;
         Box::pin(std::future::poll_fn(move |cx| {
             if let Poll::Ready(response) = Pin::new(&mut serve).poll(cx) {
-                let (trip, timer) = (trip.clone(), timer.clone());
-                return Poll::Ready(Ok(response.map(|body| ServerBody {
-                    rpc: Some(Rpc {
-                        body,
-                        trip,
-                        timer,
-                        last: None,
-                        drain: None,
-                    }),
-                })));
+                let (parts, body) = response.into_parts();
+                let mut rpc = Rpc {
+                    body,
+                    trip: trip.clone(),
+                    timer: timer.clone(),
+                    last: None,
+                    drain: None,
+                    budget: budget.clone(),
+                    pending: Bytes::new(),
+                    peeked: None,
+                    sent_data: false,
+                };
+                if let Some(head) = head.as_ref().filter(|_| !rpc.body.is_end_stream()) {
+                    // A unary response is ready with its head: refused if it does not fit.
+                    match Pin::new(&mut rpc.body).poll_frame(cx) {
+                        Poll::Ready(Some(Ok(frame))) if frame.is_data() => {
+                            let data = frame.into_data().unwrap_or_default();
+                            if data.len() > SLICE && !budget.fits(data.len()) {
+                                let status = Status::resource_exhausted(
+                                    "the server holds too many unread response bytes for this \
+                                     connection; read the responses, or call again later",
+                                );
+                                return Poll::Ready(Ok(refusal(
+                                    &router,
+                                    head,
+                                    status,
+                                    call.take(),
+                                )));
+                            }
+                            rpc.peeked = Some(Some(Ok(Frame::data(data))));
+                        }
+                        Poll::Ready(other) => rpc.peeked = Some(other),
+                        Poll::Pending => {}
+                    }
+                }
+                return Poll::Ready(Ok(http::Response::from_parts(
+                    parts,
+                    ServerBody {
+                        rpc: Some(rpc),
+                        fixed: None,
+                        _call: call.take(),
+                    },
+                )));
             }
             // The request failed before the response head: fail the service call, so that hyper
             // resets the stream or closes the connection instead of waiting for ever.
@@ -134,6 +197,55 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
             Poll::Pending
         }))
     }
+}
+
+/// What [`refusal`] needs of a request: what tells its protocol.
+fn refusal_head<B>(request: &http::Request<B>) -> http::request::Parts {
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = request.method().clone();
+    parts.uri = request.uri().clone();
+    parts.version = request.version();
+    if let Some(content_type) = request.headers().get(http::header::CONTENT_TYPE) {
+        parts
+            .headers
+            .insert(http::header::CONTENT_TYPE, content_type.clone());
+    }
+    parts
+}
+
+/// The request refused with `status` in its protocol, from its head alone (as the call machine
+/// answers it): Connect's error JSON with its HTTP status, gRPC's trailers-only response.
+fn refusal(
+    router: &Router,
+    parts: &http::request::Parts,
+    status: Status,
+    call: Option<CallGuard>,
+) -> http::Response<ServerBody> {
+    use connect_proto::ServerTransmit;
+    let method = router.lookup(parts.uri.path());
+    let now = connect_rpc::Instant::now();
+    let mut machine = connect_rpc::ServerCall::new(router.server_config(), method, parts, now);
+    // A call the machine already refused from its head keeps that answer.
+    let _ = machine.finish(Err(status), http::HeaderMap::new());
+    let mut head = http::Response::new(());
+    let (mut data, mut trailers) = (BytesMut::new(), None);
+    while let Some(transmit) = machine.poll_transmit() {
+        match transmit {
+            ServerTransmit::Head(h) => head = h,
+            ServerTransmit::Data(d) => data.extend_from_slice(&d),
+            ServerTransmit::Trailers(t) => trailers = Some(t),
+            ServerTransmit::End | ServerTransmit::Reset => {}
+        }
+    }
+    let fixed = Fixed {
+        data: (!data.is_empty()).then(|| data.freeze()),
+        trailers,
+    };
+    head.map(|()| ServerBody {
+        rpc: None,
+        fixed: Some(fixed),
+        _call: call,
+    })
 }
 
 /// Set when a request body failed (the client went away mid-request, or the body crossed its limit), so
@@ -292,12 +404,20 @@ impl Drain {
     }
 }
 
-/// The response body of a server: an RPC response, or a plain HTTP answer (`413`). Its error makes
-/// hyper reset the stream.
+/// The response body of a server: an RPC response, or a refusal decided before the call ran. Its
+/// error makes hyper reset the stream.
 #[derive(Default)]
 pub struct ServerBody {
-    /// `None` for a plain answer without a body.
     rpc: Option<Rpc>,
+    fixed: Option<Fixed>,
+    /// Counts the call in flight until the response is done (connection management).
+    _call: Option<CallGuard>,
+}
+
+/// A response known in full: a refusal's body and trailers.
+struct Fixed {
+    data: Option<Bytes>,
+    trailers: Option<http::HeaderMap>,
 }
 
 /// An RPC response in progress.
@@ -308,11 +428,45 @@ struct Rpc {
     /// The response's last item (its trailers, or its end), held while the request body drains.
     last: Option<Option<Frame<Bytes>>>,
     drain: Option<Drain>,
+    /// The response bytes held here and counted against it, handed on a [`SLICE`] at a time.
+    budget: ResponseBudget,
+    pending: Bytes,
+    /// The body's first item, taken before the head went out (to weigh a unary response).
+    peeked: Option<Option<Result<Frame<Bytes>, CallReset>>>,
+    /// Whether a message went out: a stream then waits for the budget before producing more.
+    sent_data: bool,
+}
+
+impl Rpc {
+    /// The next slice of what is held, released from the budget.
+    fn next_slice(&mut self) -> Bytes {
+        let slice = self.pending.split_to(self.pending.len().min(SLICE));
+        self.budget.release(slice.len());
+        slice
+    }
+
+    /// A data chunk from the router: sliced (and the rest held against the budget) when large.
+    fn pass(&mut self, data: Bytes) -> Bytes {
+        self.sent_data = true;
+        if data.len() <= SLICE || !self.budget.is_active() {
+            return data;
+        }
+        self.budget.charge(data.len());
+        self.pending = data;
+        self.next_slice()
+    }
+}
+
+impl Drop for Rpc {
+    fn drop(&mut self) {
+        self.budget.release(self.pending.len());
+    }
 }
 
 impl ServerBody {
-    fn empty() -> Self {
-        ServerBody { rpc: None }
+    fn done(&mut self) {
+        self.rpc = None;
+        self.fixed = None;
     }
 }
 
@@ -330,16 +484,40 @@ impl Body for ServerBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(fixed) = &mut self.fixed {
+            if let Some(data) = fixed.data.take() {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            let trailers = fixed.trailers.take();
+            self.done();
+            return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
+        }
         let Some(rpc) = &mut self.rpc else {
             return Poll::Ready(None);
         };
         if rpc.last.is_none() {
             if rpc.trip.poll(cx) {
-                self.rpc = None;
+                self.done();
                 return Poll::Ready(Some(Err(Box::new(RequestFailed))));
             }
-            let frame = match std::task::ready!(Pin::new(&mut rpc.body).poll_frame(cx)) {
-                Some(Ok(frame)) if frame.is_data() => return Poll::Ready(Some(Ok(frame))),
+            if !rpc.pending.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(rpc.next_slice()))));
+            }
+            let next = match rpc.peeked.take() {
+                Some(peeked) => peeked,
+                None => {
+                    // A stream produces its next message only when the budget has room.
+                    if rpc.sent_data && rpc.budget.must_wait(cx) {
+                        return Poll::Pending;
+                    }
+                    std::task::ready!(Pin::new(&mut rpc.body).poll_frame(cx))
+                }
+            };
+            let frame = match next {
+                Some(Ok(frame)) if frame.is_data() => {
+                    let data = frame.into_data().unwrap_or_default();
+                    return Poll::Ready(Some(Ok(Frame::data(rpc.pass(data)))));
+                }
                 Some(Ok(trailers)) => Some(trailers),
                 Some(Err(reset)) => return Poll::Ready(Some(Err(Box::new(reset)))),
                 None => None,
@@ -359,16 +537,21 @@ impl Body for ServerBody {
             rpc.drain = None;
         }
         let last = rpc.last.take().flatten();
-        self.rpc = None;
+        self.done();
         Poll::Ready(last.map(Ok))
     }
 
     fn is_end_stream(&self) -> bool {
+        if let Some(fixed) = &self.fixed {
+            return fixed.data.is_none() && fixed.trailers.is_none();
+        }
         self.rpc.as_ref().is_none_or(|rpc| {
             // Over HTTP/1.1 an unfinished request body must be drained through `poll_frame` first.
             let request_pending = rpc.trip.drain.is_some() && !rpc.trip.request_ended();
             rpc.last.is_none()
                 && rpc.drain.is_none()
+                && rpc.pending.is_empty()
+                && rpc.peeked.is_none()
                 && rpc.body.is_end_stream()
                 && !request_pending
         })

@@ -1,0 +1,395 @@
+//! Connection management: how long a connection may live, stay idle or stay silent, how many calls
+//! it may carry, and how many connections a server holds at once.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_util::task::AtomicWaker;
+
+use crate::limits::Limits;
+use crate::service::DrainTimer;
+
+/// What a connection's calls tell its watcher: how many started, how many are in flight, when the
+/// last one ended. Shared by the connection's service (which counts) and its watcher (which reads).
+#[derive(Debug)]
+pub(crate) struct ConnectionStats {
+    opened: Instant,
+    requests: AtomicU64,
+    in_flight: AtomicUsize,
+    /// When the last call ended, in nanoseconds since `opened` (0: none ended yet).
+    last_end: AtomicU64,
+    /// Wakes the watcher when the request count reaches `max_requests`.
+    max_requests: Option<u64>,
+    watcher: AtomicWaker,
+}
+
+impl ConnectionStats {
+    pub(crate) fn new(max_requests: Option<u64>) -> Self {
+        ConnectionStats {
+            opened: Instant::now(),
+            requests: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            last_end: AtomicU64::new(0),
+            max_requests,
+            watcher: AtomicWaker::new(),
+        }
+    }
+
+    /// Counts a call that starts; the guard counts its end when dropped.
+    pub(crate) fn start(self: &Arc<Self>) -> CallGuard {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let started = self.requests.fetch_add(1, Ordering::AcqRel) + 1;
+        if self.max_requests == Some(started) {
+            self.watcher.wake();
+        }
+        CallGuard {
+            stats: self.clone(),
+        }
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Acquire)
+    }
+
+    /// How long no call has been in flight; `None` while one is.
+    fn idle_for(&self, now: Instant) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last_end = Duration::from_nanos(self.last_end.load(Ordering::Acquire));
+        Some(now.saturating_duration_since(self.opened + last_end))
+    }
+}
+
+/// One call in flight on a connection; dropped when its response is done (or abandoned).
+#[derive(Debug)]
+pub(crate) struct CallGuard {
+    stats: Arc<ConnectionStats>,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        let since_open = self.stats.opened.elapsed().as_nanos();
+        self.stats.last_end.store(
+            u64::try_from(since_open).unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
+        self.stats.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What the watcher of one connection enforces (from [`Limits`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ConnectionPolicy {
+    pub(crate) first_request_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_age: Option<Duration>,
+    pub(crate) max_age_grace: Option<Duration>,
+    pub(crate) max_requests: Option<u64>,
+}
+
+impl ConnectionPolicy {
+    pub(crate) fn from_limits(limits: &Limits) -> Self {
+        ConnectionPolicy {
+            first_request_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
+            max_age: limits.max_connection_age,
+            max_age_grace: limits.max_connection_age_grace,
+            max_requests: limits.max_requests_per_connection,
+        }
+    }
+
+    pub(crate) fn is_inert(&self) -> bool {
+        self.first_request_timeout.is_none()
+            && self.idle_timeout.is_none()
+            && self.max_age.is_none()
+            && self.max_requests.is_none()
+    }
+}
+
+/// What the watcher decided for the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Nothing to do until the deadline, if any.
+    Keep(Option<Instant>),
+    /// Stop taking calls, finish those in flight, close (HTTP/2 GOAWAY).
+    Drain,
+    /// Close now: nothing (left) worth waiting for.
+    Close,
+}
+
+/// The per-connection decisions, pure: what to do at `now` given the connection's stats, and when to
+/// look again.
+#[derive(Debug)]
+pub(crate) struct ConnectionClock {
+    policy: ConnectionPolicy,
+    /// When a drain started (by this clock, or by the server's shutdown).
+    draining_since: Option<Instant>,
+    /// When to look again whether a busy connection went idle.
+    busy_check: Option<Instant>,
+}
+
+impl ConnectionClock {
+    pub(crate) fn new(policy: ConnectionPolicy) -> Self {
+        ConnectionClock {
+            policy,
+            draining_since: None,
+            busy_check: None,
+        }
+    }
+
+    /// The server is shutting down: the connection drains (the shutdown's own timeout applies).
+    pub(crate) fn drain_for_shutdown(&mut self, now: Instant) {
+        self.draining_since.get_or_insert(now);
+    }
+
+    pub(crate) fn poll(&mut self, stats: &ConnectionStats, now: Instant) -> Verdict {
+        let age = now.saturating_duration_since(stats.opened);
+        if let Some(since) = self.draining_since {
+            // Only a drain for age has a grace period; other drains wait for their calls.
+            return match (self.policy.max_age, self.policy.max_age_grace) {
+                (Some(max_age), Some(grace)) if age >= max_age => {
+                    let close_at = since + grace;
+                    if now >= close_at {
+                        Verdict::Close
+                    } else {
+                        Verdict::Keep(Some(close_at))
+                    }
+                }
+                _ => Verdict::Keep(None),
+            };
+        }
+        let requests = stats.requests();
+        let mut next: Option<Instant> = None;
+        let mut at = |deadline: Instant| {
+            next = Some(next.map_or(deadline, |n| n.min(deadline)));
+        };
+        if let Some(limit) = self.policy.first_request_timeout.filter(|_| requests == 0) {
+            if age >= limit {
+                return Verdict::Close;
+            }
+            at(stats.opened + limit);
+        }
+        if self.policy.max_requests.is_some_and(|max| requests >= max) {
+            return self.drain(now);
+        }
+        if let Some(max_age) = self.policy.max_age {
+            if age >= max_age {
+                return self.drain(now);
+            }
+            at(stats.opened + max_age);
+        }
+        if let Some(limit) = self.policy.idle_timeout {
+            match stats.idle_for(now) {
+                Some(idle) if idle >= limit => return self.drain(now),
+                Some(idle) => at(now + (limit - idle)),
+                // Busy: look again a timeout later (a call ending does not wake the watcher). The
+                // time is kept, so that the many polls of a busy connection arm no new timer.
+                None => {
+                    let check = match self.busy_check {
+                        Some(check) if check > now => check,
+                        _ => now + limit,
+                    };
+                    self.busy_check = Some(check);
+                    at(check);
+                }
+            }
+        }
+        Verdict::Keep(next)
+    }
+
+    fn drain(&mut self, now: Instant) -> Verdict {
+        self.draining_since = Some(now);
+        Verdict::Drain
+    }
+}
+
+/// Drives `conn` under `clock`: calls `drain` once the clock (or `shutdown`) says so, and ends the
+/// connection when the clock says close. `conn` resolves when the connection is done.
+pub(crate) async fn watched<C: Future>(
+    conn: C,
+    mut drain: impl FnMut(Pin<&mut C>),
+    mut shutdown: impl Future<Output = ()> + Unpin,
+    clock: &mut ConnectionClock,
+    stats: &ConnectionStats,
+    timer: &DrainTimer,
+) -> Option<C::Output> {
+    let mut conn = std::pin::pin!(conn);
+    let mut shutting_down = false;
+    let mut draining = false;
+    let mut sleep: Option<(Instant, Pin<Box<dyn hyper::rt::Sleep>>)> = None;
+    std::future::poll_fn(move |cx: &mut Context<'_>| loop {
+        stats.watcher.register(cx.waker());
+        let now = Instant::now();
+        if !shutting_down && Pin::new(&mut shutdown).poll(cx).is_ready() {
+            shutting_down = true;
+            clock.drain_for_shutdown(now);
+            if !draining {
+                draining = true;
+                drain(conn.as_mut());
+            }
+        }
+        let deadline = match clock.poll(stats, now) {
+            Verdict::Close => return Poll::Ready(None),
+            Verdict::Drain => {
+                if !draining {
+                    draining = true;
+                    drain(conn.as_mut());
+                }
+                continue;
+            }
+            Verdict::Keep(deadline) => deadline,
+        };
+        if let Poll::Ready(output) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        match deadline {
+            None => sleep = None,
+            Some(at) if sleep.as_ref().is_some_and(|(armed, _)| *armed == at) => {}
+            Some(at) => sleep = Some((at, timer.sleep_until(at))),
+        }
+        let fired = sleep
+            .as_mut()
+            .is_some_and(|(_, s)| s.as_mut().poll(cx).is_ready());
+        if !fired {
+            return Poll::Pending;
+        }
+        sleep = None;
+    })
+    .await
+}
+
+/// How many connections a server holds, and the accept loop's wait for a free place.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionCount {
+    open: AtomicUsize,
+    accept: AtomicWaker,
+}
+
+impl ConnectionCount {
+    /// Resolves once fewer than `max` connections are open.
+    pub(crate) async fn below(&self, max: usize) {
+        std::future::poll_fn(|cx| {
+            if self.open.load(Ordering::Acquire) < max {
+                return Poll::Ready(());
+            }
+            self.accept.register(cx.waker());
+            if self.open.load(Ordering::Acquire) < max {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Counts an accepted connection until the guard is dropped.
+    pub(crate) fn open(self: &Arc<Self>) -> OpenConnection {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        OpenConnection {
+            count: self.clone(),
+        }
+    }
+}
+
+/// One open connection of a [`ConnectionCount`].
+#[derive(Debug)]
+pub(crate) struct OpenConnection {
+    count: Arc<ConnectionCount>,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.count.open.fetch_sub(1, Ordering::AcqRel);
+        self.count.accept.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> ConnectionPolicy {
+        ConnectionPolicy::default()
+    }
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_connection_without_a_first_request_is_closed() {
+        let stats = Arc::new(ConnectionStats::new(None));
+        let mut clock = ConnectionClock::new(ConnectionPolicy {
+            first_request_timeout: Some(S),
+            ..policy()
+        });
+        let t0 = stats.opened;
+        assert_eq!(clock.poll(&stats, t0), Verdict::Keep(Some(t0 + S)));
+        assert_eq!(clock.poll(&stats, t0 + S), Verdict::Close);
+        // With a request, the first-request timeout no longer applies.
+        let _call = stats.start();
+        let mut clock = ConnectionClock::new(ConnectionPolicy {
+            first_request_timeout: Some(S),
+            ..policy()
+        });
+        assert_eq!(clock.poll(&stats, t0 + 2 * S), Verdict::Keep(None));
+    }
+
+    #[test]
+    fn an_idle_connection_drains_after_the_idle_timeout() {
+        let stats = Arc::new(ConnectionStats::new(None));
+        let mut clock = ConnectionClock::new(ConnectionPolicy {
+            idle_timeout: Some(S),
+            ..policy()
+        });
+        let t0 = stats.opened;
+        let call = stats.start();
+        // Busy: looked at again a timeout later.
+        assert_eq!(
+            clock.poll(&stats, t0 + 5 * S),
+            Verdict::Keep(Some(t0 + 6 * S))
+        );
+        drop(call);
+        let ended = t0 + stats.opened.elapsed();
+        assert!(matches!(clock.poll(&stats, ended), Verdict::Keep(Some(_))));
+        assert_eq!(clock.poll(&stats, ended + S), Verdict::Drain);
+        // Once draining, it waits for the calls (none) and hyper to close.
+        assert_eq!(clock.poll(&stats, ended + 3 * S), Verdict::Keep(None));
+    }
+
+    #[test]
+    fn an_old_connection_drains_then_closes_after_the_grace() {
+        let stats = Arc::new(ConnectionStats::new(None));
+        let mut clock = ConnectionClock::new(ConnectionPolicy {
+            max_age: Some(10 * S),
+            max_age_grace: Some(2 * S),
+            ..policy()
+        });
+        let t0 = stats.opened;
+        let _call = stats.start();
+        assert_eq!(clock.poll(&stats, t0 + S), Verdict::Keep(Some(t0 + 10 * S)));
+        assert_eq!(clock.poll(&stats, t0 + 10 * S), Verdict::Drain);
+        assert_eq!(
+            clock.poll(&stats, t0 + 11 * S),
+            Verdict::Keep(Some(t0 + 12 * S))
+        );
+        assert_eq!(clock.poll(&stats, t0 + 12 * S), Verdict::Close);
+    }
+
+    #[test]
+    fn a_connection_drains_after_its_last_allowed_request() {
+        let stats = Arc::new(ConnectionStats::new(Some(2)));
+        let mut clock = ConnectionClock::new(ConnectionPolicy {
+            max_requests: Some(2),
+            ..policy()
+        });
+        let t0 = stats.opened;
+        drop(stats.start());
+        assert_eq!(clock.poll(&stats, t0), Verdict::Keep(None));
+        let _second = stats.start();
+        assert_eq!(clock.poll(&stats, t0), Verdict::Drain);
+    }
+}
