@@ -65,6 +65,23 @@ pub(crate) fn generate(
             Vec::new()
         };
         let mut items = TokenStream::new();
+        // The encoded descriptors of the file and its imports, shared by the file's services.
+        let files_const = format_ident!(
+            "__FILE_DESCRIPTORS_{}",
+            name.replace('_', "__")
+                .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_")
+                .to_ascii_uppercase()
+        );
+        let encoded = encoded_file_descriptors(descriptors, file)?
+            .into_iter()
+            .map(|bytes| proc_macro2::Literal::byte_string(&bytes));
+        let files_doc = format!(
+            " The encoded `FileDescriptorProto`s of `{name}` and of the files it imports, transitively."
+        );
+        items.extend(quote! {
+            #[doc = #files_doc]
+            const #files_const: &[&[u8]] = &[#(#encoded),*];
+        });
         // Request decoders, one per input message of the file's services.
         let mut decoders = std::collections::BTreeMap::new();
         for (index, service) in file.service.iter().enumerate() {
@@ -77,6 +94,7 @@ pub(crate) fn generate(
                 index: index as i32,
                 comments: &comments,
                 json_types: &json_types,
+                files_const: &files_const,
             };
             items.extend(gen.generate(&mut decoders)?);
         }
@@ -166,6 +184,42 @@ fn json_type_registrars(
     Ok(paths)
 }
 
+/// `file` and the files it imports, transitively, each once and in that order (the file first, then
+/// imports depth first), encoded as `FileDescriptorProto`s without source info: what server
+/// reflection answers with. Unknown fields (custom options) are kept.
+fn encoded_file_descriptors(
+    descriptors: &[FileDescriptorProto],
+    file: &FileDescriptorProto,
+) -> Result<Vec<Vec<u8>>, Error> {
+    use buffa::Message as _;
+    let by_name: HashMap<&str, &FileDescriptorProto> = descriptors
+        .iter()
+        .filter_map(|f| f.name.as_deref().map(|n| (n, f)))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![file];
+    let mut out = Vec::new();
+    while let Some(f) = stack.pop() {
+        let name = f.name.as_deref().unwrap_or("");
+        if !seen.insert(name) {
+            continue;
+        }
+        let mut stripped = f.clone();
+        stripped.source_code_info = Default::default();
+        out.push(stripped.encode_to_vec());
+        // Reversed, so that the first import is visited first.
+        for dep in f.dependency.iter().rev() {
+            let dep = by_name.get(dep.as_str()).ok_or_else(|| {
+                Error::new(format!(
+                    "{name} imports {dep}, which is not among the parsed files"
+                ))
+            })?;
+            stack.push(dep);
+        }
+    }
+    Ok(out)
+}
+
 /// Leading comments of services and methods, keyed by their source path.
 fn service_comments(file: &FileDescriptorProto) -> HashMap<Vec<i32>, String> {
     let mut map = HashMap::new();
@@ -253,6 +307,8 @@ struct ServiceGen<'a> {
     /// Paths (from inside the service's `_methods` module) of the `register_types` functions its
     /// generated code calls.
     json_types: &'a [syn::Path],
+    /// The file-level constant with the encoded descriptors of the service's file and imports.
+    files_const: &'a Ident,
 }
 
 struct MethodGen {
@@ -370,6 +426,7 @@ impl ServiceGen<'_> {
         let rt = self.runtime;
         let name = self.service.name.as_deref().unwrap_or("");
         let full_name = self.full_name();
+        let files_const = self.files_const;
         let trait_ident = format_ident!("{}", name);
         let server_ident = format_ident!("{}Server", name);
         let client_ident = format_ident!("{}Client", name);
@@ -563,6 +620,12 @@ impl ServiceGen<'_> {
                 #(#consts)*
                 /// Every method, in declaration order.
                 pub const ALL: &[#rt::MethodInfo] = &[#(#all),*];
+                /// The service's name and the encoded descriptors of its `.proto` file and the files
+                /// that file imports, for server reflection.
+                pub const DESCRIPTORS: #rt::ServiceDescriptors = #rt::ServiceDescriptors {
+                    service: SERVICE_NAME,
+                    files: super::#files_const,
+                };
                 #register_fn
             }
 

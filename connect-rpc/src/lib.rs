@@ -33,6 +33,7 @@ pub mod codec;
 pub mod codegen;
 mod context;
 pub mod cors;
+mod descriptors;
 mod details;
 mod handler;
 mod json_types;
@@ -44,6 +45,7 @@ mod runtime;
 pub use body::{BoxError, RequestBody, TransportError};
 pub use client::{merge_options, Client, Outcome, ResponseStream, Transport};
 pub use context::{Context, MetadataSent};
+pub use descriptors::ServiceDescriptors;
 pub use details::{DetailMessage, StatusDetails};
 pub use handler::{
     bidi_streaming, client_streaming, server_streaming, unary, HandlerStream, RequestPayloads,
