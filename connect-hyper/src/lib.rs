@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod balance;
 mod budget;
 mod buffers;
 mod client_body;
@@ -26,6 +27,7 @@ mod transport;
 mod watch;
 
 pub use accept::{accept_loop, within};
+pub use balance::{BalanceSettings, Balanced, BalancedBody, Resolver};
 pub use buffers::{give_read_buffer, take_read_buffer};
 pub use client_body::{transport_error, ClientBody};
 pub use conn::{http_builder, serve_connection};

@@ -2,6 +2,7 @@
 //! response that fails when its request failed, and, over HTTP/1.1, the rest of a request body read
 //! before its response ends so that the connection stays usable.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -153,32 +154,38 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
                     last: None,
                     drain: None,
                     budget: budget.clone(),
-                    pending: Bytes::new(),
+                    pending: VecDeque::new(),
+                    pending_len: 0,
                     peeked: None,
                     sent_data: false,
                 };
                 if let Some(head) = head.as_ref().filter(|_| !rpc.body.is_end_stream()) {
-                    // A unary response is ready with its head: refused if it does not fit.
-                    match Pin::new(&mut rpc.body).poll_frame(cx) {
-                        Poll::Ready(Some(Ok(frame))) if frame.is_data() => {
-                            let data = frame.into_data().unwrap_or_default();
-                            if data.len() > SLICE && !budget.fits(data.len()) {
-                                let status = Status::resource_exhausted(
-                                    "the server holds too many unread response bytes for this \
-                                     connection; read the responses, or call again later",
-                                );
-                                return Poll::Ready(Ok(refusal(
-                                    &router,
-                                    head,
-                                    status,
-                                    call.take(),
-                                )));
+                    // A unary response is ready with its head (its envelope prefix and message may
+                    // come as separate chunks): refused if it does not fit, else held and counted.
+                    let mut ready = VecDeque::new();
+                    let mut total = 0;
+                    while total <= SLICE {
+                        match Pin::new(&mut rpc.body).poll_frame(cx) {
+                            Poll::Ready(Some(Ok(frame))) if frame.is_data() => {
+                                let data = frame.into_data().unwrap_or_default();
+                                total += data.len();
+                                ready.push_back(data);
                             }
-                            rpc.peeked = Some(Some(Ok(Frame::data(data))));
+                            Poll::Ready(other) => {
+                                rpc.peeked = Some(other);
+                                break;
+                            }
+                            Poll::Pending => break,
                         }
-                        Poll::Ready(other) => rpc.peeked = Some(other),
-                        Poll::Pending => {}
                     }
+                    if total > SLICE && !budget.fits(total) {
+                        let status = Status::resource_exhausted(
+                            "the server holds too many unread response bytes for this \
+                             connection; read the responses, or call again later",
+                        );
+                        return Poll::Ready(Ok(refusal(&router, head, status, call.take())));
+                    }
+                    rpc.hold(ready, total);
                 }
                 return Poll::Ready(Ok(http::Response::from_parts(
                     parts,
@@ -430,17 +437,35 @@ struct Rpc {
     drain: Option<Drain>,
     /// The response bytes held here and counted against it, handed on a [`SLICE`] at a time.
     budget: ResponseBudget,
-    pending: Bytes,
-    /// The body's first item, taken before the head went out (to weigh a unary response).
+    pending: VecDeque<Bytes>,
+    pending_len: usize,
+    /// The body's item after the data taken before the head went out (to weigh a unary response).
     peeked: Option<Option<Result<Frame<Bytes>, CallReset>>>,
     /// Whether a message went out: a stream then waits for the budget before producing more.
     sent_data: bool,
 }
 
 impl Rpc {
-    /// The next slice of what is held, released from the budget.
+    /// Holds `chunks` (`len` bytes) against the budget, to be handed on a slice at a time.
+    fn hold(&mut self, chunks: VecDeque<Bytes>, len: usize) {
+        if len == 0 {
+            return;
+        }
+        self.budget.charge(len);
+        self.pending.extend(chunks);
+        self.pending_len += len;
+    }
+
+    /// The next slice of what is held (at most [`SLICE`] bytes), released from the budget.
     fn next_slice(&mut self) -> Bytes {
-        let slice = self.pending.split_to(self.pending.len().min(SLICE));
+        let Some(front) = self.pending.front_mut() else {
+            return Bytes::new();
+        };
+        let slice = front.split_to(front.len().min(SLICE));
+        if front.is_empty() {
+            self.pending.pop_front();
+        }
+        self.pending_len -= slice.len();
         self.budget.release(slice.len());
         slice
     }
@@ -451,15 +476,15 @@ impl Rpc {
         if data.len() <= SLICE || !self.budget.is_active() {
             return data;
         }
-        self.budget.charge(data.len());
-        self.pending = data;
+        let len = data.len();
+        self.hold(VecDeque::from([data]), len);
         self.next_slice()
     }
 }
 
 impl Drop for Rpc {
     fn drop(&mut self) {
-        self.budget.release(self.pending.len());
+        self.budget.release(self.pending_len);
     }
 }
 
@@ -500,7 +525,8 @@ impl Body for ServerBody {
                 self.done();
                 return Poll::Ready(Some(Err(Box::new(RequestFailed))));
             }
-            if !rpc.pending.is_empty() {
+            if rpc.pending_len > 0 {
+                rpc.sent_data = true;
                 return Poll::Ready(Some(Ok(Frame::data(rpc.next_slice()))));
             }
             let next = match rpc.peeked.take() {
@@ -550,7 +576,7 @@ impl Body for ServerBody {
             let request_pending = rpc.trip.drain.is_some() && !rpc.trip.request_ended();
             rpc.last.is_none()
                 && rpc.drain.is_none()
-                && rpc.pending.is_empty()
+                && rpc.pending_len == 0
                 && rpc.peeked.is_none()
                 && rpc.body.is_end_stream()
                 && !request_pending

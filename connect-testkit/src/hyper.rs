@@ -17,6 +17,7 @@ use crate::proto::testkit::v1::{EchoRequest, EchoServiceClient};
 use crate::suite::{echo, CALL_LIMIT};
 use crate::{Adapter, Http, PeerDescriber, Suite, TestCerts, TestServer};
 
+mod limits;
 mod memory;
 
 pub use memory::{resident_bytes, IDLE_HTTP2_BYTES, SILENT_TCP_BYTES};
