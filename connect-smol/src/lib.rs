@@ -42,6 +42,7 @@ pub use io::{HyperIo, TcpIo};
 pub use runtime::{SmolExecutor, SmolRuntime};
 pub use server::Server;
 
+pub use connect_hyper::{BalanceSettings, Balanced};
 pub use connect_rpc::{Client, Router};
 
 /// A router whose calls use async-io's clock and timers.
@@ -53,4 +54,26 @@ pub fn router() -> Router {
 /// HTTP/2 when TLS negotiates it). Wrap it in a generated client: `FooServiceClient::new(client(...))`.
 pub fn client(base: http::Uri, config: connect_rpc::ClientConfig) -> Client<SmolTransport> {
     Client::new(SmolTransport::new(), base, config, SmolRuntime)
+}
+
+/// A transport over every address `name` (`http://echo.internal:8080`) resolves to, with smol's
+/// resolver, resolved again in the background every
+/// [`resolve_interval`](BalanceSettings::resolve_interval): calls spread over the servers by power
+/// of two choices, unreachable ones are left out with backoff (see [`Balanced`]). For a fixed list
+/// of servers, use [`Balanced::new`].
+pub fn balanced_dns(
+    transport: SmolTransport,
+    name: &http::Uri,
+    settings: BalanceSettings,
+) -> std::io::Result<Balanced<SmolTransport>> {
+    let resolver: connect_hyper::Resolver = std::sync::Arc::new(|host: String, port: u16| {
+        Box::pin(async move { smol::net::resolve((host.as_str(), port)).await })
+    });
+    Balanced::dns(
+        transport,
+        name,
+        resolver,
+        std::sync::Arc::new(SmolRuntime),
+        settings,
+    )
 }

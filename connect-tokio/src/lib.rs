@@ -40,6 +40,7 @@ pub use runtime::TokioRuntime;
 pub use server::Server;
 pub use service::{ConnectService, ConnectServiceFuture};
 
+pub use connect_hyper::{BalanceSettings, Balanced};
 pub use connect_rpc::{Client, Router};
 
 /// A router whose calls use tokio's clock and timers.
@@ -51,4 +52,29 @@ pub fn router() -> Router {
 /// HTTP/2 when TLS negotiates it). Wrap it in a generated client: `FooServiceClient::new(client(...))`.
 pub fn client(base: http::Uri, config: connect_rpc::ClientConfig) -> Client<HyperTransport> {
     Client::new(HyperTransport::new(), base, config, TokioRuntime)
+}
+
+/// A transport over every address `name` (`http://echo.internal:8080`) resolves to, with tokio's
+/// resolver, resolved again in the background every
+/// [`resolve_interval`](BalanceSettings::resolve_interval): calls spread over the servers by power
+/// of two choices, unreachable ones are left out with backoff (see [`Balanced`]). For a fixed list
+/// of servers, use [`Balanced::new`].
+pub fn balanced_dns(
+    transport: HyperTransport,
+    name: &http::Uri,
+    settings: BalanceSettings,
+) -> std::io::Result<Balanced<HyperTransport>> {
+    let resolver: connect_hyper::Resolver = std::sync::Arc::new(|host: String, port: u16| {
+        Box::pin(async move {
+            let addresses = tokio::net::lookup_host((host.as_str(), port)).await?;
+            Ok(addresses.collect())
+        })
+    });
+    Balanced::dns(
+        transport,
+        name,
+        resolver,
+        std::sync::Arc::new(TokioRuntime),
+        settings,
+    )
 }

@@ -148,3 +148,34 @@ async fn calls_survive_a_killed_server_and_return_to_a_restarted_one() {
         member.kill();
     }
 }
+
+/// A DNS name (`localhost`) resolves to the server's address; calls reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_name_is_resolved_to_its_servers() {
+    let member = Member::start("127.0.0.1:0".parse().unwrap()).await;
+    let name = format!("http://localhost:{}", member.addr.port())
+        .parse()
+        .unwrap();
+    let balanced =
+        connect_tokio::balanced_dns(HyperTransport::http2(), &name, BalanceSettings::default())
+            .unwrap();
+    let client = EchoServiceClient::new(connect_tokio::Client::new(
+        balanced.clone(),
+        "http://echo.service".parse().unwrap(),
+        ClientConfig::new(Protocol::Grpc, Codec::Proto),
+        TokioRuntime,
+    ));
+    let fleet = [member];
+    let served = round(&client, &fleet, "dns", 3).await;
+    assert_eq!(served[0], 3);
+    assert!(
+        balanced
+            .endpoints()
+            .iter()
+            .any(|(authority, _)| authority.starts_with("127.0.0.1:")),
+        "{:?}",
+        balanced.endpoints()
+    );
+    let [mut member] = fleet;
+    member.kill();
+}
