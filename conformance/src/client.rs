@@ -31,6 +31,7 @@ pub const SERVICE: &str = "connectrpc.conformance.v1.ConformanceService";
 #[derive(Clone, Debug, Default)]
 pub struct Transports {
     pool: Arc<Mutex<HashMap<TransportKey, HyperTransport>>>,
+    h3: Arc<Mutex<HashMap<TransportKey, connect_h3::H3Transport>>>,
 }
 
 type TransportKey = (bool, Vec<u8>, Vec<u8>, Vec<u8>);
@@ -51,37 +52,76 @@ impl Transports {
             return Ok(transport.clone());
         }
         let mut builder = HyperTransport::builder().http2_only(http2);
-        if !request.server_tls_cert.is_empty() {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in crate::server::certs(&request.server_tls_cert).map_err(|e| e.to_string())? {
-                roots.add(cert).map_err(|e| e.to_string())?;
-            }
-            let identity = match creds {
-                Some(creds) => Some((
-                    crate::server::certs(&creds.cert).map_err(|e| e.to_string())?,
-                    crate::server::key(&creds.key).map_err(|e| e.to_string())?,
-                )),
-                None => None,
-            };
-            let config =
-                connect_tokio::tls::client_config(roots, identity).map_err(|e| e.to_string())?;
+        if let Some(config) = client_tls(request)? {
             builder = builder.tls_config(config);
         }
         let transport = builder.build();
         pool.insert(key, transport.clone());
         Ok(transport)
     }
+
+    /// The HTTP/3 transport for a request's TLS settings (QUIC is always TLS).
+    pub fn get_h3(
+        &self,
+        request: &pb::ClientCompatRequest,
+    ) -> Result<connect_h3::H3Transport, String> {
+        let creds = request.client_tls_creds.as_option();
+        let key = (
+            true,
+            request.server_tls_cert.clone(),
+            creds.map(|c| c.cert.clone()).unwrap_or_default(),
+            creds.map(|c| c.key.clone()).unwrap_or_default(),
+        );
+        let mut pool = self.h3.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(transport) = pool.get(&key) {
+            return Ok(transport.clone());
+        }
+        let config = client_tls(request)?
+            .ok_or("HTTP/3 needs TLS: the request has no server certificate to trust")?;
+        let transport = connect_h3::H3Transport::new(config);
+        pool.insert(key, transport.clone());
+        Ok(transport)
+    }
 }
 
-/// Runs one request over a pooled hyper transport.
+/// The TLS client configuration a request asks for: trusting its server certificate, presenting its
+/// client certificate; `None` without a server certificate (plain text).
+fn client_tls(request: &pb::ClientCompatRequest) -> Result<Option<rustls::ClientConfig>, String> {
+    if request.server_tls_cert.is_empty() {
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in crate::server::certs(&request.server_tls_cert).map_err(|e| e.to_string())? {
+        roots.add(cert).map_err(|e| e.to_string())?;
+    }
+    let identity = match request.client_tls_creds.as_option() {
+        Some(creds) => Some((
+            crate::server::certs(&creds.cert).map_err(|e| e.to_string())?,
+            crate::server::key(&creds.key).map_err(|e| e.to_string())?,
+        )),
+        None => None,
+    };
+    connect_tokio::tls::client_config(roots, identity)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Runs one request over a pooled transport: hyper's, or connect-h3's for `HTTP_VERSION_3`.
 pub async fn run(
     transports: &Transports,
     request: pb::ClientCompatRequest,
 ) -> pb::ClientCompatResponse {
     let test_name = request.test_name.clone();
-    let result = match transports.get(&request) {
-        Ok(transport) => run_with(transport, &request).await,
-        Err(e) => Err(e),
+    let result = if request.http_version == pb::HTTPVersion::HTTP_VERSION_3 {
+        match transports.get_h3(&request) {
+            Ok(transport) => run_with(transport, &request).await,
+            Err(e) => Err(e),
+        }
+    } else {
+        match transports.get(&request) {
+            Ok(transport) => run_with(transport, &request).await,
+            Err(e) => Err(e),
+        }
     };
     compat_response(test_name, result)
 }

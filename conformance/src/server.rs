@@ -63,12 +63,36 @@ pub fn tls_config(request: &pb::ServerCompatRequest) -> io::Result<Option<rustls
     Ok(Some(config))
 }
 
+/// A running server under test: connect-tokio's (HTTP/1.1, h2c, HTTP/2 over TLS) or connect-h3's.
+#[derive(Debug)]
+pub enum Handle {
+    /// HTTP/1.1 and HTTP/2 over TCP.
+    Tcp(ServerHandle),
+    /// HTTP/3 over QUIC.
+    H3(connect_h3::ServerHandle),
+}
+
+impl Handle {
+    /// Shuts down gracefully.
+    pub async fn shutdown(self) {
+        match self {
+            Handle::Tcp(handle) => handle.shutdown().await,
+            Handle::H3(handle) => handle.shutdown().await,
+        }
+    }
+}
+
 /// Starts the server on 127.0.0.1 (an ephemeral port) as `request` asks; must run inside tokio.
 ///
-/// HTTP/1.1 and h2c are served on the same port, so every requested HTTP version is served.
+/// HTTP/1.1 and h2c are served on the same TCP port, so both are served whichever is asked;
+/// `HTTP_VERSION_3` gets connect-h3's server on a UDP port (QUIC is always TLS: it needs
+/// `use_tls`).
 pub async fn start(
     request: &pb::ServerCompatRequest,
-) -> io::Result<(ServerHandle, pb::ServerCompatResponse)> {
+) -> io::Result<(Handle, pb::ServerCompatResponse)> {
+    if request.http_version == pb::HTTPVersion::HTTP_VERSION_3 {
+        return start_h3(request);
+    }
     let mut server = Server::new(router(request.message_receive_limit));
     let mut pem_cert = Vec::new();
     if let Some(config) = tls_config(request)? {
@@ -87,5 +111,24 @@ pub async fn start(
         pem_cert,
         ..Default::default()
     };
-    Ok((handle, response))
+    Ok((Handle::Tcp(handle), response))
+}
+
+/// The HTTP/3 server under test.
+fn start_h3(request: &pb::ServerCompatRequest) -> io::Result<(Handle, pb::ServerCompatResponse)> {
+    let config = tls_config(request)?
+        .ok_or_else(|| tls_error("HTTP/3 needs TLS (use_tls with server_creds)"))?;
+    let server = connect_h3::Server::new(router(request.message_receive_limit), config);
+    let handle = server.bind(([127, 0, 0, 1], 0).into())?;
+    let response = pb::ServerCompatResponse {
+        host: "127.0.0.1".to_owned(),
+        port: handle.local_addr().port().into(),
+        pem_cert: request
+            .server_creds
+            .as_option()
+            .map(|creds| creds.cert.clone())
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    Ok((Handle::H3(handle), response))
 }
