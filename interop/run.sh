@@ -46,4 +46,13 @@ protoc=(timeout 60 .venv/bin/python -m grpc_tools.protoc -Iproto)
 # Our binaries (debug: shares the test build's dependencies).
 (cd .. && timeout 900 cargo build --quiet -p interop --bins)
 
+# HTTP/3 against aioquic (h3_check.py): its client calls our connect-h3 server, our client calls
+# its server. Before the matrix, so that the matrix's count stays the last line.
+h3_status=0
+timeout 300 .venv/bin/python h3_check.py || h3_status=$?
+
 timeout 900 python3 driver.py
+if [ "$h3_status" -ne 0 ]; then
+  echo "interop: the HTTP/3 checks failed (above)" >&2
+  exit "$h3_status"
+fi
