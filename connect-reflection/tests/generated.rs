@@ -1,0 +1,38 @@
+//! The `grpc.reflection.v1` and `v1alpha` code is generated from `proto/` by connect-build and
+//! checked in under `src/generated/` (so that using connect-reflection needs no build script): this
+//! test generates it again and compares.
+//! `UPDATE_GENERATED=1 cargo test -p connect-reflection --test generated` rewrites it.
+
+use std::path::Path;
+
+#[test]
+fn generated_code_is_up_to_date() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = connect_build::Config::new()
+        .files(&[
+            root.join("proto/grpc/reflection/v1/reflection.proto"),
+            root.join("proto/grpc/reflection/v1alpha/reflection.proto"),
+        ])
+        .includes(&[root.join("proto")])
+        .out_module("types")
+        .generate()
+        .expect("the protos compile");
+    let dir = root.join("src/generated");
+    let update = std::env::var_os("UPDATE_GENERATED").is_some();
+    if update {
+        std::fs::create_dir_all(&dir).unwrap();
+    }
+    let mut stale = Vec::new();
+    for file in &files {
+        let path = dir.join(&file.name);
+        if update {
+            std::fs::write(&path, &file.content).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(file.content.as_str()) {
+            stale.push(file.name.clone());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "out of date (UPDATE_GENERATED=1 rewrites them): {stale:?}"
+    );
+}
