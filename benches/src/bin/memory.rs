@@ -1,0 +1,207 @@
+//! What connections cost each server in memory: resident set per connection, each server in a
+//! process of its own (`e2e serve`), 1,000 connections per case:
+//!
+//! - silent TCP: connected, never a byte sent;
+//! - idle HTTP/2: preface and SETTINGS exchanged, no call;
+//! - HTTP/2 used once: one unary gRPC echo, then idle.
+//!
+//!     cargo build --release -p connect-benches --bin e2e --bin memory
+//!     target/release/memory [--connections N] [--servers a,b] [--out FILE]
+//!
+//! Build `e2e` first: this binary starts it (from the same directory) as the server process.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use connect_benches::servers::ServerKind;
+use connect_benches::workload;
+
+type Error = Box<dyn std::error::Error>;
+
+const HTTP2_HELLO: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\
+    \x00\x00\x00\x04\x00\x00\x00\x00\x00\
+    \x00\x00\x00\x04\x01\x00\x00\x00\x00";
+
+#[derive(Clone, Copy, Debug)]
+enum Case {
+    SilentTcp,
+    IdleHttp2,
+    Http2UsedOnce,
+}
+
+impl Case {
+    const ALL: [Case; 3] = [Case::SilentTcp, Case::IdleHttp2, Case::Http2UsedOnce];
+
+    fn name(self) -> &'static str {
+        match self {
+            Case::SilentTcp => "silent TCP",
+            Case::IdleHttp2 => "idle HTTP/2",
+            Case::Http2UsedOnce => "HTTP/2 used once, idle",
+        }
+    }
+}
+
+struct Server {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(kind: ServerKind) -> Result<Server, Error> {
+        let exe = std::env::current_exe()?.with_file_name("e2e");
+        let mut child = Command::new(exe)
+            .args(["serve", kind.name(), "--threads", "1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while stdout.read(&mut byte)? == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        let line = String::from_utf8(line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .ok_or_else(|| format!("{} did not start: {line:?}", kind.name()))?
+            .parse()?;
+        Ok(Server { child, addr })
+    }
+
+    fn resident(&self) -> Result<u64, Error> {
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.child.id()))?;
+        let pages: u64 = statm.split_whitespace().nth(1).ok_or("statm")?.parse()?;
+        Ok(pages * 4096)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A connection kept open for the measurement: a raw socket, or an h2 client connection (its
+/// sender, and the runtime that drives it).
+enum Held {
+    Raw(#[allow(dead_code)] TcpStream),
+    H2(#[allow(dead_code)] h2::client::SendRequest<Bytes>),
+}
+
+fn open_raw(addr: SocketAddr, hello: &[u8]) -> Result<Held, Error> {
+    let mut socket = TcpStream::connect(addr)?;
+    socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+    socket.write_all(hello)?;
+    if !hello.is_empty() {
+        let mut frame_header = [0u8; 9];
+        socket.read_exact(&mut frame_header)?;
+    }
+    Ok(Held::Raw(socket))
+}
+
+async fn open_used(addr: SocketAddr, request: Bytes) -> Result<Held, Error> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let (sender, connection) = h2::client::handshake(tcp).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut sender = sender.ready().await?;
+    let head = http::Request::post(format!("http://{addr}/bench.v1.BenchService/Echo"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())?;
+    let (response, mut body) = sender.send_request(head, false)?;
+    body.send_data(request, true)?;
+    let mut response = response.await?.into_body();
+    while let Some(chunk) = response.data().await {
+        let chunk = chunk?;
+        let _ = response.flow_control().release_capacity(chunk.len());
+    }
+    let _ = response.trailers().await?;
+    Ok(Held::H2(sender))
+}
+
+fn measure(
+    kind: ServerKind,
+    case: Case,
+    count: usize,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<f64, Error> {
+    let server = Server::start(kind)?;
+    let mut request = vec![0u8];
+    let echo = workload::echo_request_bytes();
+    request.extend_from_slice(&(echo.len() as u32).to_be_bytes());
+    request.extend_from_slice(&echo);
+    let request = Bytes::from(request);
+    let open = |n: usize| -> Result<Vec<Held>, Error> {
+        let mut held = Vec::with_capacity(n);
+        for _ in 0..n {
+            held.push(match case {
+                Case::SilentTcp => open_raw(server.addr, b"")?,
+                Case::IdleHttp2 => open_raw(server.addr, HTTP2_HELLO)?,
+                Case::Http2UsedOnce => runtime.block_on(open_used(server.addr, request.clone()))?,
+            });
+        }
+        Ok(held)
+    };
+    // A warm-up pays for the server's one-time allocations.
+    let warm = open(50)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let before = server.resident()?;
+    let held = open(count)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let after = server.resident()?;
+    drop((warm, held));
+    Ok(after.saturating_sub(before) as f64 / count as f64)
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1).map(String::as_str)
+}
+
+fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let count: usize = flag(&args, "--connections").map_or(Ok(1000), str::parse)?;
+    let servers: Vec<ServerKind> = match flag(&args, "--servers") {
+        Some(list) => list
+            .split(',')
+            .map(|n| ServerKind::from_name(n).ok_or_else(|| format!("unknown server {n}")))
+            .collect::<Result<_, _>>()?,
+        None => vec![
+            ServerKind::OursTokio,
+            ServerKind::OursSmol,
+            ServerKind::Tonic,
+            ServerKind::Connectrpc,
+        ],
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let mut table = format!(
+        "| server | {} |\n|---|---|---|---|\n",
+        Case::ALL.map(Case::name).join(" | ")
+    );
+    for kind in servers {
+        let mut row = format!("| {} |", kind.name());
+        for case in Case::ALL {
+            let bytes = measure(kind, case, count, &runtime)?;
+            row.push_str(&format!(" {:.1} KB |", bytes / 1000.0));
+            eprintln!("{} {}: {:.1} KB per connection", kind.name(), case.name(), bytes / 1000.0);
+        }
+        table.push_str(&row);
+        table.push('\n');
+    }
+    println!("Resident memory per connection ({count} connections each):\n\n{table}");
+    if let Some(out) = flag(&args, "--out") {
+        std::fs::write(out, &table)?;
+    }
+    Ok(())
+}
