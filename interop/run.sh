@@ -51,8 +51,17 @@ protoc=(timeout 60 .venv/bin/python -m grpc_tools.protoc -Iproto)
 h3_status=0
 timeout 300 .venv/bin/python h3_check.py || h3_status=$?
 
+# Health checking and server reflection against buf curl, grpcio-health-checking,
+# grpcio-reflection and connect-node (health_reflection.sh); also before the matrix.
+hr_status=0
+timeout 600 bash health_reflection.sh || hr_status=$?
+
 timeout 900 python3 driver.py
 if [ "$h3_status" -ne 0 ]; then
   echo "interop: the HTTP/3 checks failed (above)" >&2
   exit "$h3_status"
+fi
+if [ "$hr_status" -ne 0 ]; then
+  echo "interop: the health/reflection checks failed (above)" >&2
+  exit "$hr_status"
 fi
