@@ -5,8 +5,10 @@
 //! - idle HTTP/2: preface and SETTINGS exchanged, no call;
 //! - HTTP/2 used once: one unary gRPC echo, then idle.
 //!
-//!     cargo build --release -p connect-benches --bin e2e --bin memory
-//!     target/release/memory [--connections N] [--servers a,b] [--out FILE]
+//! ```text
+//! cargo build --release -p connect-benches --bin e2e --bin memory
+//! target/release/memory [--connections N] [--servers a,b] [--out FILE]
+//! ```
 //!
 //! Build `e2e` first: this binary starts it (from the same directory) as the server process.
 
@@ -194,7 +196,12 @@ fn main() -> Result<(), Error> {
         for case in Case::ALL {
             let bytes = measure(kind, case, count, &runtime)?;
             row.push_str(&format!(" {:.1} KB |", bytes / 1000.0));
-            eprintln!("{} {}: {:.1} KB per connection", kind.name(), case.name(), bytes / 1000.0);
+            eprintln!(
+                "{} {}: {:.1} KB per connection",
+                kind.name(),
+                case.name(),
+                bytes / 1000.0
+            );
         }
         table.push_str(&row);
         table.push('\n');
