@@ -508,7 +508,7 @@ impl Call<'_> {
         limit: Option<usize>,
     ) -> bool
     where
-        R: Message + serde::de::DeserializeOwned,
+        R: connect_rpc::Message + serde::de::DeserializeOwned,
     {
         loop {
             if let Some(n) = self.after_responses() {

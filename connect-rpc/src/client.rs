@@ -15,6 +15,10 @@ use futures_util::StreamExt;
 use http::HeaderMap;
 
 use crate::body::{BodyChannel, BoxError, BoxedBody, RequestBody, TransportError};
+use crate::interceptor::{
+    self, CallState, ClientCallHead, ClientCallInfo, ClientChain, ClientInterceptor, MessageRef,
+    UnaryCall, UnaryRequest,
+};
 use crate::message::{decode_response, encode};
 use crate::response::Response;
 use crate::runtime::{BoxFuture, BoxStream, CallTimer, MaybeSend, Runtime};
@@ -64,6 +68,7 @@ pub struct Client<T> {
     config: Arc<ClientConfig>,
     defaults: CallOptions,
     runtime: Arc<dyn Runtime>,
+    interceptors: ClientChain,
 }
 
 impl<T> Clone for Client<T> {
@@ -74,6 +79,7 @@ impl<T> Clone for Client<T> {
             config: self.config.clone(),
             defaults: self.defaults.clone(),
             runtime: self.runtime.clone(),
+            interceptors: self.interceptors.clone(),
         }
     }
 }
@@ -117,6 +123,7 @@ impl<T: Transport> Client<T> {
             config: Arc::new(config),
             defaults: CallOptions::default(),
             runtime: Arc::new(runtime),
+            interceptors: Arc::new([]),
         }
     }
 
@@ -124,6 +131,46 @@ impl<T: Transport> Client<T> {
     pub fn with_default_options(mut self, defaults: CallOptions) -> Self {
         self.defaults = defaults;
         self
+    }
+
+    /// Adds an interceptor around every call of this client, inside those added before (see
+    /// [`ClientInterceptor`]).
+    pub fn intercept(mut self, interceptor: impl ClientInterceptor) -> Self {
+        self.interceptors = interceptor::push(&self.interceptors, Arc::new(interceptor));
+        self
+    }
+
+    /// The call's options over the defaults, after the interceptors' head phase; the interceptors'
+    /// view of the call when there are any.
+    fn begin(
+        &self,
+        method: MethodInfo,
+        options: CallOptions,
+    ) -> Result<(CallOptions, Option<Hooks>), Status> {
+        let mut options = merge_options(&self.defaults, options);
+        if self.interceptors.is_empty() {
+            return Ok((options, None));
+        }
+        let (protocol, codec) = (self.config.protocol, self.config.codec);
+        let state = CallState::default();
+        let mut head = ClientCallHead {
+            method,
+            protocol,
+            codec,
+            options: &mut options,
+            state: &state,
+        };
+        for interceptor in self.interceptors.iter() {
+            interceptor.on_request_head(&mut head)?;
+        }
+        let mut info = ClientCallInfo::new(method, protocol, codec, self.runtime.clone(), state);
+        let timeout = options.timeout.or(self.config.timeout);
+        info.set_deadline(timeout.and_then(|t| self.runtime.now().checked_add(t)));
+        let hooks = Hooks {
+            chain: self.interceptors.clone(),
+            info: Arc::new(info),
+        };
+        Ok((options, Some(hooks)))
     }
 
     /// The client settings.
@@ -144,8 +191,8 @@ impl<T: Transport> Client<T> {
         options: CallOptions,
     ) -> Result<Response<Resp>, Status>
     where
-        Req: buffa::Message + serde::Serialize,
-        Resp: buffa::Message + serde::de::DeserializeOwned,
+        Req: Message,
+        Resp: Message + serde::de::DeserializeOwned,
     {
         self.unary_outcome(method, request, options)
             .await
@@ -160,16 +207,66 @@ impl<T: Transport> Client<T> {
         options: CallOptions,
     ) -> Outcome<Resp>
     where
-        Req: buffa::Message + serde::Serialize,
-        Resp: buffa::Message + serde::de::DeserializeOwned,
+        Req: Message,
+        Resp: Message + serde::de::DeserializeOwned,
     {
+        let (options, hooks) = match self.begin(method, options) {
+            Ok(begun) => begun,
+            Err(status) => return Outcome::failed(status),
+        };
         let payload = match encode(self.config.codec, request) {
             Ok(payload) => payload,
             Err(status) => return Outcome::failed(status),
         };
+        let Some(hooks) = hooks else {
+            let raw = self.unary_raw(method, payload, options).await;
+            return raw.decode(self.config.codec);
+        };
+        if let Err(status) = hooks.request_message(request, payload.len()) {
+            let mut outcome = Outcome::failed(status);
+            hooks.finish_outcome(&mut outcome, 0);
+            return outcome;
+        }
+        let core: UnaryCall = {
+            let client = self.clone();
+            Arc::new(move |request: UnaryRequest| {
+                let client = client.clone();
+                Box::pin(async move {
+                    let method = *request.info.method();
+                    client
+                        .unary_raw(method, request.payload, request.options)
+                        .await
+                })
+            })
+        };
+        let call = hooks
+            .chain
+            .iter()
+            .rev()
+            .fold(core, |next, interceptor| interceptor.wrap_unary(next));
+        let raw = call(UnaryRequest {
+            payload,
+            options,
+            info: hooks.info.clone(),
+        })
+        .await;
+        let len = raw.message_len();
+        let mut outcome = raw.decode(self.config.codec);
+        hooks.finish_outcome(&mut outcome, len);
+        outcome
+    }
+
+    /// A unary call with its request already serialized (after the interceptors' head phase): what
+    /// the server answered, its message still serialized.
+    async fn unary_raw(
+        &self,
+        method: MethodInfo,
+        payload: Bytes,
+        options: CallOptions,
+    ) -> Outcome<Bytes> {
         let input = Box::pin(futures_util::stream::iter([Ok(payload)]));
         match self.start(method, input, options).await {
-            Ok(driver) => collect_single(driver, self.config.codec).await,
+            Ok(driver) => collect_single(driver).await,
             Err(status) => Outcome::failed(status),
         }
     }
@@ -182,13 +279,24 @@ impl<T: Transport> Client<T> {
         options: CallOptions,
     ) -> Result<ResponseStream<Resp>, Status>
     where
-        Req: buffa::Message + serde::Serialize,
-        Resp: buffa::Message + serde::de::DeserializeOwned,
+        Req: Message,
+        Resp: Message + serde::de::DeserializeOwned,
     {
+        let (options, hooks) = self.begin(method, options)?;
         let payload = encode(self.config.codec, request)?;
+        if let Some(hooks) = &hooks {
+            if let Err(status) = hooks.request_message(request, payload.len()) {
+                return Err(hooks.finish_error(status));
+            }
+        }
         let input = Box::pin(futures_util::stream::iter([Ok(payload)]));
-        let driver = self.start(method, input, options).await?;
-        ResponseStream::open(driver, self.config.codec).await
+        match self.start(method, input, options).await {
+            Ok(driver) => ResponseStream::open(driver, self.config.codec, hooks).await,
+            Err(status) => Err(match &hooks {
+                Some(hooks) => hooks.finish_error(status),
+                None => status,
+            }),
+        }
     }
 
     /// Calls a client-streaming method with the messages of `requests`.
@@ -199,8 +307,8 @@ impl<T: Transport> Client<T> {
         options: CallOptions,
     ) -> Result<Response<Resp>, Status>
     where
-        Req: buffa::Message + serde::Serialize + 'static,
-        Resp: buffa::Message + serde::de::DeserializeOwned,
+        Req: Message,
+        Resp: Message + serde::de::DeserializeOwned,
         S: Stream<Item = Req> + MaybeSend + 'static,
     {
         self.client_streaming_outcome(method, requests, options)
@@ -217,15 +325,25 @@ impl<T: Transport> Client<T> {
         options: CallOptions,
     ) -> Outcome<Resp>
     where
-        Req: buffa::Message + serde::Serialize + 'static,
-        Resp: buffa::Message + serde::de::DeserializeOwned,
+        Req: Message,
+        Resp: Message + serde::de::DeserializeOwned,
         S: Stream<Item = Req> + MaybeSend + 'static,
     {
-        let input = self.encode_stream(requests);
-        match self.start(method, input, options).await {
-            Ok(driver) => collect_single(driver, self.config.codec).await,
+        let (options, hooks) = match self.begin(method, options) {
+            Ok(begun) => begun,
+            Err(status) => return Outcome::failed(status),
+        };
+        let input = self.encode_stream(requests, hooks.clone());
+        let raw = match self.start(method, input, options).await {
+            Ok(driver) => collect_single(driver).await,
             Err(status) => Outcome::failed(status),
+        };
+        let len = raw.message_len();
+        let mut outcome = raw.decode(self.config.codec);
+        if let Some(hooks) = &hooks {
+            hooks.finish_outcome(&mut outcome, len);
         }
+        outcome
     }
 
     /// Calls a bidi-streaming method: `requests` is sent while responses are read. Resolves once the
@@ -237,25 +355,42 @@ impl<T: Transport> Client<T> {
         options: CallOptions,
     ) -> Result<ResponseStream<Resp>, Status>
     where
-        Req: buffa::Message + serde::Serialize + 'static,
-        Resp: buffa::Message + serde::de::DeserializeOwned,
+        Req: Message,
+        Resp: Message + serde::de::DeserializeOwned,
         S: Stream<Item = Req> + MaybeSend + 'static,
     {
-        let input = self.encode_stream(requests);
-        let driver = self.start(method, input, options).await?;
-        ResponseStream::open(driver, self.config.codec).await
+        let (options, hooks) = self.begin(method, options)?;
+        let input = self.encode_stream(requests, hooks.clone());
+        match self.start(method, input, options).await {
+            Ok(driver) => ResponseStream::open(driver, self.config.codec, hooks).await,
+            Err(status) => Err(match &hooks {
+                Some(hooks) => hooks.finish_error(status),
+                None => status,
+            }),
+        }
     }
 
-    fn encode_stream<Req, S>(&self, requests: S) -> BoxStream<'static, Result<Bytes, Status>>
+    fn encode_stream<Req, S>(
+        &self,
+        requests: S,
+        hooks: Option<Hooks>,
+    ) -> BoxStream<'static, Result<Bytes, Status>>
     where
-        Req: buffa::Message + serde::Serialize + 'static,
+        Req: Message,
         S: Stream<Item = Req> + MaybeSend + 'static,
     {
         let codec = self.config.codec;
-        Box::pin(requests.map(move |m| encode(codec, &m)))
+        Box::pin(requests.map(move |m| {
+            let payload = encode(codec, &m)?;
+            if let Some(hooks) = &hooks {
+                hooks.request_message(&m, payload.len())?;
+            }
+            Ok(payload)
+        }))
     }
 
     /// Creates the call, feeds it until the request head exists, and hands the head to the transport.
+    /// `options` are final: the defaults merged in, the interceptors' head phase done.
     async fn start(
         &self,
         method: MethodInfo,
@@ -263,7 +398,6 @@ impl<T: Transport> Client<T> {
         options: CallOptions,
     ) -> Result<ClientDriver, Status> {
         self.transport.check_call(self.config.protocol, &method)?;
-        let options = merge_options(&self.defaults, options);
         let now = self.runtime.now();
         let mut call = ClientCall::new(&self.config, method, &self.base, options, now);
         let mut input_open = true;
@@ -518,11 +652,8 @@ impl Drop for ClientDriver {
     }
 }
 
-async fn collect_single<Resp>(driver: ClientDriver, codec: Codec) -> Outcome<Resp>
-where
-    Resp: buffa::Message + serde::de::DeserializeOwned,
-{
-    let mut driver = driver;
+/// Runs a unary or client-streaming call to its end: the response message still serialized.
+async fn collect_single(mut driver: ClientDriver) -> Outcome<Bytes> {
     futures_util::future::poll_fn(|cx| driver.poll_until(cx, |_| false)).await;
     let (result, trailers) = driver.finished.take().unwrap_or_else(|| {
         (
@@ -531,18 +662,100 @@ where
         )
     });
     let result = result.and_then(|()| {
-        let payload = driver.messages.pop_front().ok_or_else(|| {
+        driver.messages.pop_front().ok_or_else(|| {
             Status::unimplemented(
                 "the response ended without a message, but the method returns one",
             )
-        })?;
-        decode_response::<Resp>(codec, &payload)
+        })
     });
     Outcome {
         headers: driver.headers.take().unwrap_or_default(),
         result,
         trailers,
         http_status: driver.http_status,
+    }
+}
+
+/// Messages a client sends and receives: generated types (buffa's, with their protobuf name,
+/// printable, shareable for interceptors).
+pub trait Message:
+    buffa::Message + buffa::MessageName + serde::Serialize + std::fmt::Debug + Send + Sync + 'static
+{
+}
+
+impl<M> Message for M where
+    M: buffa::Message
+        + buffa::MessageName
+        + serde::Serialize
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A client's interceptors and their view of one call.
+#[derive(Clone)]
+struct Hooks {
+    chain: ClientChain,
+    info: Arc<ClientCallInfo>,
+}
+
+impl Hooks {
+    /// A request message, serialized in `len` bytes: outermost interceptor first.
+    fn request_message<M: Message>(&self, message: &M, len: usize) -> Result<(), Status> {
+        let message = MessageRef::new(message, M::FULL_NAME, len);
+        self.chain
+            .iter()
+            .try_for_each(|i| i.on_request_message(&self.info, message))
+    }
+
+    /// The response headers: innermost first.
+    fn response_headers(&self, headers: &mut HeaderMap) {
+        for interceptor in self.chain.iter().rev() {
+            interceptor.on_response_headers(&self.info, headers);
+        }
+    }
+
+    /// A decoded response message: innermost first.
+    fn response_message<M: Message>(&self, message: &M, len: usize) -> Result<(), Status> {
+        let message = MessageRef::new(message, M::FULL_NAME, len);
+        self.chain
+            .iter()
+            .rev()
+            .try_for_each(|i| i.on_response_message(&self.info, message))
+    }
+
+    /// The outcome: innermost first, each may replace it.
+    fn finish(&self, outcome: &mut Result<(), Status>, trailers: &mut HeaderMap) {
+        for interceptor in self.chain.iter().rev() {
+            interceptor.on_finish(&self.info, outcome, trailers);
+        }
+    }
+
+    /// A call that failed before any response: the finish phase, then its error.
+    fn finish_error(&self, status: Status) -> Status {
+        let mut outcome = Err(status);
+        self.finish(&mut outcome, &mut HeaderMap::new());
+        outcome.err().unwrap_or_else(|| {
+            Status::internal("an interceptor replaced an error with Ok, but there is no response")
+        })
+    }
+
+    /// Every response phase of a unary or client-streaming call: headers, the message, the finish
+    /// (an `Ok` replacing an error without a message is ignored: there is nothing to return).
+    fn finish_outcome<T: Message>(&self, outcome: &mut Outcome<T>, len: usize) {
+        self.response_headers(&mut outcome.headers);
+        if let Ok(message) = &outcome.result {
+            if let Err(status) = self.response_message(message, len) {
+                outcome.result = Err(status);
+            }
+        }
+        let mut result = outcome.result.as_ref().map(drop).map_err(Clone::clone);
+        self.finish(&mut result, &mut outcome.trailers);
+        if let Err(status) = result {
+            outcome.result = Err(status);
+        }
     }
 }
 
@@ -560,6 +773,28 @@ pub struct Outcome<T> {
     pub trailers: HeaderMap,
     /// The HTTP status of the response, when one arrived.
     pub http_status: Option<http::StatusCode>,
+}
+
+impl Outcome<Bytes> {
+    /// The serialized response message's size (0 without one).
+    fn message_len(&self) -> usize {
+        self.result.as_ref().map_or(0, Bytes::len)
+    }
+
+    /// The response message decoded.
+    fn decode<T>(self, codec: Codec) -> Outcome<T>
+    where
+        T: buffa::Message + serde::de::DeserializeOwned,
+    {
+        Outcome {
+            headers: self.headers,
+            result: self
+                .result
+                .and_then(|payload| decode_response::<T>(codec, &payload)),
+            trailers: self.trailers,
+            http_status: self.http_status,
+        }
+    }
 }
 
 impl<T> Outcome<T> {
@@ -595,6 +830,7 @@ pub struct ResponseStream<T> {
     codec: Codec,
     headers: HeaderMap,
     trailers: Option<HeaderMap>,
+    hooks: Option<Hooks>,
     _message: PhantomData<fn() -> T>,
 }
 
@@ -608,7 +844,11 @@ impl<T> fmt::Debug for ResponseStream<T> {
 }
 
 impl<T> ResponseStream<T> {
-    async fn open(mut driver: ClientDriver, codec: Codec) -> Result<Self, Status> {
+    async fn open(
+        mut driver: ClientDriver,
+        codec: Codec,
+        hooks: Option<Hooks>,
+    ) -> Result<Self, Status> {
         futures_util::future::poll_fn(|cx| driver.poll_until(cx, |d| d.headers.is_some())).await;
         if driver.headers.is_none() {
             if let Some((Err(status), trailers)) = &driver.finished {
@@ -616,15 +856,22 @@ impl<T> ResponseStream<T> {
                 for (name, value) in trailers {
                     status.metadata_mut().append(name.clone(), value.clone());
                 }
-                return Err(status);
+                return Err(match &hooks {
+                    Some(hooks) => hooks.finish_error(status),
+                    None => status,
+                });
             }
         }
-        let headers = driver.headers.take().unwrap_or_default();
+        let mut headers = driver.headers.take().unwrap_or_default();
+        if let Some(hooks) = &hooks {
+            hooks.response_headers(&mut headers);
+        }
         Ok(ResponseStream {
             driver,
             codec,
             headers,
             trailers: None,
+            hooks,
             _message: PhantomData,
         })
     }
@@ -642,7 +889,7 @@ impl<T> ResponseStream<T> {
 
 impl<T> Stream for ResponseStream<T>
 where
-    T: buffa::Message + serde::de::DeserializeOwned,
+    T: Message + serde::de::DeserializeOwned,
 {
     type Item = Result<T, Status>;
 
@@ -653,13 +900,33 @@ where
         }
         let ready = this.driver.poll_until(cx, |d| !d.messages.is_empty());
         if let Some(payload) = this.driver.messages.pop_front() {
-            return Poll::Ready(Some(decode_response::<T>(this.codec, &payload)));
+            let message = decode_response::<T>(this.codec, &payload);
+            let checked = match (&message, &this.hooks) {
+                (Ok(m), Some(hooks)) => hooks.response_message(m, payload.len()),
+                _ => Ok(()),
+            };
+            if let Err(status) = checked {
+                // The interceptor ends the call here: cancel it, and report its status.
+                this.driver.fail_locally(status.clone());
+                this.driver.finished = None;
+                let mut outcome = Err(status);
+                let mut trailers = HeaderMap::new();
+                if let Some(hooks) = &this.hooks {
+                    hooks.finish(&mut outcome, &mut trailers);
+                }
+                this.trailers = Some(trailers);
+                return Poll::Ready(outcome.err().map(Err));
+            }
+            return Poll::Ready(Some(message));
         }
         if ready.is_pending() {
             return Poll::Pending;
         }
         match this.driver.finished.take() {
-            Some((result, trailers)) => {
+            Some((mut result, mut trailers)) => {
+                if let Some(hooks) = &this.hooks {
+                    hooks.finish(&mut result, &mut trailers);
+                }
                 this.trailers = Some(trailers);
                 match result {
                     Ok(()) => Poll::Ready(None),

@@ -8,6 +8,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use connect_proto::Instant;
 use connect_proto::{Codec, MethodInfo, Protocol};
 
+use crate::interceptor::{CallState, ServerChain, ServerInterceptor};
+
 /// The call a handler serves: protocol, codec, deadline, request headers, the request's
 /// [`http::Extensions`] (where adapters put peer information such as the remote address), and setters
 /// for response headers and trailers.
@@ -43,7 +45,6 @@ impl From<MetadataSent> for connect_proto::Status {
     }
 }
 
-#[derive(Debug)]
 struct Inner {
     method: MethodInfo,
     protocol: Protocol,
@@ -54,6 +55,21 @@ struct Inner {
     uri: http::Uri,
     response: Mutex<ResponseMetadata>,
     flush_headers: AtomicBool,
+    state: CallState,
+    interceptors: ServerChain,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("method", &self.method)
+            .field("protocol", &self.protocol)
+            .field("codec", &self.codec)
+            .field("deadline", &self.deadline)
+            .field("request_headers", &self.request_headers)
+            .field("interceptors", &self.interceptors.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -85,8 +101,30 @@ impl Context {
                 uri: http::Uri::from_static("/"),
                 response: Mutex::new(ResponseMetadata::default()),
                 flush_headers: AtomicBool::new(false),
+                state: CallState::default(),
+                interceptors: Arc::new([]),
             }),
         }
+    }
+
+    /// Attaches the router's interceptors and the state their head phase left (the router does
+    /// this). Only effective before the context is cloned.
+    pub(crate) fn with_interceptors(mut self, interceptors: ServerChain, state: CallState) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.interceptors = interceptors;
+            inner.state = state;
+        }
+        self
+    }
+
+    /// The router's interceptors, outermost first.
+    pub(crate) fn interceptors(&self) -> &[Arc<dyn ServerInterceptor>] {
+        &self.inner.interceptors
+    }
+
+    /// Typed per-call state interceptors left for the handler (an authenticated principal, ...).
+    pub fn state(&self) -> &CallState {
+        &self.inner.state
     }
 
     /// Records the request URI (the router does this; a Connect GET carries its message in the query).

@@ -13,7 +13,9 @@ use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_util::StreamExt;
 
+use crate::client::Message;
 use crate::context::Context;
+use crate::interceptor::{self, MessageRef};
 use crate::message::{RequestDecoder, RequestView};
 use crate::response::Response;
 use crate::runtime::{BoxFuture, BoxStream, MaybeSend};
@@ -94,11 +96,57 @@ impl WriteResponses for PayloadResponses {
     }
 }
 
+/// Request messages a handler receives: generated types (a view handle to decode into, a protobuf
+/// name and a printable handle for interceptors).
+pub trait RequestMessage:
+    HasMessageView<ViewHandle: std::fmt::Debug>
+    + buffa::MessageName
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<M> RequestMessage for M where
+    M: HasMessageView<ViewHandle: std::fmt::Debug>
+        + buffa::MessageName
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Serializes `message` into `buf` and shows it to the interceptors (if the call has any), which
+/// may fail the call instead.
+fn write_response<Resp: Message>(
+    codec: Codec,
+    ctx: Option<&Context>,
+    message: &Resp,
+    cache: &mut buffa::SizeCache,
+    buf: &mut BytesMut,
+) -> Result<(), Status> {
+    let start = buf.len();
+    crate::codec::encode_into(codec, message, cache, buf)?;
+    if let Some(ctx) = ctx {
+        let seen = MessageRef::new(message, Resp::FULL_NAME, buf.len() - start);
+        interceptor::server_response_message(ctx.interceptors(), ctx, seen)?;
+    }
+    Ok(())
+}
+
+/// The context, when its call has interceptors that want to see messages.
+fn hooked(ctx: &Context) -> Option<Context> {
+    (!ctx.interceptors().is_empty()).then(|| ctx.clone())
+}
+
 pin_project_lite::pin_project! {
     /// The one response of a unary or client-streaming method: the handler's future, its message
     /// serialized when it resolves.
     struct OneResponse<Fut> {
         codec: Codec,
+        hooks: Option<Context>,
         done: bool,
         #[pin]
         future: Fut,
@@ -107,7 +155,7 @@ pin_project_lite::pin_project! {
 
 impl<Resp, Fut> WriteResponses for OneResponse<Fut>
 where
-    Resp: buffa::Message + serde::Serialize,
+    Resp: Message,
     Fut: Future<Output = Result<Resp, Status>> + MaybeSend,
 {
     fn poll_write(
@@ -122,7 +170,8 @@ where
         let result = std::task::ready!(this.future.poll(cx));
         *this.done = true;
         Poll::Ready(Some(result.and_then(|message| {
-            crate::codec::encode_into(*this.codec, &message, &mut buffa::SizeCache::new(), buf)
+            let mut cache = buffa::SizeCache::new();
+            write_response(*this.codec, this.hooks.as_ref(), &message, &mut cache, buf)
         })))
     }
 }
@@ -255,6 +304,8 @@ pub struct Streaming<M: HasMessageView> {
     raw: RequestPayloads,
     codec: Codec,
     decoder: RequestDecoder<M>,
+    /// The call's context, when its interceptors see request messages.
+    hooks: Option<Context>,
 }
 
 impl<M: HasMessageView> std::fmt::Debug for Streaming<M> {
@@ -277,20 +328,44 @@ impl<M: HasMessageView> Streaming<M> {
             raw,
             codec,
             decoder,
+            hooks: None,
         }
+    }
+
+    /// Shows each request to the interceptors of `ctx`'s call (the handler adapters do this).
+    fn seen_by(mut self, ctx: &Context) -> Self {
+        self.hooks = hooked(ctx);
+        self
     }
 }
 
-impl<M> Stream for Streaming<M>
-where
-    M: HasMessageView + serde::de::DeserializeOwned,
-{
+/// Decodes one request payload and shows it to the interceptors, if the call has any.
+fn decode_request_message<M: RequestMessage>(
+    decoder: RequestDecoder<M>,
+    codec: Codec,
+    payload: Bytes,
+    hooks: Option<&Context>,
+) -> Result<RequestView<M>, Status> {
+    let len = payload.len();
+    let request = decoder.decode(codec, payload)?;
+    if let Some(ctx) = hooks {
+        let seen = MessageRef::new(&request, M::FULL_NAME, len);
+        interceptor::server_request_message(ctx.interceptors(), ctx, seen)?;
+    }
+    Ok(request)
+}
+
+impl<M: RequestMessage> Stream for Streaming<M> {
     type Item = Result<RequestView<M>, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let codec = self.codec;
         match Pin::new(&mut self.raw).poll_next(cx) {
-            Poll::Ready(Some(payload)) => Poll::Ready(Some(self.decoder.decode(codec, payload))),
+            Poll::Ready(Some(payload)) => {
+                let decoded =
+                    decode_request_message(self.decoder, codec, payload, self.hooks.as_ref());
+                Poll::Ready(Some(decoded))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -301,18 +376,21 @@ where
 /// then each message of its stream, serialized in place.
 struct StreamResponses<Resp> {
     codec: Codec,
+    hooks: Option<Context>,
     start: Option<BoxFuture<'static, Result<HandlerStream<Resp>, Status>>>,
     stream: Option<HandlerStream<Resp>>,
     cache: buffa::SizeCache,
 }
 
-impl<Resp> StreamResponses<Resp>
-where
-    Resp: buffa::Message + serde::Serialize + 'static,
-{
-    fn new(codec: Codec, start: BoxFuture<'static, Result<HandlerStream<Resp>, Status>>) -> Self {
+impl<Resp: Message> StreamResponses<Resp> {
+    fn new(
+        codec: Codec,
+        hooks: Option<Context>,
+        start: BoxFuture<'static, Result<HandlerStream<Resp>, Status>>,
+    ) -> Self {
         StreamResponses {
             codec,
+            hooks,
             start: Some(start),
             stream: None,
             cache: buffa::SizeCache::new(),
@@ -320,10 +398,7 @@ where
     }
 }
 
-impl<Resp> WriteResponses for StreamResponses<Resp>
-where
-    Resp: buffa::Message + serde::Serialize + 'static,
-{
+impl<Resp: Message> WriteResponses for StreamResponses<Resp> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
@@ -343,7 +418,13 @@ where
         };
         match std::task::ready!(stream.as_mut().poll_next(cx)) {
             Some(item) => Poll::Ready(Some(item.and_then(|message| {
-                crate::codec::encode_into(this.codec, &message, &mut this.cache, buf)
+                write_response(
+                    this.codec,
+                    this.hooks.as_ref(),
+                    &message,
+                    &mut this.cache,
+                    buf,
+                )
             }))),
             None => {
                 this.stream = None;
@@ -370,18 +451,20 @@ pub fn unary<Req, Resp, F, Fut>(
     handler: F,
 ) -> ResponsePayloads
 where
-    Req: HasMessageView + serde::de::DeserializeOwned,
-    Resp: buffa::Message + serde::Serialize + 'static,
+    Req: RequestMessage,
+    Resp: Message,
     F: FnOnce(Context, RequestView<Req>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Response<Resp>, Status>> + Send + 'static,
 {
     let codec = ctx.codec();
+    let hooks = hooked(&ctx);
     ResponsePayloads::new(OneResponse {
         codec,
+        hooks: hooks.clone(),
         done: false,
         future: async move {
             let payload = requests.single().await?;
-            let request = decoder.decode(codec, payload)?;
+            let request = decode_request_message(decoder, codec, payload, hooks.as_ref())?;
             let response = handler(ctx.clone(), request).await?;
             message_of(&ctx, response)
         },
@@ -396,21 +479,25 @@ pub fn server_streaming<Req, Resp, F, Fut>(
     handler: F,
 ) -> ResponsePayloads
 where
-    Req: HasMessageView + serde::de::DeserializeOwned,
-    Resp: buffa::Message + serde::Serialize + 'static,
+    Req: RequestMessage,
+    Resp: Message,
     F: FnOnce(Context, RequestView<Req>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Response<HandlerStream<Resp>>, Status>> + Send + 'static,
 {
     let codec = ctx.codec();
-    ResponsePayloads::new(StreamResponses::new(
+    let hooks = hooked(&ctx);
+    let request_hooks = hooks.clone();
+    let responses = StreamResponses::new(
         codec,
+        hooks,
         Box::pin(async move {
             let payload = requests.single().await?;
-            let request = decoder.decode(codec, payload)?;
+            let request = decode_request_message(decoder, codec, payload, request_hooks.as_ref())?;
             let response = handler(ctx.clone(), request).await?;
             message_of(&ctx, response)
         }),
-    ))
+    );
+    ResponsePayloads::new(responses)
 }
 
 /// Serves a client-streaming method with `handler`, its requests decoded by `decoder`.
@@ -421,15 +508,16 @@ pub fn client_streaming<Req, Resp, F, Fut>(
     handler: F,
 ) -> ResponsePayloads
 where
-    Req: HasMessageView + serde::de::DeserializeOwned,
-    Resp: buffa::Message + serde::Serialize + 'static,
+    Req: RequestMessage,
+    Resp: Message,
     F: FnOnce(Context, Streaming<Req>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Response<Resp>, Status>> + Send + 'static,
 {
     let codec = ctx.codec();
-    let requests = Streaming::with_decoder(requests, codec, decoder);
+    let requests = Streaming::with_decoder(requests, codec, decoder).seen_by(&ctx);
     ResponsePayloads::new(OneResponse {
         codec,
+        hooks: hooked(&ctx),
         done: false,
         future: async move {
             let response = handler(ctx.clone(), requests).await?;
@@ -446,18 +534,20 @@ pub fn bidi_streaming<Req, Resp, F, Fut>(
     handler: F,
 ) -> ResponsePayloads
 where
-    Req: HasMessageView + serde::de::DeserializeOwned,
-    Resp: buffa::Message + serde::Serialize + 'static,
+    Req: RequestMessage,
+    Resp: Message,
     F: FnOnce(Context, Streaming<Req>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Response<HandlerStream<Resp>>, Status>> + Send + 'static,
 {
     let codec = ctx.codec();
-    let requests = Streaming::with_decoder(requests, codec, decoder);
-    ResponsePayloads::new(StreamResponses::new(
+    let requests = Streaming::with_decoder(requests, codec, decoder).seen_by(&ctx);
+    let responses = StreamResponses::new(
         codec,
+        hooked(&ctx),
         Box::pin(async move {
             let response = handler(ctx.clone(), requests).await?;
             message_of(&ctx, response)
         }),
-    ))
+    );
+    ResponsePayloads::new(responses)
 }

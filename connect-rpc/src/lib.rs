@@ -36,20 +36,26 @@ pub mod cors;
 mod descriptors;
 mod details;
 mod handler;
+pub mod interceptor;
 mod json_types;
 mod message;
+pub mod observe;
 mod response;
 mod router;
 mod runtime;
 
 pub use body::{BoxError, RequestBody, TransportError};
-pub use client::{merge_options, Client, Outcome, ResponseStream, Transport};
+pub use client::{merge_options, Client, Message, Outcome, ResponseStream, Transport};
 pub use context::{Context, MetadataSent};
 pub use descriptors::ServiceDescriptors;
 pub use details::{DetailMessage, StatusDetails};
 pub use handler::{
-    bidi_streaming, client_streaming, server_streaming, unary, HandlerStream, RequestPayloads,
-    ResponsePayloads, Service, Streaming,
+    bidi_streaming, client_streaming, server_streaming, unary, HandlerStream, RequestMessage,
+    RequestPayloads, ResponsePayloads, Service, Streaming,
+};
+pub use interceptor::{
+    client_head_interceptor, head_interceptor, CallState, ClientCallHead, ClientCallInfo,
+    ClientInterceptor, MessageRef, ServerCallHead, ServerInterceptor, UnaryCall, UnaryRequest,
 };
 pub use json_types::{register_json_types, RegisterTypes};
 pub use message::{

@@ -14,6 +14,7 @@ use crate::body::{BoxError, BoxedBody};
 use crate::context::Context;
 use crate::cors::Cors;
 use crate::handler::{Inbox, RequestPayloads, ResponsePayloads, Service};
+use crate::interceptor::{self, CallState, ServerCallHead, ServerChain, ServerInterceptor};
 use crate::runtime::{CallTimer, Runtime};
 use connect_proto::{Codec, MethodInfo, Protocol};
 use connect_proto::{ServerCall, ServerConfig, ServerEvent, ServerTransmit};
@@ -59,6 +60,7 @@ struct RouterInner {
     config: ServerConfig,
     runtime: Arc<dyn Runtime>,
     cors: Option<Arc<Cors>>,
+    interceptors: ServerChain,
 }
 
 impl fmt::Debug for Router {
@@ -83,8 +85,17 @@ impl Router {
                 config: ServerConfig::default(),
                 runtime: Arc::new(runtime),
                 cors: None,
+                interceptors: Arc::new([]),
             }),
         }
+    }
+
+    /// Adds an interceptor around every call, inside those added before (see
+    /// [`ServerInterceptor`]).
+    pub fn intercept(mut self, interceptor: impl ServerInterceptor) -> Self {
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.interceptors = interceptor::push(&inner.interceptors, Arc::new(interceptor));
+        self
     }
 
     /// Registers a service (a generated `…Server`). A path registered twice is served by the last one.
@@ -176,23 +187,56 @@ impl Router {
         }
         let mut responses = None;
         let mut ctx = None;
-        if let (Some(route), false) = (route, rejected) {
+        if let Some(route) = route {
+            let protocol = call.protocol().unwrap_or(Protocol::Connect);
+            let codec = call.codec().unwrap_or(Codec::Proto);
+            let state = CallState::default();
+            if !rejected && !inner.interceptors.is_empty() {
+                // The head phase: before any of the body is read.
+                let mut head = ServerCallHead {
+                    method: route.method,
+                    protocol,
+                    codec,
+                    deadline: call.deadline(),
+                    headers: &mut parts.headers,
+                    extensions: &parts.extensions,
+                    state: &state,
+                };
+                let verdict = inner
+                    .interceptors
+                    .iter()
+                    .try_for_each(|i| i.on_request_head(&mut head));
+                if let Err(status) = verdict {
+                    rejected = true;
+                    // Only fails when the call already ended, which `rejected` rules out.
+                    let _ = call.finish(Err(status), http::HeaderMap::new());
+                    early_events.extend(std::iter::from_fn(|| call.poll_event()));
+                }
+            }
             let context = Context::new(
                 route.method,
-                call.protocol().unwrap_or(Protocol::Connect),
-                call.codec().unwrap_or(Codec::Proto),
+                protocol,
+                codec,
                 call.deadline(),
                 std::mem::take(&mut parts.headers),
                 std::mem::take(&mut parts.extensions),
             )
-            .with_uri(std::mem::take(&mut parts.uri));
-            responses = inner.services[route.service].call(
-                route.index,
-                context.clone(),
-                RequestPayloads::new(inbox.clone()),
-            );
+            .with_uri(std::mem::take(&mut parts.uri))
+            .with_interceptors(inner.interceptors.clone(), state);
+            if !rejected {
+                responses = inner.services[route.service].call(
+                    route.index,
+                    context.clone(),
+                    RequestPayloads::new(inbox.clone()),
+                );
+            }
             ctx = Some(context);
         }
+        #[cfg(feature = "tracing")]
+        let span = ctx
+            .as_ref()
+            .and_then(|c| c.state().get::<crate::observe::CallSpan>())
+            .map(|s| s.0);
         let mut driver = Box::new(ServerDriver {
             call,
             runtime: inner.runtime.clone(),
@@ -202,6 +246,9 @@ impl Router {
             responses,
             ctx,
             headers_sent: false,
+            finish_reported: false,
+            #[cfg(feature = "tracing")]
+            span,
             out: VecDeque::new(),
             out_bytes: 0,
             done: false,
@@ -383,17 +430,36 @@ struct ServerDriver {
     done: bool,
     /// The request failed or was reset: no response will ever be produced.
     reset: bool,
+    /// The interceptors' finish phase ran.
+    finish_reported: bool,
+    /// The call's span (from `observe::ServerTracing`): the handler runs inside it.
+    #[cfg(feature = "tracing")]
+    span: Option<tracing::Span>,
 }
 
 /// The handler's response headers when they are due (once, before the first response; nothing when
-/// the handler set none and did not ask for them to be sent), marking them sent.
+/// the handler set none, did not ask for them to be sent, and no interceptor added any), marking
+/// them sent.
 fn due_headers(sent: &mut bool, ctx: Option<&Context>) -> Option<http::HeaderMap> {
     if std::mem::replace(sent, true) {
         return None;
     }
     let ctx = ctx?;
-    let headers = ctx.take_response_headers();
+    let mut headers = ctx.take_response_headers();
+    for interceptor in ctx.interceptors().iter().rev() {
+        interceptor.on_response_headers(ctx, &mut headers);
+    }
     (!headers.is_empty() || ctx.response_headers_requested()).then_some(headers)
+}
+
+#[cfg(feature = "tracing")]
+/// What a panic carried, for the log.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a non-string panic payload")
 }
 
 impl ServerDriver {
@@ -530,11 +596,21 @@ impl ServerDriver {
         match event {
             ServerEvent::Message(payload) => self.inbox.push(payload),
             ServerEvent::InputClosed => self.inbox.close(),
-            ServerEvent::Finished(_) => {
+            ServerEvent::Finished(outcome) => {
                 // The response is already queued by the machine; the handler (if still running: the
                 // call ended on its own) is dropped here.
                 self.responses = None;
                 self.inbox.close();
+                if !self.finish_reported {
+                    // The call ended on its own: the interceptors observe the outcome sent.
+                    self.finish_reported = true;
+                    if let Some(ctx) = self.ctx.as_ref() {
+                        let (mut outcome, mut trailers) = (outcome, http::HeaderMap::new());
+                        for interceptor in ctx.interceptors().iter().rev() {
+                            interceptor.on_finish(ctx, &mut outcome, &mut trailers);
+                        }
+                    }
+                }
             }
         }
     }
@@ -542,10 +618,33 @@ impl ServerDriver {
     /// Polls the handler for its next response, which it serializes straight into the call's send
     /// buffer. `None` when it has none ready; else whether it was a message (not the call's end).
     fn poll_response(&mut self, cx: &mut TaskContext<'_>) -> Option<bool> {
+        #[cfg(feature = "tracing")]
+        let span = self.span.clone();
+        #[cfg(feature = "tracing")]
+        let _entered = span.as_ref().map(tracing::Span::enter);
         let responses = self.responses.as_mut()?;
         let mut writer = self.call.message_writer();
-        let Poll::Ready(item) = responses.poll_write(cx, writer.buffer()) else {
-            return None;
+        // A panicking handler fails its own call (`internal`), never the connection it shares.
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            responses.poll_write(cx, writer.buffer())
+        }));
+        let item = match polled {
+            Ok(Poll::Ready(item)) => item,
+            Ok(Poll::Pending) => return None,
+            Err(panic) => {
+                drop(writer);
+                // The payload goes to the log (and the panic hook's report), not to the client.
+                #[cfg(feature = "tracing")]
+                tracing::error!(
+                    rpc.method = self.ctx.as_ref().map_or("", |c| c.method().path),
+                    panic = panic_message(&*panic),
+                    "an RPC handler panicked; the call fails with internal"
+                );
+                drop(panic);
+                self.send_headers_once();
+                self.finish(Err(connect_proto::Status::internal("the handler panicked")));
+                return Some(false);
+            }
         };
         let sent = match item {
             Some(Ok(())) => match due_headers(&mut self.headers_sent, self.ctx.as_ref()) {
@@ -586,13 +685,19 @@ impl ServerDriver {
         }
     }
 
-    fn finish(&mut self, result: Result<(), crate::Status>) {
+    fn finish(&mut self, mut result: Result<(), crate::Status>) {
         self.responses = None;
-        let trailers = self
+        let mut trailers = self
             .ctx
             .as_ref()
             .map(Context::take_response_trailers)
             .unwrap_or_default();
+        if let Some(ctx) = self.ctx.as_ref().filter(|_| !self.call.is_finished()) {
+            self.finish_reported = true;
+            for interceptor in ctx.interceptors().iter().rev() {
+                interceptor.on_finish(ctx, &mut result, &mut trailers);
+            }
+        }
         // Fails only when the machine already ended the call (deadline, reset): its answer stands.
         let _ = self.call.finish(result, trailers);
     }

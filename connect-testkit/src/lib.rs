@@ -7,6 +7,7 @@
 mod certs;
 #[cfg(feature = "hyper")]
 pub mod hyper;
+mod intercept;
 mod service;
 mod suite;
 

@@ -186,6 +186,9 @@ impl EchoService for Echo {
         let r = request.view();
         let _guard = self.tracker.guard(r.tag);
         self.echo_metadata(&ctx, r.text)?;
+        if r.panic {
+            panic!("the request asked the handler to panic");
+        }
         let (text, fail, padding, delay) = (
             r.text.to_owned(),
             r.fail_code.to_owned(),

@@ -70,7 +70,7 @@ impl fmt::Display for Case {
     }
 }
 
-const PROTOCOLS: [Protocol; 3] = [Protocol::Connect, Protocol::Grpc, Protocol::GrpcWeb];
+pub(crate) const PROTOCOLS: [Protocol; 3] = [Protocol::Connect, Protocol::Grpc, Protocol::GrpcWeb];
 const CODECS: [Codec; 2] = [Codec::Proto, Codec::Json];
 
 /// What a runtime adapter provides to the checks.
@@ -244,12 +244,12 @@ impl<A: Adapter> Suite<A> {
             .service(EchoServiceServer::new(echo))
     }
 
-    async fn server(&self, http: Http, config: ServerConfig) -> TestServer {
+    pub(crate) async fn server(&self, http: Http, config: ServerConfig) -> TestServer {
         let serve = self.adapter.serve(self.router(config), http);
         bounded(&*self.runtime, CALL_LIMIT, "starting a server", serve).await
     }
 
-    fn client(&self, server: &TestServer, case: Case) -> EchoClient<A::Transport> {
+    pub(crate) fn client(&self, server: &TestServer, case: Case) -> EchoClient<A::Transport> {
         self.client_with(server, case, |_| {})
     }
 
@@ -302,7 +302,7 @@ impl<A: Adapter> Suite<A> {
     }
 
     /// Runs `check` for each protocol × codec against one server per HTTP version.
-    async fn each_case<'a, F, Fut>(&'a self, config: ServerConfig, check: F)
+    pub(crate) async fn each_case<'a, F, Fut>(&'a self, config: ServerConfig, check: F)
     where
         F: Fn(&'a Self, TestServerRef, Case) -> Fut,
         Fut: Future<Output = ()> + 'a,
@@ -919,7 +919,7 @@ impl<A: Adapter> Suite<A> {
 }
 
 /// A shared handle on the server of the current HTTP version.
-struct TestServerRef(Rc<TestServer>);
+pub(crate) struct TestServerRef(pub(crate) Rc<TestServer>);
 
 /// Expands to one `#[test]` per check of [`Suite`], for an adapter: `e2e_tests!(make_adapter(),
 /// block_on)` where `block_on` runs a future to completion on the adapter's runtime.
@@ -929,14 +929,18 @@ macro_rules! e2e_tests {
         $crate::e2e_tests!(@each $adapter, $block_on;
             unary, server_streaming, client_streaming, bidi_streaming, errors, deadlines,
             cancellation, compression, unsupported_compression, connect_get,
-            message_size_limits, unknown_method, graceful_shutdown);
+            message_size_limits, unknown_method, graceful_shutdown, interceptor_rejects_from_head,
+            interceptors_run_in_order, interceptors_see_messages_in_order,
+            handler_panic_fails_only_its_call);
     };
     (@each $adapter:expr, $block_on:path; $($check:ident),*) => {
         $(
             #[test]
             fn $check() {
                 let suite = $crate::Suite::new($adapter);
-                $block_on(suite.$check());
+                // On the heap: a check is a large future, and some `block_on`s keep theirs on the
+                // test thread's stack.
+                $block_on(::std::boxed::Box::pin(suite.$check()));
             }
         )*
     };
