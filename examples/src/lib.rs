@@ -7,6 +7,8 @@ use connect_rpc::{
 use connect_rpc::{ClientConfig, Codec, Protocol, Status, StatusDetails};
 use futures_util::StreamExt;
 
+pub mod interceptors;
+
 /// Code generated from `proto/demo/v1/greet.proto` by connect-build.
 #[allow(missing_docs, unreachable_pub)]
 pub mod proto {
@@ -63,6 +65,17 @@ impl GreetService for Greeter {
         Ok(Response::new(greeting(format!(
             "Hello, {name}! ({:?} from {peer})",
             ctx.protocol()
+        ))))
+    }
+
+    async fn hello(
+        &self,
+        _ctx: Context,
+        request: RequestView<GreetRequest>,
+    ) -> Result<Response<GreetResponse>, Status> {
+        Ok(Response::new(greeting(format!(
+            "Hello, {}!",
+            request.name()
         ))))
     }
 
