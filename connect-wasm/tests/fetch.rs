@@ -6,9 +6,14 @@
 
 use std::time::Duration;
 
-use connect_build_tests::proto::acme::greet::v1::{GreetRequest, GreetServiceClient};
-use connect_rpc::Runtime;
-use connect_rpc::{CallOptions, ClientConfig, Code, Codec, Instant, Protocol};
+use connect_build_tests::proto::acme::greet::v1::{
+    GreetRequest, GreetResponse, GreetServiceClient,
+};
+use connect_rpc::{
+    CallOptions, ClientConfig, Code, Codec, Instant, Protocol, Runtime, Status, UnaryCall,
+    UnaryRequest,
+};
+use connect_rpc::{ClientCallHead, ClientCallInfo, ClientInterceptor, MessageRef};
 use connect_wasm::{BrowserRuntime, FetchTransport};
 use futures_util::StreamExt;
 use http::HeaderValue;
@@ -426,4 +431,150 @@ async fn unreachable_server_is_unavailable() {
     ));
     let status = client.greet(&greet("Ada")).await.unwrap_err();
     assert_eq!(status.code(), Code::UNAVAILABLE, "{status}");
+}
+
+/// Records every phase of the calls it sees, and adds `x-echo: intercepted` to each request.
+#[derive(Clone, Default)]
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Recorder {
+    fn push(&self, line: String) {
+        self.0.lock().unwrap().push(line);
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl ClientInterceptor for Recorder {
+    fn on_request_head(&self, head: &mut ClientCallHead<'_>) -> Result<(), Status> {
+        head.options
+            .headers
+            .insert("x-echo", HeaderValue::from_static("intercepted"));
+        self.push(format!("head {}", head.method.path));
+        Ok(())
+    }
+
+    fn on_request_message(
+        &self,
+        _: &ClientCallInfo,
+        message: MessageRef<'_>,
+    ) -> Result<(), Status> {
+        let name = message.downcast_ref::<GreetRequest>().unwrap().name.clone();
+        self.push(format!("request {name}"));
+        Ok(())
+    }
+
+    fn on_response_headers(&self, _: &ClientCallInfo, headers: &mut http::HeaderMap) {
+        let echoed = headers
+            .get("x-echoed")
+            .map(|v| v.to_str().unwrap().to_owned());
+        self.push(format!("headers {echoed:?}"));
+    }
+
+    fn on_response_message(
+        &self,
+        _: &ClientCallInfo,
+        message: MessageRef<'_>,
+    ) -> Result<(), Status> {
+        let greeting = &message.downcast_ref::<GreetResponse>().unwrap().greeting;
+        self.push(format!("response {greeting}"));
+        Ok(())
+    }
+
+    fn on_finish(
+        &self,
+        _: &ClientCallInfo,
+        outcome: &mut Result<(), Status>,
+        trailers: &mut http::HeaderMap,
+    ) {
+        let trailer = trailers
+            .get("x-trailer")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let code = outcome.as_ref().err().map(|s| s.code());
+        self.push(format!("finish {code:?} {trailer:?}"));
+    }
+
+    fn wrap_unary(&self, next: UnaryCall) -> UnaryCall {
+        let this = self.clone();
+        std::sync::Arc::new(move |request: UnaryRequest| {
+            this.push(format!("unary {} bytes", request.payload.len()));
+            next(request)
+        })
+    }
+}
+
+#[wasm_bindgen_test]
+async fn client_interceptors_see_every_phase_in_the_browser() {
+    for (protocol, codec) in MATRIX {
+        let recorder = Recorder::default();
+        let config = ClientConfig::new(protocol, codec);
+        let client = GreetServiceClient::new(
+            connect_wasm::client(SERVER.parse().unwrap(), config).intercept(recorder.clone()),
+        );
+        let case = format!("{protocol:?}/{codec:?}");
+
+        let response = client.greet(&greet("Ada")).await.unwrap();
+        // The interceptor's header reached the server, which echoed it.
+        assert_eq!(response.headers()["x-echoed"], "intercepted", "{case}");
+        let log = recorder.take();
+        assert_eq!(log[0], "head /acme.greet.v1.GreetService/Greet", "{case}");
+        assert_eq!(log[1], "request Ada", "{case}");
+        assert!(log[2].starts_with("unary "), "{case}: {log:?}");
+        assert_eq!(
+            log[3..],
+            [
+                "headers Some(\"intercepted\")",
+                "response Hello, Ada!",
+                "finish None Some(\"done\")",
+            ],
+            "{case}"
+        );
+
+        let mut stream = client
+            .greet_many(&request("Grace", 2, Duration::ZERO))
+            .await
+            .unwrap();
+        while let Some(message) = stream.next().await {
+            message.unwrap();
+        }
+        let log = recorder.take();
+        assert_eq!(
+            log[1..],
+            [
+                "request Grace",
+                "headers None",
+                "response Hello, Grace #0!",
+                "response Hello, Grace #1!",
+                "finish None Some(\"streamed\")",
+            ],
+            "{case}"
+        );
+
+        let error = client.fail(&greet("unavailable")).await.unwrap_err();
+        assert_eq!(error.code(), Code::UNAVAILABLE, "{case}");
+        let log = recorder.take();
+        assert_eq!(
+            log.last().unwrap(),
+            "finish Some(unavailable) None",
+            "{case}: {log:?}"
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_client_interceptor_can_fail_a_call_before_the_fetch() {
+    let client = GreetServiceClient::new(
+        connect_wasm::client(
+            SERVER.parse().unwrap(),
+            ClientConfig::new(Protocol::Connect, Codec::Proto),
+        )
+        .intercept(connect_rpc::client_head_interceptor(|_| {
+            Err(Status::new(Code::UNAUTHENTICATED, "log in first"))
+        })),
+    );
+    let error = client.greet(&greet("Ada")).await.unwrap_err();
+    assert_eq!(error.code(), Code::UNAUTHENTICATED);
+    assert_eq!(error.message(), "log in first");
 }
