@@ -124,21 +124,28 @@ fn calls(c: &mut Criterion) {
 
     // The typed layer on top: the router, our generated server and the echo handler, in memory (no
     // HTTP stack), request body in one chunk, response body read to its end.
-    let router = pair::rpc_router();
+    // `+noop-interceptor`: the same with an interceptor that implements every phase and does
+    // nothing, the cost of the interceptor machinery.
+    let routers = [
+        ("router+handler", pair::rpc_router()),
+        (
+            "router+handler+noop-interceptor",
+            pair::rpc_router_noop_interceptor(),
+        ),
+    ];
     let mut group = c.benchmark_group("rpc-unary-call");
     for protocol in PROTOCOLS {
         let client_config = pair::client_config(protocol);
         let (_, request) = pair::client_request(&client_config, pair::ECHO, echo.clone());
-        group.bench_function(
-            BenchmarkId::new("router+handler", protocol_name(protocol)),
-            |b| {
+        for (name, router) in &routers {
+            group.bench_function(BenchmarkId::new(*name, protocol_name(protocol)), |b| {
                 b.iter_batched(
                     || pair::http_request(&request),
-                    |request| pair::rpc_call(&router, request),
+                    |request| pair::rpc_call(router, request),
                     criterion::BatchSize::SmallInput,
                 )
-            },
-        );
+            });
+        }
     }
     group.finish();
 

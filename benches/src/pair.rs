@@ -127,3 +127,50 @@ pub fn rpc_router() -> connect_rpc::Router {
         crate::ours::bench::v1::BenchServiceServer::new(crate::servers::OursBench),
     )
 }
+
+/// An interceptor that implements every phase and does nothing in any of them: the price of the
+/// interceptor machinery itself.
+#[derive(Debug)]
+pub struct NoopInterceptor;
+
+impl connect_rpc::ServerInterceptor for NoopInterceptor {
+    fn on_request_head(
+        &self,
+        head: &mut connect_rpc::ServerCallHead<'_>,
+    ) -> Result<(), connect_rpc::Status> {
+        std::hint::black_box(head);
+        Ok(())
+    }
+
+    fn on_request_message(
+        &self,
+        _: &connect_rpc::Context,
+        message: connect_rpc::MessageRef<'_>,
+    ) -> Result<(), connect_rpc::Status> {
+        std::hint::black_box(message);
+        Ok(())
+    }
+
+    fn on_response_message(
+        &self,
+        _: &connect_rpc::Context,
+        message: connect_rpc::MessageRef<'_>,
+    ) -> Result<(), connect_rpc::Status> {
+        std::hint::black_box(message);
+        Ok(())
+    }
+
+    fn on_finish(
+        &self,
+        _: &connect_rpc::Context,
+        outcome: &mut Result<(), connect_rpc::Status>,
+        _: &mut http::HeaderMap,
+    ) {
+        std::hint::black_box(outcome);
+    }
+}
+
+/// [`rpc_router`] with a [`NoopInterceptor`].
+pub fn rpc_router_noop_interceptor() -> connect_rpc::Router {
+    rpc_router().intercept(NoopInterceptor)
+}
