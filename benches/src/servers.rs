@@ -18,9 +18,13 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 /// A server implementation under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum ServerKind {
-    /// connect-proto's router on connect-tokio.
+    /// connect-rpc's router on connect-tokio.
     OursTokio,
-    /// connect-proto's router on connect-smol.
+    /// The same with an interceptor that implements every phase and does nothing
+    /// (`pair::NoopInterceptor`): what the interceptor machinery costs. Not in [`ServerKind::ALL`];
+    /// ask for it with `--servers ours-tokio,ours-tokio-noop-interceptor`.
+    OursTokioNoopInterceptor,
+    /// connect-rpc's router on connect-smol.
     OursSmol,
     /// tonic 0.14 with prost.
     Tonic,
@@ -44,6 +48,7 @@ impl ServerKind {
     pub fn name(self) -> &'static str {
         match self {
             ServerKind::OursTokio => "ours-tokio",
+            ServerKind::OursTokioNoopInterceptor => "ours-tokio-noop-interceptor",
             ServerKind::OursSmol => "ours-smol",
             ServerKind::Tonic => "tonic",
             ServerKind::Connectrpc => "connectrpc",
@@ -51,9 +56,15 @@ impl ServerKind {
         }
     }
 
+    /// Servers measured only when asked for by name.
+    pub const EXTRA: [ServerKind; 1] = [ServerKind::OursTokioNoopInterceptor];
+
     /// Parses [`ServerKind::name`].
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
+        Self::ALL
+            .into_iter()
+            .chain(Self::EXTRA)
+            .find(|k| k.name() == name)
     }
 
     /// Why the server cannot run in this build, if it cannot.
@@ -69,7 +80,10 @@ impl ServerKind {
 
     /// Whether this is one of our own servers.
     pub fn is_ours(self) -> bool {
-        matches!(self, ServerKind::OursTokio | ServerKind::OursSmol)
+        matches!(
+            self,
+            ServerKind::OursTokio | ServerKind::OursTokioNoopInterceptor | ServerKind::OursSmol
+        )
     }
 }
 
@@ -95,9 +109,12 @@ pub fn serve(
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         match kind {
-            ServerKind::OursTokio => {
-                let router = connect_tokio::router()
+            ServerKind::OursTokio | ServerKind::OursTokioNoopInterceptor => {
+                let mut router = connect_tokio::router()
                     .service(crate::ours::bench::v1::BenchServiceServer::new(ours::Bench));
+                if kind == ServerKind::OursTokioNoopInterceptor {
+                    router = router.intercept(crate::pair::NoopInterceptor);
+                }
                 let handle = connect_tokio::Server::new(router).spawn(listener)?;
                 ready(addr);
                 stop.await;

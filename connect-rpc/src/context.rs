@@ -56,7 +56,8 @@ struct Inner {
     response: Mutex<ResponseMetadata>,
     flush_headers: AtomicBool,
     state: CallState,
-    interceptors: ServerChain,
+    /// `None` without interceptors (no allocation for the common case).
+    interceptors: Option<ServerChain>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -67,7 +68,7 @@ impl std::fmt::Debug for Inner {
             .field("codec", &self.codec)
             .field("deadline", &self.deadline)
             .field("request_headers", &self.request_headers)
-            .field("interceptors", &self.interceptors.len())
+            .field("interceptors", &self.interceptors.as_ref().map_or(0, |i| i.len()))
             .finish_non_exhaustive()
     }
 }
@@ -102,7 +103,7 @@ impl Context {
                 response: Mutex::new(ResponseMetadata::default()),
                 flush_headers: AtomicBool::new(false),
                 state: CallState::default(),
-                interceptors: Arc::new([]),
+                interceptors: None,
             }),
         }
     }
@@ -111,7 +112,7 @@ impl Context {
     /// this). Only effective before the context is cloned.
     pub(crate) fn with_interceptors(mut self, interceptors: ServerChain, state: CallState) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.interceptors = interceptors;
+            inner.interceptors = (!interceptors.is_empty()).then_some(interceptors);
             inner.state = state;
         }
         self
@@ -119,7 +120,7 @@ impl Context {
 
     /// The router's interceptors, outermost first.
     pub(crate) fn interceptors(&self) -> &[Arc<dyn ServerInterceptor>] {
-        &self.inner.interceptors
+        self.inner.interceptors.as_deref().unwrap_or(&[])
     }
 
     /// Typed per-call state interceptors left for the handler (an authenticated principal, ...).

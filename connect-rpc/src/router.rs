@@ -213,7 +213,7 @@ impl Router {
                     early_events.extend(std::iter::from_fn(|| call.poll_event()));
                 }
             }
-            let context = Context::new(
+            let mut context = Context::new(
                 route.method,
                 protocol,
                 codec,
@@ -221,8 +221,10 @@ impl Router {
                 std::mem::take(&mut parts.headers),
                 std::mem::take(&mut parts.extensions),
             )
-            .with_uri(std::mem::take(&mut parts.uri))
-            .with_interceptors(inner.interceptors.clone(), state);
+            .with_uri(std::mem::take(&mut parts.uri));
+            if !inner.interceptors.is_empty() {
+                context = context.with_interceptors(inner.interceptors.clone(), state);
+            }
             if !rejected {
                 responses = inner.services[route.service].call(
                     route.index,
