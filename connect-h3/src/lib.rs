@@ -22,6 +22,26 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Advertising HTTP/3
+//!
+//! Clients reach an HTTP/3 endpoint they know of; to let them find it, the HTTP/1.1 and HTTP/2
+//! server of the same host says where it is with an `Alt-Svc` header on every response:
+//!
+//! ```no_run
+//! # async fn demo(router: connect_rpc::Router, tls: rustls::ServerConfig) -> std::io::Result<()> {
+//! let h3 = connect_h3::Server::new(router.clone(), tls.clone()).bind("0.0.0.0:443".parse().unwrap())?;
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
+//! let tcp = connect_tokio::Server::new(router)
+//!     .tls(tls)
+//!     .alt_svc(connect_h3::alt_svc(443)) // h3=":443"; ma=86400
+//!     .spawn(listener)?;
+//! # Ok(()) }
+//! ```
+//!
+//! Browsers switch to HTTP/3 for `https` origins that send it; [`H3Transport`] does not read it
+//! (choose the transport by URL), and an application that wants to can read the header from a
+//! response's headers (`tests/alt_svc.rs` does, then calls the advertised port over HTTP/3).
+//!
 //! # Runtimes
 //!
 //! This crate runs on tokio, as quinn does by default: the server and the transport spawn tokio
@@ -46,7 +66,9 @@ pub use connect_hyper::{Limits, PeerAddr, PeerCertificates};
 pub use server::{Server, ServerHandle};
 
 /// The `Alt-Svc` header value that advertises HTTP/3 on `port` (for a day): what an HTTP/1.1 or
-/// HTTP/2 server of the same host sends so that browsers and clients may switch to HTTP/3.
+/// HTTP/2 server of the same host sends so that browsers and clients may switch to HTTP/3. Give it
+/// to connect-tokio's or connect-smol's `Server::alt_svc` (connect-hyper's
+/// `Server::alt_svc`), which adds it to every response.
 pub fn alt_svc(port: u16) -> http::HeaderValue {
     http::HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400"))
         .unwrap_or_else(|_| http::HeaderValue::from_static("clear"))

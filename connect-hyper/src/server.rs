@@ -77,9 +77,14 @@ pub trait ServerRuntime: Send + Sync + 'static {
 /// Each request gets a [`PeerAddr`] (and, over TLS, the client's
 /// [`PeerCertificates`](crate::PeerCertificates)) in its extensions, which handlers read through
 /// `Context::extensions`.
+///
+/// With [`Server::alt_svc`], every response carries an `Alt-Svc` header, so that clients learn of
+/// an HTTP/3 endpoint of the same service (connect-h3 serves it; `connect_h3::alt_svc(port)` makes
+/// the value).
 pub struct Server<R> {
     router: Router,
     limits: Limits,
+    alt_svc: Option<http::HeaderValue>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ServerConfig>>,
     runtime: std::marker::PhantomData<fn() -> R>,
@@ -90,6 +95,7 @@ impl<R> Clone for Server<R> {
         Server {
             router: self.router.clone(),
             limits: self.limits.clone(),
+            alt_svc: self.alt_svc.clone(),
             #[cfg(feature = "tls")]
             tls: self.tls.clone(),
             runtime: std::marker::PhantomData,
@@ -101,7 +107,8 @@ impl<R> std::fmt::Debug for Server<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut s = f.debug_struct("Server");
         s.field("router", &self.router)
-            .field("limits", &self.limits);
+            .field("limits", &self.limits)
+            .field("alt_svc", &self.alt_svc);
         #[cfg(feature = "tls")]
         s.field("tls", &self.tls.is_some());
         s.finish()
@@ -114,6 +121,7 @@ impl<R: ServerRuntime> Server<R> {
         Server {
             router,
             limits: Limits::default(),
+            alt_svc: None,
             #[cfg(feature = "tls")]
             tls: None,
             runtime: std::marker::PhantomData,
@@ -123,6 +131,16 @@ impl<R: ServerRuntime> Server<R> {
     /// Sets the limits.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Adds `Alt-Svc: value` to every response over HTTP/1.1 and HTTP/2 (refusals and errors
+    /// included), advertising another endpoint of this service: typically HTTP/3 on a UDP port of
+    /// the same host, `connect_h3::alt_svc(port)` (for example `h3=":443"; ma=86400`). Clients that
+    /// understand it (browsers, over `https` only) may switch to that endpoint for later requests;
+    /// others ignore it. Off by default.
+    pub fn alt_svc(mut self, value: http::HeaderValue) -> Self {
+        self.alt_svc = Some(value);
         self
     }
 
@@ -223,7 +241,8 @@ impl<R: ServerRuntime> Server<R> {
             self.limits.max_request_body,
         )
         .with_drain_timer(shared.timer.clone())
-        .with_budget(budget);
+        .with_budget(budget)
+        .with_alt_svc(self.alt_svc.clone());
         #[cfg(feature = "tls")]
         if let Some(config) = &self.tls {
             let timeout = self.limits.header_read_timeout.map(R::sleep);

@@ -49,6 +49,8 @@ pub struct ConnectionService {
     /// The connection's call counts, for its watcher (connection management).
     stats: Option<Arc<ConnectionStats>>,
     budget: ResponseBudget,
+    /// Added to every response (`Server::alt_svc`).
+    alt_svc: Option<http::HeaderValue>,
 }
 
 impl std::fmt::Debug for ConnectionService {
@@ -72,7 +74,15 @@ impl ConnectionService {
             certificates: None,
             stats: None,
             budget: ResponseBudget::default(),
+            alt_svc: None,
         }
+    }
+
+    /// Adds an `alt-svc` header with `value` to every response (refusals included), to advertise
+    /// another endpoint of the same service, such as HTTP/3 (`connect_h3::alt_svc`).
+    pub fn with_alt_svc(mut self, value: Option<http::HeaderValue>) -> Self {
+        self.alt_svc = value;
+        self
     }
 
     /// Counts this connection's calls for its watcher.
@@ -107,7 +117,24 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
-    fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
+    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        let response = self.respond(request);
+        match self.alt_svc.clone() {
+            None => response,
+            Some(value) => Box::pin(async move {
+                let mut response = response.await?;
+                response.headers_mut().insert(http::header::ALT_SVC, value);
+                Ok(response)
+            }),
+        }
+    }
+}
+
+impl ConnectionService {
+    fn respond(
+        &self,
+        mut request: http::Request<Incoming>,
+    ) -> <Self as hyper::service::Service<http::Request<Incoming>>>::Future {
         request.extensions_mut().insert(self.peer);
         #[cfg(feature = "tls")]
         if let Some(certificates) = &self.certificates {
