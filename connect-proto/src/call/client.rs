@@ -4,15 +4,16 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::{
-    check_raw_size, compress, decompress, header_str, message_flag, wire_limit, BodyCollector,
-    MessageWriter, Outbox, Outgoing, Reset, WriterTarget,
+    check_raw_size, compress, decompress, header_str, message_flag, named_compression,
+    send_payload, wire_limit, writer_for, BodyCollector, Incoming, MessageWriter, Outbox, Outgoing,
+    Refusal, Reset, SendSide,
 };
 use crate::compression::{CompressionRegistry, Compressor};
-use crate::envelope::{flags, Envelope, EnvelopeDecoder, TooLarge};
+use crate::envelope::{flags, Envelope, EnvelopeDecoder};
 use crate::metadata;
 use crate::protocol::{
     connect, grpc, grpc_web, headers as h, Codec, ContentType, MethodInfo, Protocol, StreamType,
@@ -403,99 +404,14 @@ impl ClientCall {
     /// Command: one request message payload (serialized; the call compresses and frames it). For calls
     /// whose request is a single message the request body ends after it. Ignored once the call finished.
     pub fn send_message(&mut self, payload: Bytes) -> Result<(), UsageError> {
-        if self.admit_message(payload.len())? {
-            self.queue_message(Outgoing::Payload(payload));
-        }
-        Ok(())
+        send_payload(self, payload)
     }
 
     /// Command, in two steps: a request message serialized straight into the call's send buffer, where
     /// [`ClientCall::send_message`] copies a payload serialized elsewhere: append the message's bytes
     /// to [`MessageWriter::buffer`], then [`MessageWriter::send`] it.
     pub fn message_writer(&mut self) -> MessageWriter<'_> {
-        let droppable = self.is_finished() || self.send_state() == Some(Send::Closed);
-        let prefix = if self.connect_unary() || droppable {
-            0
-        } else {
-            crate::envelope::PREFIX_LEN
-        };
-        let start = self.out.begin_in_place(prefix > 0);
-        MessageWriter::new(self, start, prefix)
-    }
-
-    /// Checks a request message of `len` bytes against the call's state and send limit, counting it
-    /// when it may be sent: `Ok(false)` when it must be dropped (the call is over, or the message is
-    /// over the limit and the call failed).
-    fn admit_message(&mut self, len: usize) -> Result<bool, UsageError> {
-        if self.is_finished() {
-            return Ok(false);
-        }
-        if self.send_state() == Some(Send::Closed) {
-            return Err(UsageError("send_message after close_send"));
-        }
-        if !self.method.stream_type.client_streams() && self.messages_sent > 0 {
-            return Err(UsageError("this method takes exactly one request message"));
-        }
-        if len > self.max_send {
-            let why = format!(
-                "request message of {len} bytes exceeds the limit of {}",
-                self.max_send
-            );
-            self.fail_local(Status::resource_exhausted(why));
-            return Ok(false);
-        }
-        self.messages_sent += 1;
-        Ok(true)
-    }
-
-    /// Queues an admitted message: a Connect unary request's head and body (the head depends on the
-    /// message), else the message framed (in place when it goes out uncompressed), and the end of a
-    /// one-message request.
-    fn queue_message(&mut self, message: Outgoing) {
-        let len = match &message {
-            Outgoing::Payload(payload) => payload.len(),
-            Outgoing::InPlace { start, prefix } => self.out.gathered_len() - start - prefix,
-        };
-        let compress_it = self.send_compression.is_some() && len >= self.compress_min;
-        let payload = match message {
-            Outgoing::InPlace { start, prefix: _ } if !self.connect_unary() && !compress_it => {
-                self.out.commit_in_place(start, 0);
-                None
-            }
-            Outgoing::InPlace { start, prefix } => {
-                Some(self.out.take_in_place(start, prefix).freeze())
-            }
-            Outgoing::Payload(payload) => Some(payload),
-        };
-        if let Some(payload) = payload {
-            let (data, compressed) =
-                match compress(self.send_compression.as_ref(), self.compress_min, payload) {
-                    Ok(v) => v,
-                    Err(status) => return self.fail_local(status),
-                };
-            if self.connect_unary() {
-                if self.use_get && self.method.no_side_effects {
-                    let compression = self
-                        .send_compression
-                        .as_ref()
-                        .filter(|_| compressed)
-                        .map(|c| c.name());
-                    let query = connect::encode_get_query(self.codec.name(), &data, compression);
-                    self.queue_head(Some(query), compressed);
-                } else {
-                    self.queue_head(None, compressed);
-                    if !data.is_empty() {
-                        self.out.push(ClientTransmit::Data(data));
-                    }
-                }
-            } else {
-                self.out.push_envelope(message_flag(compressed), data);
-            }
-        }
-        if !self.method.stream_type.client_streams() && !self.is_finished() {
-            self.set_send(Send::Closed);
-            self.out.push(ClientTransmit::End);
-        }
+        writer_for(self)
     }
 
     /// Command: no more request messages. A call whose request is one message must have sent it.
@@ -616,15 +532,9 @@ impl ClientCall {
         headers: &HeaderMap,
         name: &HeaderName,
     ) -> Result<Option<Arc<dyn Compressor>>, Status> {
-        match header_str(headers, name).map(str::trim) {
-            None | Some("") | Some("identity") => Ok(None),
-            Some(enc) => match self.registry.get(enc) {
-                Some(c) => Ok(Some(c.clone())),
-                None => Err(Status::internal(format!(
-                    "response uses unsupported compression {enc:?}"
-                ))),
-            },
-        }
+        named_compression(&self.registry, header_str(headers, name)).map_err(|name| {
+            Status::internal(format!("response uses unsupported compression {name:?}"))
+        })
     }
 
     /// Input: a chunk of the response body.
@@ -650,28 +560,14 @@ impl ClientCall {
             _ => {}
         }
         if self.connect_unary() {
-            if !self.body.push(data, wire_limit(self.max_recv)) {
-                let why = format!(
-                    "response message exceeds the limit of {} bytes",
-                    self.max_recv
-                );
-                return Err(Status::resource_exhausted(why));
-            }
-            return Ok(());
+            return Incoming::Responses.collect(&mut self.body, data, self.max_recv);
         }
         self.set_recv(Recv::Body { data: true });
         self.decoder.push(data);
-        loop {
-            match self.decoder.decode() {
-                Ok(Some(envelope)) => self.recv_envelope(envelope)?,
-                Ok(None) => return Ok(()),
-                Err(TooLarge { len, max }) => {
-                    return Err(Status::resource_exhausted(format!(
-                        "response message of {len} bytes exceeds the limit of {max}"
-                    )))
-                }
-            }
+        while let Some(envelope) = Incoming::Responses.next_envelope(&mut self.decoder)? {
+            self.recv_envelope(envelope)?;
         }
+        Ok(())
     }
 
     fn recv_envelope(&mut self, envelope: Envelope) -> Result<(), Status> {
@@ -680,7 +576,6 @@ impl ClientCall {
                 "protocol error: response data after the end of the stream",
             ));
         }
-        let compressed = envelope.flags & flags::COMPRESSED != 0;
         let end_flag = match self.protocol {
             Protocol::Connect => flags::END_STREAM,
             Protocol::GrpcWeb => flags::TRAILERS,
@@ -692,18 +587,10 @@ impl ClientCall {
                 envelope.flags, self.protocol
             )));
         }
-        let payload = if compressed {
-            let Some(c) = &self.recv_compression else {
-                return Err(Status::internal(
-                    "protocol error: compressed message but the response declared no compression",
-                ));
-            };
-            decompress(c, &envelope.data, self.max_recv, Code::INTERNAL)?
-        } else {
-            check_raw_size(envelope.data.len(), self.max_recv, "response")?;
-            envelope.data
-        };
-        if end_flag != 0 && envelope.flags & end_flag != 0 {
+        let ends_stream = end_flag != 0 && envelope.flags & end_flag != 0;
+        let payload =
+            Incoming::Responses.open(envelope, self.recv_compression.as_ref(), self.max_recv)?;
+        if ends_stream {
             self.set_recv(Recv::Ended);
             self.body_end = Some(if self.protocol == Protocol::Connect {
                 let end = connect::decode_end_stream(&payload)?;
@@ -787,16 +674,22 @@ impl ClientCall {
         let trailers_unary = std::mem::take(&mut self.unary_trailers);
         if self.connect_unary() {
             let body = self.body.take();
-            let body = match &self.recv_compression {
-                Some(c) => decompress(c, &body, self.max_recv, Code::INTERNAL)?,
-                None => body,
-            };
             if self.http_status == StatusCode::OK {
-                check_raw_size(body.len(), self.max_recv, "response")?;
+                let body = Incoming::Responses.open_body(
+                    body,
+                    self.recv_compression.as_ref(),
+                    self.max_recv,
+                )?;
                 self.messages_received = 1;
                 self.events.push_back(ClientEvent::Message(body));
                 return Ok((Ok(()), trailers_unary));
             }
+            // An error body is no message: decompression is bounded as always, but its size is not
+            // checked against the message limit.
+            let body = match &self.recv_compression {
+                Some(c) => decompress(c, &body, self.max_recv, Code::INTERNAL)?,
+                None => body,
+            };
             let code = Code::from_http_status(self.http_status.as_u16());
             let status = connect::decode_error(&body, code)
                 .unwrap_or_else(|| Status::new(code, format!("HTTP status {}", self.http_status)));
@@ -893,37 +786,89 @@ impl ClientCall {
     }
 }
 
-impl WriterTarget for ClientCall {
-    fn send_buffer(&mut self) -> &mut BytesMut {
-        self.out.in_place_buffer()
+impl SendSide for ClientCall {
+    type Transmit = ClientTransmit;
+
+    fn outbox(&mut self) -> &mut Outbox<ClientTransmit> {
+        &mut self.out
     }
 
-    fn gathered_len(&self) -> usize {
+    fn gathered(&self) -> usize {
         self.out.gathered_len()
     }
 
-    fn take_in_place(&mut self, start: usize, prefix: usize) -> BytesMut {
-        self.out.take_in_place(start, prefix)
+    fn bare_messages(&self) -> bool {
+        self.connect_unary()
     }
 
-    fn discard_in_place(&mut self, start: usize) {
-        self.out.discard_in_place(start);
+    fn refusal(&self, len: usize) -> Option<Refusal> {
+        if self.is_finished() {
+            return Some(Refusal::Finished);
+        }
+        if self.send_state() == Some(Send::Closed) {
+            return Some(Refusal::Misuse(UsageError("send_message after close_send")));
+        }
+        if !self.method.stream_type.client_streams() && self.messages_sent > 0 {
+            let misuse = UsageError("this method takes exactly one request message");
+            return Some(Refusal::Misuse(misuse));
+        }
+        let too_large = check_raw_size(len, self.max_send, "request");
+        too_large.err().map(Refusal::TooLarge)
     }
 
-    fn send_in_place(&mut self, start: usize, prefix: usize) -> Result<(), UsageError> {
-        let len = self.out.gathered_len() - start - prefix;
-        let refused = self.is_finished()
-            || self.send_state() == Some(Send::Closed)
-            || (!self.method.stream_type.client_streams() && self.messages_sent > 0)
-            || len > self.max_send;
-        if refused {
-            // Out of the buffer before the call answers the refusal.
-            self.out.discard_in_place(start);
+    fn count_sent(&mut self) {
+        self.messages_sent += 1;
+    }
+
+    fn fail_send(&mut self, status: Status) {
+        self.fail_local(status);
+    }
+
+    /// Queues an admitted message: a Connect unary request's head and body (the head depends on the
+    /// message), else the message framed (in place when it goes out uncompressed), and the end of a
+    /// one-message request.
+    fn queue_message(&mut self, message: Outgoing) {
+        let len = message.len(self.out.gathered_len());
+        let compress_it = self.send_compression.is_some() && len >= self.compress_min;
+        let payload = match message {
+            Outgoing::InPlace { start, prefix: _ } if !self.connect_unary() && !compress_it => {
+                self.out.commit_in_place(start, 0);
+                None
+            }
+            Outgoing::InPlace { start, prefix } => {
+                Some(self.out.take_in_place(start, prefix).freeze())
+            }
+            Outgoing::Payload(payload) => Some(payload),
+        };
+        if let Some(payload) = payload {
+            let (data, compressed) =
+                match compress(self.send_compression.as_ref(), self.compress_min, payload) {
+                    Ok(v) => v,
+                    Err(status) => return self.fail_local(status),
+                };
+            if self.connect_unary() {
+                if self.use_get && self.method.no_side_effects {
+                    let compression = self
+                        .send_compression
+                        .as_ref()
+                        .filter(|_| compressed)
+                        .map(|c| c.name());
+                    let query = connect::encode_get_query(self.codec.name(), &data, compression);
+                    self.queue_head(Some(query), compressed);
+                } else {
+                    self.queue_head(None, compressed);
+                    if !data.is_empty() {
+                        self.out.push(ClientTransmit::Data(data));
+                    }
+                }
+            } else {
+                self.out.push_envelope(message_flag(compressed), data);
+            }
         }
-        if self.admit_message(len)? {
-            self.queue_message(Outgoing::InPlace { start, prefix });
+        if !self.method.stream_type.client_streams() && !self.is_finished() {
+            self.set_send(Send::Closed);
+            self.out.push(ClientTransmit::End);
         }
-        Ok(())
     }
 }
 

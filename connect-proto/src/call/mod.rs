@@ -11,8 +11,8 @@ use http::{HeaderMap, HeaderName};
 pub use client::{CallOptions, ClientCall, ClientConfig, ClientEvent, ClientTransmit};
 pub use server::{ServerCall, ServerConfig, ServerEvent, ServerTransmit};
 
-use crate::compression::{Compressor, DecompressError};
-use crate::envelope::{self, flags};
+use crate::compression::{CompressionRegistry, Compressor, DecompressError};
+use crate::envelope::{self, flags, Envelope, EnvelopeDecoder, TooLarge};
 use crate::protocol::grpc;
 use crate::status::{Code, Status, UsageError};
 
@@ -85,6 +85,102 @@ fn check_raw_size(len: usize, max: usize, what: &str) -> Result<(), Status> {
         )));
     }
     Ok(())
+}
+
+/// Which side's messages a machine receives: the server reads requests, the client responses. The
+/// two differ only in words and in whose fault a corrupt message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Incoming {
+    Requests,
+    Responses,
+}
+
+impl Incoming {
+    fn what(self) -> &'static str {
+        match self {
+            Incoming::Requests => "request",
+            Incoming::Responses => "response",
+        }
+    }
+
+    /// A message that is not in its announced encoding: the client's fault is `invalid_argument`, a
+    /// server's bad response is `internal` (PROTOCOL-TRAPS 29).
+    fn corrupt(self) -> Code {
+        match self {
+            Incoming::Requests => Code::INVALID_ARGUMENT,
+            Incoming::Responses => Code::INTERNAL,
+        }
+    }
+
+    /// The next envelope of a body, or `resource_exhausted` for one announced over the limit.
+    fn next_envelope(self, decoder: &mut EnvelopeDecoder) -> Result<Option<Envelope>, Status> {
+        decoder.decode().map_err(|TooLarge { len, max }| {
+            Status::resource_exhausted(format!(
+                "{} message of {len} bytes exceeds the limit of {max}",
+                self.what()
+            ))
+        })
+    }
+
+    /// An envelope's message: decompressed when flagged so (an error when the sender declared no
+    /// compression), else checked against the limit.
+    fn open(
+        self,
+        envelope: Envelope,
+        compression: Option<&Arc<dyn Compressor>>,
+        max: usize,
+    ) -> Result<Bytes, Status> {
+        if envelope.flags & flags::COMPRESSED == 0 {
+            check_raw_size(envelope.data.len(), max, self.what())?;
+            return Ok(envelope.data);
+        }
+        match compression {
+            Some(c) => decompress(c, &envelope.data, max, self.corrupt()),
+            None => Err(Status::internal(format!(
+                "protocol error: compressed message but the {} declared no compression",
+                self.what()
+            ))),
+        }
+    }
+
+    /// A whole Connect unary body's message: decompressed, or checked against the limit.
+    fn open_body(
+        self,
+        body: Bytes,
+        compression: Option<&Arc<dyn Compressor>>,
+        max: usize,
+    ) -> Result<Bytes, Status> {
+        match compression {
+            Some(c) => decompress(c, &body, max, self.corrupt()),
+            None => {
+                check_raw_size(body.len(), max, self.what())?;
+                Ok(body)
+            }
+        }
+    }
+
+    /// Adds a chunk of a Connect unary body, refusing a body that can only be over the limit.
+    fn collect(self, body: &mut BodyCollector, chunk: Bytes, max: usize) -> Result<(), Status> {
+        if body.push(chunk, wire_limit(max)) {
+            return Ok(());
+        }
+        Err(Status::resource_exhausted(format!(
+            "{} message exceeds the limit of {max} bytes",
+            self.what()
+        )))
+    }
+}
+
+/// The algorithm an encoding header names: `Ok(None)` for identity (no header, an empty one or
+/// `identity`), `Err(name)` for a name `registry` does not have.
+fn named_compression<'a>(
+    registry: &CompressionRegistry,
+    name: Option<&'a str>,
+) -> Result<Option<Arc<dyn Compressor>>, &'a str> {
+    match name.map(str::trim) {
+        None | Some("") | Some("identity") => Ok(None),
+        Some(name) => registry.get(name).cloned().map(Some).ok_or(name),
+    }
 }
 
 /// Compresses `payload` when an algorithm is in use and the payload is at least `min` bytes.
@@ -329,7 +425,83 @@ enum Outgoing {
     },
 }
 
-/// The side of a call a [`MessageWriter`] writes into: implemented by both machines.
+impl Outgoing {
+    /// The message's length, `gathered` being the bytes in the send buffer.
+    fn len(&self, gathered: usize) -> usize {
+        match self {
+            Outgoing::Payload(payload) => payload.len(),
+            Outgoing::InPlace { start, prefix } => gathered - start - prefix,
+        }
+    }
+}
+
+/// Why a call does not take a message now.
+enum Refusal {
+    /// The call is over: the message is dropped without a word.
+    Finished,
+    /// The application broke the method's rules (a second message of a unary side, a message after
+    /// `close_send`).
+    Misuse(UsageError),
+    /// The message is over the send limit: the call fails with this status.
+    TooLarge(Status),
+}
+
+/// The send half of a call machine, the same on both sides (STYLE 12): one path for a message,
+/// whether its payload was serialized elsewhere (`send_message`) or written in place by a
+/// [`MessageWriter`].
+trait SendSide {
+    type Transmit;
+    /// The call's queued transmits and send buffer.
+    fn outbox(&mut self) -> &mut Outbox<Self::Transmit>;
+    /// Bytes in the send buffer.
+    fn gathered(&self) -> usize;
+    /// Whether messages go out bare (a Connect unary body) rather than enveloped.
+    fn bare_messages(&self) -> bool;
+    /// Why a message of `len` bytes cannot be sent now, if it cannot.
+    fn refusal(&self, len: usize) -> Option<Refusal>;
+    /// Counts an admitted message.
+    fn count_sent(&mut self);
+    /// Ends the call with an error this side detected.
+    fn fail_send(&mut self, status: Status);
+    /// Queues an admitted message.
+    fn queue_message(&mut self, message: Outgoing);
+}
+
+/// Checks a message of `len` bytes and counts it when it may go out: `Ok(false)` when it is dropped
+/// (the call is over, or the message was over the limit and failed the call).
+fn admit<C: SendSide>(call: &mut C, len: usize) -> Result<bool, UsageError> {
+    match call.refusal(len) {
+        None => {
+            call.count_sent();
+            Ok(true)
+        }
+        Some(Refusal::Finished) => Ok(false),
+        Some(Refusal::Misuse(misuse)) => Err(misuse),
+        Some(Refusal::TooLarge(status)) => {
+            call.fail_send(status);
+            Ok(false)
+        }
+    }
+}
+
+/// `send_message` of both machines.
+fn send_payload<C: SendSide>(call: &mut C, payload: Bytes) -> Result<(), UsageError> {
+    if admit(call, payload.len())? {
+        call.queue_message(Outgoing::Payload(payload));
+    }
+    Ok(())
+}
+
+/// `message_writer` of both machines. A bare message (Connect unary), and one that can only be
+/// dropped, are written without a placeholder prefix.
+fn writer_for<'a, C: SendSide + 'a>(call: &'a mut C) -> MessageWriter<'a> {
+    let enveloped = !call.bare_messages() && call.refusal(0).is_none();
+    let start = call.outbox().begin_in_place(enveloped);
+    let prefix = if enveloped { envelope::PREFIX_LEN } else { 0 };
+    MessageWriter::new(call, start, prefix)
+}
+
+/// The side of a call a [`MessageWriter`] writes into.
 trait WriterTarget {
     /// The send buffer, whose end the message is written at.
     fn send_buffer(&mut self) -> &mut BytesMut;
@@ -341,6 +513,36 @@ trait WriterTarget {
     fn discard_in_place(&mut self, start: usize);
     /// Sends the in-place message that starts at `start` as the call's next message.
     fn send_in_place(&mut self, start: usize, prefix: usize) -> Result<(), UsageError>;
+}
+
+impl<C: SendSide> WriterTarget for C {
+    fn send_buffer(&mut self) -> &mut BytesMut {
+        self.outbox().in_place_buffer()
+    }
+
+    fn gathered_len(&self) -> usize {
+        self.gathered()
+    }
+
+    fn take_in_place(&mut self, start: usize, prefix: usize) -> BytesMut {
+        self.outbox().take_in_place(start, prefix)
+    }
+
+    fn discard_in_place(&mut self, start: usize) {
+        self.outbox().discard_in_place(start);
+    }
+
+    fn send_in_place(&mut self, start: usize, prefix: usize) -> Result<(), UsageError> {
+        let len = self.gathered() - start - prefix;
+        if self.refusal(len).is_some() {
+            // Out of the buffer before the call answers the refusal (a failed call flushes it).
+            self.outbox().discard_in_place(start);
+        }
+        if admit(self, len)? {
+            self.queue_message(Outgoing::InPlace { start, prefix });
+        }
+        Ok(())
+    }
 }
 
 /// A message being written in place: serialized straight into the call's send buffer, where

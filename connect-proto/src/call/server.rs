@@ -3,15 +3,16 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::{
-    check_raw_size, compress, decompress, header_str, message_flag, wire_limit, BodyCollector,
-    MessageWriter, Outbox, Outgoing, Reset, WriterTarget,
+    check_raw_size, compress, header_str, message_flag, named_compression, send_payload,
+    wire_limit, writer_for, BodyCollector, Incoming, MessageWriter, Outbox, Outgoing, Refusal,
+    Reset, SendSide,
 };
 use crate::compression::{CompressionRegistry, Compressor};
-use crate::envelope::{flags, Envelope, EnvelopeDecoder, TooLarge};
+use crate::envelope::{flags, Envelope, EnvelopeDecoder};
 use crate::metadata;
 use crate::protocol::{
     connect, grpc, grpc_web, headers as h, Codec, ContentType, MethodInfo, Protocol, StreamType,
@@ -339,10 +340,7 @@ impl ServerCall {
             ));
         }
         self.codec = Some(codec);
-        let Some(method) = method else {
-            let status = Status::unimplemented(format!("no such method: {}", request.uri.path()));
-            return Err(Reject::Rpc(status, Some(StatusCode::NOT_FOUND)));
-        };
+        let method = method.ok_or_else(|| no_such_method(request))?;
         if ct.protocol == Protocol::Grpc && request.version < http::Version::HTTP_2 {
             // Its status travels in trailers, which HTTP/1.1 stacks rarely carry: refuse clearly
             // (trailers-only, so the status still arrives in the head) rather than answer without one.
@@ -385,13 +383,11 @@ impl ServerCall {
             Protocol::Connect => (h::CONNECT_CONTENT_ENCODING, h::CONNECT_ACCEPT_ENCODING),
             Protocol::Grpc | Protocol::GrpcWeb => (h::GRPC_ENCODING, h::GRPC_ACCEPT_ENCODING),
         };
-        self.recv_compression =
-            request_compression(config, header_str(&request.headers, &encoding))?;
-        self.send_compression = match header_str(&request.headers, &accept) {
-            Some(list) => config.compression.negotiate(Some(list)).cloned(),
-            // Without an accept list, the request's own encoding is acceptable (PROTOCOL-TRAPS 10).
-            None => self.recv_compression.clone(),
-        };
+        self.negotiate_compression(
+            config,
+            header_str(&request.headers, &encoding),
+            header_str(&request.headers, &accept),
+        )?;
         announced_body_fits(request, method.stream_type, connect_unary, self.max_recv)?;
         if !connect_unary {
             self.decoder = Some(EnvelopeDecoder::new(wire_limit(self.max_recv)));
@@ -407,10 +403,7 @@ impl ServerCall {
         now: Instant,
     ) -> Result<(), Reject> {
         self.protocol = Some(Protocol::Connect);
-        let Some(method) = method else {
-            let status = Status::unimplemented(format!("no such method: {}", request.uri.path()));
-            return Err(Reject::Rpc(status, Some(StatusCode::NOT_FOUND)));
-        };
+        let method = method.ok_or_else(|| no_such_method(request))?;
         if method.stream_type != StreamType::Unary || !method.no_side_effects {
             return Err(Reject::Http(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -429,12 +422,11 @@ impl ServerCall {
         self.codec = Some(codec);
         // Timeouts stay in headers for GET (PROTOCOL-TRAPS 8).
         self.read_timeout(&request.headers, Protocol::Connect, now)?;
-        self.recv_compression = request_compression(config, get.compression.as_deref())?;
-        self.send_compression = match header_str(&request.headers, &header::ACCEPT_ENCODING) {
-            Some(list) => config.compression.negotiate(Some(list)).cloned(),
-            // Without an accept list the request's own compression is acceptable.
-            None => self.recv_compression.clone(),
-        };
+        self.negotiate_compression(
+            config,
+            get.compression.as_deref(),
+            header_str(&request.headers, &header::ACCEPT_ENCODING),
+        )?;
         if get.message.len() > wire_limit(self.max_recv) {
             let why = format!(
                 "request message of {} bytes exceeds the limit of {}",
@@ -443,19 +435,31 @@ impl ServerCall {
             );
             return Err(Reject::Rpc(Status::resource_exhausted(why), None));
         }
-        let message = match &self.recv_compression {
-            Some(c) => decompress(c, &get.message, self.max_recv, Code::INVALID_ARGUMENT)
-                .map_err(|s| Reject::Rpc(s, None))?,
-            None => {
-                check_raw_size(get.message.len(), self.max_recv, "request")
-                    .map_err(|s| Reject::Rpc(s, None))?;
-                get.message
-            }
-        };
+        let message = Incoming::Requests
+            .open_body(get.message, self.recv_compression.as_ref(), self.max_recv)
+            .map_err(|s| Reject::Rpc(s, None))?;
         self.close_recv();
         self.messages_received = 1;
         self.events.push_back(ServerEvent::Message(message));
         self.events.push_back(ServerEvent::InputClosed);
+        Ok(())
+    }
+
+    /// The request's compression from its encoding (`unimplemented` naming what we support when we
+    /// do not speak it, PROTOCOL-TRAPS 10), and the response's from the accept list (without one,
+    /// the request's own encoding is acceptable).
+    fn negotiate_compression(
+        &mut self,
+        config: &ServerConfig,
+        encoding: Option<&str>,
+        accept: Option<&str>,
+    ) -> Result<(), Reject> {
+        self.recv_compression = named_compression(&config.compression, encoding)
+            .map_err(|name| unsupported_compression(config, name))?;
+        self.send_compression = match accept {
+            Some(list) => config.compression.negotiate(Some(list)).cloned(),
+            None => self.recv_compression.clone(),
+        };
         Ok(())
     }
 
@@ -553,27 +557,16 @@ impl ServerCall {
 
     fn recv_data_inner(&mut self, data: Bytes) -> Result<(), Status> {
         let Some(decoder) = self.decoder.as_mut() else {
-            if !self.body.push(data, wire_limit(self.max_recv)) {
-                return Err(Status::resource_exhausted(format!(
-                    "request message exceeds the limit of {} bytes",
-                    self.max_recv
-                )));
-            }
-            return Ok(());
+            return Incoming::Requests.collect(&mut self.body, data, self.max_recv);
         };
         decoder.push(data);
-        loop {
-            let decoder = self.decoder.as_mut().expect("checked above");
-            match decoder.decode() {
-                Ok(Some(envelope)) => self.recv_envelope(envelope)?,
-                Ok(None) => return Ok(()),
-                Err(TooLarge { len, max }) => {
-                    return Err(Status::resource_exhausted(format!(
-                        "request message of {len} bytes exceeds the limit of {max}"
-                    )))
-                }
-            }
+        while let Some(decoder) = self.decoder.as_mut() {
+            let Some(envelope) = Incoming::Requests.next_envelope(decoder)? else {
+                break;
+            };
+            self.recv_envelope(envelope)?;
         }
+        Ok(())
     }
 
     fn recv_envelope(&mut self, envelope: Envelope) -> Result<(), Status> {
@@ -583,17 +576,8 @@ impl ServerCall {
                 envelope.flags
             )));
         }
-        let payload = if envelope.flags & flags::COMPRESSED != 0 {
-            let Some(c) = &self.recv_compression else {
-                return Err(Status::internal(
-                    "protocol error: compressed message but the request declared no compression",
-                ));
-            };
-            decompress(c, &envelope.data, self.max_recv, Code::INVALID_ARGUMENT)?
-        } else {
-            check_raw_size(envelope.data.len(), self.max_recv, "request")?;
-            envelope.data
-        };
+        let payload =
+            Incoming::Requests.open(envelope, self.recv_compression.as_ref(), self.max_recv)?;
         self.messages_received += 1;
         if self.stream_type.client_streams() {
             self.events.push_back(ServerEvent::Message(payload));
@@ -644,13 +628,11 @@ impl ServerCall {
             }
             None => {
                 let body = self.body.take();
-                let message = match &self.recv_compression {
-                    Some(c) => decompress(c, &body, self.max_recv, Code::INVALID_ARGUMENT)?,
-                    None => {
-                        check_raw_size(body.len(), self.max_recv, "request")?;
-                        body
-                    }
-                };
+                let message = Incoming::Requests.open_body(
+                    body,
+                    self.recv_compression.as_ref(),
+                    self.max_recv,
+                )?;
                 self.messages_received = 1;
                 self.events.push_back(ServerEvent::Message(message));
             }
@@ -711,10 +693,7 @@ impl ServerCall {
     /// over the send limit fails the call with `resource_exhausted`. Ignored once the call is finished
     /// (it may have ended on its own meanwhile).
     pub fn send_message(&mut self, payload: Bytes) -> Result<(), UsageError> {
-        if self.admit_message(payload.len())? {
-            self.queue_message(Outgoing::Payload(payload));
-        }
-        Ok(())
+        send_payload(self, payload)
     }
 
     /// Command, in two steps: a response message serialized straight into the call's send buffer,
@@ -731,72 +710,7 @@ impl ServerCall {
     /// # }
     /// ```
     pub fn message_writer(&mut self) -> MessageWriter<'_> {
-        // No envelope for a Connect unary body, nor for a message that can only be dropped.
-        let droppable =
-            self.is_finished() || (!self.stream_type.server_streams() && self.messages_sent > 0);
-        let prefix = if self.connect_unary() || droppable {
-            0
-        } else {
-            crate::envelope::PREFIX_LEN
-        };
-        let start = self.out.begin_in_place(prefix > 0);
-        MessageWriter::new(self, start, prefix)
-    }
-
-    /// Checks a response message of `len` bytes against the call's state and send limit, counting it
-    /// when it may be sent: `Ok(false)` when it must be dropped (the call is over, or the message is
-    /// over the limit and the call failed).
-    fn admit_message(&mut self, len: usize) -> Result<bool, UsageError> {
-        if self.is_finished() {
-            return Ok(false);
-        }
-        if !self.stream_type.server_streams() && self.messages_sent > 0 {
-            return Err(UsageError("a unary response has exactly one message"));
-        }
-        if len > self.max_send {
-            let why = format!(
-                "response message of {len} bytes exceeds the limit of {}",
-                self.max_send
-            );
-            self.fail(Status::resource_exhausted(why));
-            return Ok(false);
-        }
-        self.messages_sent += 1;
-        Ok(true)
-    }
-
-    /// Queues an admitted message: kept as the body of a Connect unary response, else compressed
-    /// (as a payload of its own) or framed behind the response head.
-    fn queue_message(&mut self, message: Outgoing) {
-        let len = match &message {
-            Outgoing::Payload(payload) => payload.len(),
-            Outgoing::InPlace { start, prefix } => self.out.gathered_len() - start - prefix,
-        };
-        let compress_it = self.send_compression.is_some() && len >= self.compress_min;
-        let payload = match message {
-            Outgoing::InPlace { start, prefix: _ } if !self.connect_unary() && !compress_it => {
-                let mut start = start;
-                if !self.head_sent() {
-                    // The head goes out before the message: the message steps aside meanwhile.
-                    let message = self.out.take_in_place(start, 0);
-                    self.send_head();
-                    start = self.out.put_back_in_place(message);
-                }
-                self.out.commit_in_place(start, 0);
-                return;
-            }
-            Outgoing::InPlace { start, prefix } => self.out.take_in_place(start, prefix).freeze(),
-            Outgoing::Payload(payload) => payload,
-        };
-        if self.connect_unary() {
-            self.unary_response = Some(payload);
-            return;
-        }
-        self.send_head();
-        match compress(self.send_compression.as_ref(), self.compress_min, payload) {
-            Ok((data, compressed)) => self.out.push_envelope(message_flag(compressed), data),
-            Err(status) => self.fail(status),
-        }
+        writer_for(self)
     }
 
     /// Command: the call's outcome and trailers (custom metadata). Nothing may be sent after it. Ignored
@@ -1019,28 +933,22 @@ impl ServerCall {
     }
 }
 
-/// The request's compression from its encoding header: `unimplemented` naming what we support when we
-/// do not speak it (PROTOCOL-TRAPS 10).
-fn request_compression(
-    config: &ServerConfig,
-    name: Option<&str>,
-) -> Result<Option<Arc<dyn Compressor>>, Reject> {
-    match name.map(str::trim) {
-        None | Some("") | Some("identity") => Ok(None),
-        Some(name) => match config.compression.get(name) {
-            Some(c) => Ok(Some(c.clone())),
-            None => {
-                let supported = config.compression.accept_header();
-                let supported = if supported.is_empty() {
-                    "identity".to_owned()
-                } else {
-                    format!("{supported},identity")
-                };
-                let why = format!("unsupported compression {name:?}; supported: {supported}");
-                Err(Reject::Rpc(Status::unimplemented(why), None))
-            }
-        },
-    }
+/// `unimplemented` for a request compressed with `name`, naming what we support (PROTOCOL-TRAPS 10).
+fn unsupported_compression(config: &ServerConfig, name: &str) -> Reject {
+    let supported = config.compression.accept_header();
+    let supported = if supported.is_empty() {
+        "identity".to_owned()
+    } else {
+        format!("{supported},identity")
+    };
+    let why = format!("unsupported compression {name:?}; supported: {supported}");
+    Reject::Rpc(Status::unimplemented(why), None)
+}
+
+/// `unimplemented` (404 in Connect) for a path no handler serves.
+fn no_such_method(request: &http::request::Parts) -> Reject {
+    let status = Status::unimplemented(format!("no such method: {}", request.uri.path()));
+    Reject::Rpc(status, Some(StatusCode::NOT_FOUND))
 }
 
 /// Appends every entry of `from` to `to`, keeping duplicates.
@@ -1056,33 +964,69 @@ fn append_all(to: &mut HeaderMap, from: HeaderMap) {
     }
 }
 
-impl WriterTarget for ServerCall {
-    fn send_buffer(&mut self) -> &mut BytesMut {
-        self.out.in_place_buffer()
+impl SendSide for ServerCall {
+    type Transmit = ServerTransmit;
+
+    fn outbox(&mut self) -> &mut Outbox<ServerTransmit> {
+        &mut self.out
     }
 
-    fn gathered_len(&self) -> usize {
+    fn gathered(&self) -> usize {
         self.out.gathered_len()
     }
 
-    fn take_in_place(&mut self, start: usize, prefix: usize) -> BytesMut {
-        self.out.take_in_place(start, prefix)
+    fn bare_messages(&self) -> bool {
+        self.connect_unary()
     }
 
-    fn discard_in_place(&mut self, start: usize) {
-        self.out.discard_in_place(start);
+    fn refusal(&self, len: usize) -> Option<Refusal> {
+        if self.is_finished() {
+            return Some(Refusal::Finished);
+        }
+        if !self.stream_type.server_streams() && self.messages_sent > 0 {
+            let misuse = UsageError("a unary response has exactly one message");
+            return Some(Refusal::Misuse(misuse));
+        }
+        let too_large = check_raw_size(len, self.max_send, "response");
+        too_large.err().map(Refusal::TooLarge)
     }
 
-    fn send_in_place(&mut self, start: usize, prefix: usize) -> Result<(), UsageError> {
-        let len = self.out.gathered_len() - start - prefix;
-        let second_unary = !self.stream_type.server_streams() && self.messages_sent > 0;
-        if self.is_finished() || second_unary || len > self.max_send {
-            // Out of the buffer before the call answers the refusal (a failed call flushes it).
-            self.out.discard_in_place(start);
+    fn count_sent(&mut self) {
+        self.messages_sent += 1;
+    }
+
+    fn fail_send(&mut self, status: Status) {
+        self.fail(status);
+    }
+
+    /// Queues an admitted message: kept as the body of a Connect unary response, else compressed
+    /// (as a payload of its own) or framed behind the response head.
+    fn queue_message(&mut self, message: Outgoing) {
+        let len = message.len(self.out.gathered_len());
+        let compress_it = self.send_compression.is_some() && len >= self.compress_min;
+        let payload = match message {
+            Outgoing::InPlace { start, prefix: _ } if !self.connect_unary() && !compress_it => {
+                let mut start = start;
+                if !self.head_sent() {
+                    // The head goes out before the message: the message steps aside meanwhile.
+                    let message = self.out.take_in_place(start, 0);
+                    self.send_head();
+                    start = self.out.put_back_in_place(message);
+                }
+                self.out.commit_in_place(start, 0);
+                return;
+            }
+            Outgoing::InPlace { start, prefix } => self.out.take_in_place(start, prefix).freeze(),
+            Outgoing::Payload(payload) => payload,
+        };
+        if self.connect_unary() {
+            self.unary_response = Some(payload);
+            return;
         }
-        if self.admit_message(len)? {
-            self.queue_message(Outgoing::InPlace { start, prefix });
+        self.send_head();
+        match compress(self.send_compression.as_ref(), self.compress_min, payload) {
+            Ok((data, compressed)) => self.out.push_envelope(message_flag(compressed), data),
+            Err(status) => self.fail(status),
         }
-        Ok(())
     }
 }
