@@ -7,7 +7,8 @@
 #   bash fuzz/run.sh 20 envelope # one target
 #
 # Seeds are regenerated first, from real exchanges of the in-memory client/server pair, by the tests of
-# `connect_proto::fuzzing` (corpora are gitignored), which also replay the crash inputs in fuzz/regressions.
+# `connect-proto/tests/fuzz_inputs.rs` (corpora are gitignored), which also replay the crash inputs in
+# fuzz/regressions through the same entry points.
 set -euo pipefail
 
 seconds="${1:-60}"
@@ -25,8 +26,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 echo "fuzz: writing seed corpora from pair exchanges"
-if ! out="$(CONNECT_FUZZ_CORPUS_DIR="$root/fuzz/corpus" cargo test -p connect-proto --features fuzzing \
-    --lib fuzzing::tests -- --nocapture 2>&1)"; then
+if ! out="$(CONNECT_FUZZ_CORPUS_DIR="$root/fuzz/corpus" cargo test -p connect-proto --test fuzz_inputs \
+    -- --nocapture 2>&1)"; then
     echo "$out"
     echo "fuzz: FAILED: the seed corpora or the crash inputs in fuzz/regressions break a target"
     exit 1

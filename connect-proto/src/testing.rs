@@ -25,6 +25,26 @@
 //!
 //! For measuring the machines rather than exchanges, [`capture_request`], [`serve_echo`] and
 //! [`deliver_response`] run one side at a time.
+//!
+//! The machines under test, for property tests and fuzzing: [`ServerRun`] and [`ClientRun`] feed
+//! one machine one operation at a time ([`ServerOp`], [`ClientOp`]) and check every output against
+//! the rules drivers rely on (one head, first; nothing after the end or the final event; limits;
+//! deadlines); [`PairScript`] describes one whole exchange of the pair and [`call_pair`] checks that
+//! it delivers what each application sent. Scripts read from any bytes and write back to the bytes
+//! they came from ([`ServerScript::from_bytes`], [`ServerScript::to_bytes`]), which is how the fuzz
+//! targets get them and how real exchanges become seeds. [`properties`] holds the parsers'
+//! properties. `tests/model.rs` drives the machines from a proptest state-machine model, and the
+//! fuzz targets (`connect_proto::fuzzing`) from arbitrary bytes, through this same code.
+
+mod client_run;
+mod format;
+mod pair_script;
+pub mod properties;
+mod server_run;
+
+pub use client_run::{client_call, ClientOp, ClientRun, ClientScript};
+pub use pair_script::{call_pair, PairScript};
+pub use server_run::{server_call, ServerOp, ServerRun, ServerScript};
 
 use std::time::Duration;
 
