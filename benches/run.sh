@@ -5,8 +5,10 @@
 #   benches/run.sh --full    # ~15 minutes: 3 rounds, longer windows; writes benches/results/ (README)
 #   benches/run.sh --micro   # criterion micro-benchmarks of the core (cargo bench)
 #
+# Every scenario is driven by h2load (nghttp2, installed from Debian packages when missing) and by
+# our own generator, in the same run; the report has both and the two side by side.
 # Extra arguments go to the e2e binary, e.g. --only "echo gRPC", --servers ours-tokio,tonic,
-# --server-threads 2 --no-pin. Builds once in release mode, then runs.
+# --generators h2load, --server-threads 2 --no-pin. Builds once in release mode, then runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,18 @@ mode="${1:---quick}"
 
 if [ "$mode" = "--micro" ]; then
     exec cargo bench -p connect-benches --bench core -- "$@"
+fi
+
+# h2load (nghttp2), the third-party load generator whose figures the README quotes: from Debian's
+# packages when missing (as root); without it the run uses our generator alone and says so.
+if ! command -v h2load > /dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+        apt-get install -y -q nghttp2-client > /dev/null 2>&1 ||
+            (apt-get update -q > /dev/null 2>&1 && apt-get install -y -q nghttp2-client > /dev/null 2>&1) ||
+            echo "benches: could not install h2load (nghttp2-client); our generator only" >&2
+    else
+        echo "benches: h2load not found (Debian: apt-get install nghttp2-client); our generator only" >&2
+    fi
 fi
 
 cargo build --release -p connect-benches --bin e2e --bin allocs

@@ -33,6 +33,7 @@ pub mod connectrpc_gen {
     include!(concat!(env!("OUT_DIR"), "/connectrpc/mod.rs"));
 }
 
+pub mod h2load;
 pub mod load;
 pub mod pair;
 pub mod report;

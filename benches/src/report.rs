@@ -14,6 +14,8 @@ pub struct Record {
     pub group: &'static str,
     /// The server.
     pub server: ServerKind,
+    /// The load generator: `h2load` or `ours`.
+    pub generator: &'static str,
     /// Successful calls per second.
     pub calls_per_s: f64,
     /// Messages per second (calls × messages per call), for streams.
@@ -47,6 +49,8 @@ pub struct RunInfo {
     pub setup: String,
     /// Servers that could not run, with the reason.
     pub unavailable: Vec<(String, String)>,
+    /// The load generators, headline first (`h2load nghttp2/…`, `ours`), and why one is missing.
+    pub generators: Vec<String>,
 }
 
 /// Targets of issue 10: (group, min ratio) against a server.
@@ -199,7 +203,8 @@ pub fn targets(records: &[Record]) -> String {
     out
 }
 
-/// The markdown report.
+/// The markdown report: the run, then each load generator's tables (h2load's first: the figures
+/// the README quotes), then the two generators side by side.
 pub fn markdown(info: &RunInfo, records: &[Record]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# End-to-end benchmarks ({} run)\n", info.mode);
@@ -207,6 +212,9 @@ pub fn markdown(info: &RunInfo, records: &[Record]) -> String {
     let _ = writeln!(out, "- machine: {}", info.machine);
     let _ = writeln!(out, "- load average at start: {}", info.load_at_start);
     let _ = writeln!(out, "- setup: {}", info.setup);
+    for generator in &info.generators {
+        let _ = writeln!(out, "- load generator: {generator}");
+    }
     for (s, why) in &info.unavailable {
         let _ = writeln!(out, "- not run: {s}: {why}");
     }
@@ -215,11 +223,86 @@ pub fn markdown(info: &RunInfo, records: &[Record]) -> String {
         "\nRatios are `ours ÷ them` for throughput and `them ÷ ours` for latency and CPU, so above \
          1.00× means ours is better. All figures come from the same run.\n"
     );
+    let generators = generators_in(records);
+    for generator in &generators {
+        let subset: Vec<Record> = records
+            .iter()
+            .filter(|r| r.generator == *generator)
+            .cloned()
+            .collect();
+        let _ = writeln!(out, "# Load generator: {generator}\n");
+        generator_sections(&mut out, &subset);
+    }
+    if generators.len() > 1 {
+        side_by_side(&mut out, records, &generators);
+    }
+    out
+}
 
+/// The generators of `records`, h2load first.
+fn generators_in(records: &[Record]) -> Vec<&'static str> {
+    let mut generators: Vec<&'static str> = records.iter().map(|r| r.generator).collect();
+    generators.sort_by_key(|g| (*g != "h2load", *g));
+    generators.dedup();
+    generators
+}
+
+/// The records the README's charts are drawn from: h2load's when there are any.
+pub fn headline(records: &[Record]) -> Vec<Record> {
+    let first = generators_in(records).first().copied();
+    records
+        .iter()
+        .filter(|r| Some(r.generator) == first)
+        .cloned()
+        .collect()
+}
+
+/// Calls per second of each server under each generator, and how far the generators disagree.
+fn side_by_side(out: &mut String, records: &[Record], generators: &[&'static str]) {
+    let _ = writeln!(
+        out,
+        "# The generators side by side (calls/s; the last column is {} ÷ {})\n",
+        generators[0], generators[1]
+    );
+    let _ = write!(out, "| scenario | server |");
+    for g in generators {
+        let _ = write!(out, " {g} |");
+    }
+    let _ = writeln!(out, " ratio |");
+    let _ = writeln!(out, "|---|---|{}---:|", "---:|".repeat(generators.len()));
+    for sc in scenarios_in(records, |_| true) {
+        for server in servers_in(records) {
+            let values: Vec<Option<f64>> = generators
+                .iter()
+                .map(|g| {
+                    records
+                        .iter()
+                        .find(|r| r.scenario == sc && r.server == server && r.generator == *g)
+                        .map(|r| r.calls_per_s)
+                })
+                .collect();
+            if values.iter().all(Option::is_none) {
+                continue;
+            }
+            let _ = write!(out, "| {sc} | {} |", server.name());
+            for v in &values {
+                let _ = write!(out, " {} |", v.map_or("–".into(), fmt_num));
+            }
+            let ratio = values[0]
+                .zip(values[1])
+                .filter(|(a, b)| *a > 0.0 && *b > 0.0)
+                .map(|(a, b)| a / b);
+            let _ = writeln!(out, " {} |", ratio_cell(ratio));
+        }
+    }
+}
+
+/// One generator's tables: throughput, streams, latency, server CPU, targets, errors.
+fn generator_sections(out: &mut String, records: &[Record]) {
     let _ = writeln!(out, "## Throughput (calls/s, higher is better)\n");
     let scenarios = scenarios_in(records, |r| r.group != "latency");
     table(
-        &mut out,
+        out,
         records,
         &scenarios,
         |r| Some(r.calls_per_s),
@@ -230,7 +313,7 @@ pub fn markdown(info: &RunInfo, records: &[Record]) -> String {
     if !streams.is_empty() {
         let _ = writeln!(out, "\n## Streams (messages/s, higher is better)\n");
         table(
-            &mut out,
+            out,
             records,
             &streams,
             |r| Some(r.messages_per_s),
@@ -245,7 +328,7 @@ pub fn markdown(info: &RunInfo, records: &[Record]) -> String {
             "\n## Latency at concurrency 1 (µs, p50 / p99, lower is better; ratios on p50)\n"
         );
         table(
-            &mut out,
+            out,
             records,
             &latency,
             |r| r.p50_us,
@@ -260,7 +343,7 @@ pub fn markdown(info: &RunInfo, records: &[Record]) -> String {
         );
         let _ = writeln!(out, "\n### p99 ratios\n");
         table(
-            &mut out,
+            out,
             records,
             &latency,
             |r| r.p99_us,
@@ -276,7 +359,7 @@ pub fn markdown(info: &RunInfo, records: &[Record]) -> String {
     );
     let all = scenarios_in(records, |_| true);
     table(
-        &mut out,
+        out,
         records,
         &all,
         |r| r.server_cpu_us_per_call,
@@ -302,7 +385,6 @@ pub fn markdown(info: &RunInfo, records: &[Record]) -> String {
             );
         }
     }
-    out
 }
 
 const COLORS: [(&str, ServerKind); 5] = [

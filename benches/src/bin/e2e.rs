@@ -4,6 +4,7 @@
 //! ```text
 //! e2e run [--quick|--full] [--servers a,b,..] [--only SUBSTR] [--out DIR]
 //!         [--concurrency N] [--server-threads N] [--client-threads N] [--connections N] [--no-pin]
+//!         [--generators h2load,ours]
 //! e2e serve NAME [--threads N]      (used by `run`: one child process per server)
 //! ```
 
@@ -14,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
+use connect_benches::h2load;
 use connect_benches::load::{self, CallSpec, LoadResult, LoadShape, Protocol};
 use connect_benches::report::{self, Record, RunInfo};
 use connect_benches::servers::{self, ServerKind};
@@ -291,6 +293,48 @@ fn validate(scenario: &Scenario, answer: &load::Answer) -> Result<usize, String>
     Ok(answer.body_len)
 }
 
+/// One server's figures for one scenario and generator: medians over the rounds.
+fn record(
+    scenario: &Scenario,
+    server: ServerKind,
+    generator: &'static str,
+    rs: &[LoadResult],
+) -> Record {
+    let calls_per_s = median(
+        rs.iter()
+            .map(|r| r.calls as f64 / r.window.as_secs_f64())
+            .collect(),
+    )
+    .unwrap_or(0.0);
+    let cpu_per_call = median(
+        rs.iter()
+            .filter_map(|r| {
+                let cpu = r.server_cpu?;
+                (r.calls > 0).then(|| cpu.as_secs_f64() * 1e6 / r.calls as f64)
+            })
+            .collect(),
+    );
+    let cpu_load = median(
+        rs.iter()
+            .filter_map(|r| Some(r.server_cpu?.as_secs_f64() / r.window.as_secs_f64()))
+            .collect(),
+    );
+    Record {
+        scenario: scenario.id.clone(),
+        group: scenario.group,
+        server,
+        generator,
+        calls_per_s,
+        messages_per_s: calls_per_s * scenario.messages_per_call as f64,
+        p50_us: median(rs.iter().filter_map(|r| r.percentile(50.0)).collect()),
+        p99_us: median(rs.iter().filter_map(|r| r.percentile(99.0)).collect()),
+        server_cpu_us_per_call: cpu_per_call,
+        server_cpu_load: cpu_load,
+        errors: rs.iter().map(|r| r.errors).sum(),
+        first_error: rs.iter().find_map(|r| r.first_error.clone()),
+    }
+}
+
 fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
@@ -348,6 +392,38 @@ fn run(args: &[String]) -> Result<(), Error> {
             .collect::<Result<_, _>>()?,
         None => ServerKind::ALL.to_vec(),
     };
+    // Load generators: h2load (the figures the README quotes) and ours, each over every scenario.
+    let mut generators: Vec<&'static str> = match flag_value(args, "--generators") {
+        Some(list) => list
+            .split(',')
+            .map(|g| match g {
+                "h2load" => Ok("h2load"),
+                "ours" => Ok("ours"),
+                other => Err(format!("unknown load generator {other} (h2load, ours)")),
+            })
+            .collect::<Result<_, _>>()?,
+        None => vec!["h2load", "ours"],
+    };
+    let mut generator_notes = Vec::new();
+    if generators.contains(&"h2load") {
+        if h2load::available() {
+            generator_notes.push(format!(
+                "{} (h2c, pre-encoded request bodies from a file, one thread)",
+                h2load::version().unwrap_or_else(|| "h2load".into())
+            ));
+        } else {
+            generators.retain(|g| *g != "h2load");
+            generator_notes.push(
+                "h2load: not installed (Debian nghttp2-client; benches/run.sh installs it)".into(),
+            );
+        }
+    }
+    if generators.contains(&"ours") {
+        generator_notes.push("ours (an h2 client, pre-encoded requests)".into());
+    }
+    if generators.is_empty() {
+        return Err("no load generator to run".into());
+    }
     let machine = machine();
     let ticks_per_s: f64 = shell("getconf", &["CLK_TCK"])
         .and_then(|s| s.parse().ok())
@@ -378,8 +454,8 @@ fn run(args: &[String]) -> Result<(), Error> {
         load_at_start: load_at_start.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
         setup: format!(
             "loopback h2c (prior knowledge); each server in its own process with {server_threads} tokio \
-             worker thread(s){}; one load generator (h2 client, pre-encoded requests) with \
-             {client_threads} thread(s){}; {connections} connections (1 at c=1); warmup {:?}, \
+             worker thread(s){}; each load generator (below) in turn with {client_threads} thread(s){}; \
+             {connections} connections (1 at c=1); warmup {:?}, \
              window {:?}, {rounds} round(s), median reported; release build",
             if pin { " pinned to CPU 1" } else { "" },
             if pin { " pinned to CPU 0" } else { "" },
@@ -387,6 +463,7 @@ fn run(args: &[String]) -> Result<(), Error> {
             measure,
         ),
         unavailable,
+        generators: generator_notes,
     };
 
     let runtime = if client_threads <= 1 {
@@ -418,7 +495,6 @@ fn run(args: &[String]) -> Result<(), Error> {
             }
             expected.push(len.ok());
         }
-        let mut results: Vec<Vec<LoadResult>> = targets.iter().map(|_| Vec::new()).collect();
         let shape = LoadShape {
             concurrency: concurrency.unwrap_or(scenario.concurrency),
             connections: if scenario.concurrency == 1 {
@@ -429,79 +505,64 @@ fn run(args: &[String]) -> Result<(), Error> {
             warmup,
             measure,
         };
+        // results[generator][server]: one result per round.
+        let mut results: Vec<Vec<Vec<LoadResult>>> = generators
+            .iter()
+            .map(|_| targets.iter().map(|_| Vec::new()).collect())
+            .collect();
         for round in 0..rounds {
             for k in 0..targets.len() {
                 // Rotate the order each round so that drifting background load hits everyone.
                 let i = (k + round) % targets.len();
                 let p = targets[i];
                 let Some(len) = expected[i] else { continue };
-                let result =
-                    runtime.block_on(load::run(p.addr, &scenario.spec, &shape, len, || {
-                        p.cpu_time(ticks_per_s)
-                    }));
-                match result {
-                    Ok(r) => {
-                        eprintln!(
-                            "{:<36} {:<12} {:>10.0} calls/s  p50 {:>6.0} µs  p99 {:>6.0} µs{}",
-                            scenario.id,
-                            p.kind.name(),
-                            r.calls as f64 / r.window.as_secs_f64(),
-                            r.percentile(50.0).unwrap_or(0.0),
-                            r.percentile(99.0).unwrap_or(0.0),
-                            if r.errors > 0 {
-                                format!("  {} errors", r.errors)
-                            } else {
-                                String::new()
-                            }
-                        );
-                        results[i].push(r);
+                for (g, generator) in generators.iter().enumerate() {
+                    let cpu = || p.cpu_time(ticks_per_s);
+                    let result = match *generator {
+                        "h2load" => {
+                            h2load::run(p.addr, &scenario.spec, &shape, len, pin.then_some(0), cpu)
+                        }
+                        _ => runtime.block_on(load::run(p.addr, &scenario.spec, &shape, len, cpu)),
+                    };
+                    match result {
+                        Ok(r) => {
+                            eprintln!(
+                                "{:<36} {:<12} {:<7} {:>10.0} calls/s  p50 {:>6.0} µs  p99 {:>6.0} µs{}",
+                                scenario.id,
+                                p.kind.name(),
+                                generator,
+                                r.calls as f64 / r.window.as_secs_f64(),
+                                r.percentile(50.0).unwrap_or(0.0),
+                                r.percentile(99.0).unwrap_or(0.0),
+                                if r.errors > 0 {
+                                    format!("  {} errors", r.errors)
+                                } else {
+                                    String::new()
+                                }
+                            );
+                            results[g][i].push(r);
+                        }
+                        Err(e) => {
+                            eprintln!("{} on {} ({generator}): {e}", scenario.id, p.kind.name())
+                        }
                     }
-                    Err(e) => eprintln!("{} on {}: {e}", scenario.id, p.kind.name()),
                 }
             }
         }
-        for (i, p) in targets.iter().enumerate() {
-            let rs = &results[i];
-            if rs.is_empty() {
-                continue;
+        for (g, generator) in generators.iter().enumerate() {
+            for (i, p) in targets.iter().enumerate() {
+                let rs = &results[g][i];
+                if rs.is_empty() {
+                    continue;
+                }
+                records.push(record(scenario, p.kind, generator, rs));
             }
-            let calls_per_s = median(
-                rs.iter()
-                    .map(|r| r.calls as f64 / r.window.as_secs_f64())
-                    .collect(),
-            );
-            let cpu_per_call = median(
-                rs.iter()
-                    .filter_map(|r| {
-                        let cpu = r.server_cpu?;
-                        (r.calls > 0).then(|| cpu.as_secs_f64() * 1e6 / r.calls as f64)
-                    })
-                    .collect(),
-            );
-            let cpu_load = median(
-                rs.iter()
-                    .filter_map(|r| Some(r.server_cpu?.as_secs_f64() / r.window.as_secs_f64()))
-                    .collect(),
-            );
-            let calls_per_s = calls_per_s.unwrap_or(0.0);
-            records.push(Record {
-                scenario: scenario.id.clone(),
-                group: scenario.group,
-                server: p.kind,
-                calls_per_s,
-                messages_per_s: calls_per_s * scenario.messages_per_call as f64,
-                p50_us: median(rs.iter().filter_map(|r| r.percentile(50.0)).collect()),
-                p99_us: median(rs.iter().filter_map(|r| r.percentile(99.0)).collect()),
-                server_cpu_us_per_call: cpu_per_call,
-                server_cpu_load: cpu_load,
-                errors: rs.iter().map(|r| r.errors).sum(),
-                first_error: rs.iter().find_map(|r| r.first_error.clone()),
-            });
         }
     }
     drop(procs);
 
     let markdown = report::markdown(&info, &records);
+    let headline = report::headline(&records);
     println!("{markdown}");
     std::fs::create_dir_all(&out_dir)?;
     std::fs::write(out_dir.join("latest.md"), &markdown)?;
@@ -509,7 +570,7 @@ fn run(args: &[String]) -> Result<(), Error> {
         out_dir.join("latest.json"),
         serde_json::to_string_pretty(&serde_json::json!({ "info": info, "records": records }))?,
     )?;
-    for (name, svg) in report::charts(&records) {
+    for (name, svg) in report::charts(&headline) {
         std::fs::write(out_dir.join(name), svg)?;
     }
     eprintln!("wrote {}", out_dir.display());
