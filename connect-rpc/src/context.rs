@@ -68,7 +68,10 @@ impl std::fmt::Debug for Inner {
             .field("codec", &self.codec)
             .field("deadline", &self.deadline)
             .field("request_headers", &self.request_headers)
-            .field("interceptors", &self.interceptors.as_ref().map_or(0, |i| i.len()))
+            .field(
+                "interceptors",
+                &self.interceptors.as_ref().map_or(0, |i| i.len()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -295,5 +298,122 @@ fn append_all(to: &mut HeaderMap, from: HeaderMap) {
         if let Some(name) = &last {
             to.append(name.clone(), value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connect_proto::{Code, Status, StreamType};
+
+    fn context() -> Context {
+        let method = MethodInfo {
+            path: "/test.v1.Svc/Unary",
+            stream_type: StreamType::Unary,
+            no_side_effects: false,
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request", HeaderValue::from_static("r"));
+        Context::new(
+            method,
+            Protocol::Grpc,
+            Codec::Json,
+            None,
+            headers,
+            http::Extensions::new(),
+        )
+    }
+
+    fn value(v: &'static str) -> HeaderValue {
+        HeaderValue::from_static(v)
+    }
+
+    #[test]
+    fn set_replaces_append_keeps_and_clones_share_the_metadata() {
+        let ctx = context();
+        let clone = ctx.clone();
+        ctx.set_response_header(HeaderName::from_static("x-a"), value("1"))
+            .unwrap();
+        clone
+            .set_response_header(HeaderName::from_static("x-a"), value("2"))
+            .unwrap();
+        clone
+            .append_response_header(HeaderName::from_static("x-b"), value("1"))
+            .unwrap();
+        ctx.append_response_header(HeaderName::from_static("x-b"), value("2"))
+            .unwrap();
+        ctx.set_response_trailer(HeaderName::from_static("x-t"), value("t"))
+            .unwrap();
+        let headers = ctx.take_response_headers();
+        assert_eq!(headers.get_all("x-a").iter().collect::<Vec<_>>(), ["2"]);
+        assert_eq!(
+            headers.get_all("x-b").iter().collect::<Vec<_>>(),
+            ["1", "2"]
+        );
+        assert_eq!(clone.take_response_trailers()["x-t"], "t");
+        assert_eq!(ctx.request_headers()["x-request"], "r");
+        assert_eq!((ctx.protocol(), ctx.codec()), (Protocol::Grpc, Codec::Json));
+    }
+
+    #[test]
+    fn metadata_set_after_it_was_sent_is_refused() {
+        let ctx = context();
+        let _ = ctx.take_response_headers();
+        let late = ctx.set_response_header(HeaderName::from_static("x-a"), value("1"));
+        assert_eq!(late, Err(MetadataSent { what: "headers" }));
+        let late = ctx.append_response_header(HeaderName::from_static("x-a"), value("1"));
+        assert_eq!(late, Err(MetadataSent { what: "headers" }));
+        // Trailers are still open until the call finishes.
+        ctx.append_response_trailer(HeaderName::from_static("x-t"), value("t"))
+            .unwrap();
+        let _ = ctx.take_response_trailers();
+        let late = ctx.set_response_trailer(HeaderName::from_static("x-t"), value("u"));
+        assert_eq!(late, Err(MetadataSent { what: "trailers" }));
+        // A handler's `?` turns it into `internal`, saying what came too late.
+        let status = Status::from(late.unwrap_err());
+        assert_eq!(status.code(), Code::INTERNAL);
+        assert_eq!(status.message(), "the response trailers were already sent");
+    }
+
+    #[test]
+    fn a_response_s_metadata_joins_the_context_s_until_it_is_sent() {
+        let ctx = context();
+        ctx.set_response_header(HeaderName::from_static("x-a"), value("ctx"))
+            .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.append("x-a", value("response"));
+        let mut trailers = HeaderMap::new();
+        trailers.append("x-t", value("response"));
+        ctx.extend_response_metadata(headers.clone(), trailers.clone())
+            .unwrap();
+        let sent = ctx.take_response_headers();
+        assert_eq!(
+            sent.get_all("x-a").iter().collect::<Vec<_>>(),
+            ["ctx", "response"]
+        );
+        assert_eq!(
+            ctx.extend_response_metadata(headers, HeaderMap::new()),
+            Err(MetadataSent { what: "headers" })
+        );
+        // Nothing to add is never late.
+        assert_eq!(
+            ctx.extend_response_metadata(HeaderMap::new(), HeaderMap::new()),
+            Ok(())
+        );
+        assert_eq!(ctx.take_response_trailers()["x-t"], "response");
+    }
+
+    #[test]
+    fn uri_and_interceptors_attach_only_before_the_context_is_shared() {
+        let ctx = context().with_uri(http::Uri::from_static("/p?q=1"));
+        assert_eq!(ctx.uri(), "/p?q=1");
+        let clone = ctx.clone();
+        let ctx = ctx.with_uri(http::Uri::from_static("/other"));
+        assert_eq!(ctx.uri(), "/p?q=1", "changed a shared context");
+        assert_eq!(clone.uri(), "/p?q=1");
+        assert!(ctx.interceptors().is_empty());
+        assert!(!ctx.response_headers_requested());
+        clone.send_response_headers();
+        assert!(ctx.response_headers_requested());
     }
 }

@@ -442,6 +442,71 @@ fn message_of<T>(ctx: &Context, response: Response<T>) -> Result<T, Status> {
     Ok(message)
 }
 
+/// A one-message method's responses: `future`, the handler's, serialized when it resolves.
+fn respond_once<Resp, Fut>(ctx: &Context, future: Fut) -> ResponsePayloads
+where
+    Resp: Message,
+    Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+{
+    ResponsePayloads::new(OneResponse {
+        codec: ctx.codec(),
+        hooks: hooked(ctx),
+        done: false,
+        future,
+    })
+}
+
+/// A streaming method's responses: `start`, the handler's, then each message of its stream.
+fn respond_streaming<Resp, Fut>(ctx: &Context, start: Fut) -> ResponsePayloads
+where
+    Resp: Message,
+    Fut: Future<Output = Result<HandlerStream<Resp>, Status>> + Send + 'static,
+{
+    ResponsePayloads::new(StreamResponses::new(
+        ctx.codec(),
+        hooked(ctx),
+        Box::pin(start),
+    ))
+}
+
+/// Runs a single-request handler: the request read (the call's one message), decoded and shown to
+/// the interceptors, then the handler, whose response metadata joins the call's.
+async fn run_single<Req, T, F, Fut>(
+    ctx: Context,
+    requests: RequestPayloads,
+    decoder: RequestDecoder<Req>,
+    handler: F,
+) -> Result<T, Status>
+where
+    Req: RequestMessage,
+    F: FnOnce(Context, RequestView<Req>) -> Fut,
+    Fut: Future<Output = Result<Response<T>, Status>>,
+{
+    let payload = requests.single().await?;
+    let hooks = hooked(&ctx);
+    let request = decode_request_message(decoder, ctx.codec(), payload, hooks.as_ref())?;
+    let response = handler(ctx.clone(), request).await?;
+    message_of(&ctx, response)
+}
+
+/// Runs a streaming-request handler over its decoded requests (each shown to the interceptors);
+/// its response metadata joins the call's.
+async fn run_streaming<Req, T, F, Fut>(
+    ctx: Context,
+    requests: RequestPayloads,
+    decoder: RequestDecoder<Req>,
+    handler: F,
+) -> Result<T, Status>
+where
+    Req: RequestMessage,
+    F: FnOnce(Context, Streaming<Req>) -> Fut,
+    Fut: Future<Output = Result<Response<T>, Status>>,
+{
+    let requests = Streaming::with_decoder(requests, ctx.codec(), decoder).seen_by(&ctx);
+    let response = handler(ctx.clone(), requests).await?;
+    message_of(&ctx, response)
+}
+
 /// Serves a unary method with `handler`, its request decoded by `decoder` (generated code passes its
 /// own for batch-shaped messages; `RequestDecoder::default()` is buffa's).
 pub fn unary<Req, Resp, F, Fut>(
@@ -456,19 +521,7 @@ where
     F: FnOnce(Context, RequestView<Req>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Response<Resp>, Status>> + Send + 'static,
 {
-    let codec = ctx.codec();
-    let hooks = hooked(&ctx);
-    ResponsePayloads::new(OneResponse {
-        codec,
-        hooks: hooks.clone(),
-        done: false,
-        future: async move {
-            let payload = requests.single().await?;
-            let request = decode_request_message(decoder, codec, payload, hooks.as_ref())?;
-            let response = handler(ctx.clone(), request).await?;
-            message_of(&ctx, response)
-        },
-    })
+    respond_once(&ctx, run_single(ctx.clone(), requests, decoder, handler))
 }
 
 /// Serves a server-streaming method with `handler`, its request decoded by `decoder`.
@@ -484,20 +537,7 @@ where
     F: FnOnce(Context, RequestView<Req>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Response<HandlerStream<Resp>>, Status>> + Send + 'static,
 {
-    let codec = ctx.codec();
-    let hooks = hooked(&ctx);
-    let request_hooks = hooks.clone();
-    let responses = StreamResponses::new(
-        codec,
-        hooks,
-        Box::pin(async move {
-            let payload = requests.single().await?;
-            let request = decode_request_message(decoder, codec, payload, request_hooks.as_ref())?;
-            let response = handler(ctx.clone(), request).await?;
-            message_of(&ctx, response)
-        }),
-    );
-    ResponsePayloads::new(responses)
+    respond_streaming(&ctx, run_single(ctx.clone(), requests, decoder, handler))
 }
 
 /// Serves a client-streaming method with `handler`, its requests decoded by `decoder`.
@@ -513,17 +553,7 @@ where
     F: FnOnce(Context, Streaming<Req>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Response<Resp>, Status>> + Send + 'static,
 {
-    let codec = ctx.codec();
-    let requests = Streaming::with_decoder(requests, codec, decoder).seen_by(&ctx);
-    ResponsePayloads::new(OneResponse {
-        codec,
-        hooks: hooked(&ctx),
-        done: false,
-        future: async move {
-            let response = handler(ctx.clone(), requests).await?;
-            message_of(&ctx, response)
-        },
-    })
+    respond_once(&ctx, run_streaming(ctx.clone(), requests, decoder, handler))
 }
 
 /// Serves a bidi-streaming method with `handler`, its requests decoded by `decoder`.
@@ -539,15 +569,257 @@ where
     F: FnOnce(Context, Streaming<Req>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Response<HandlerStream<Resp>>, Status>> + Send + 'static,
 {
-    let codec = ctx.codec();
-    let requests = Streaming::with_decoder(requests, codec, decoder).seen_by(&ctx);
-    let responses = StreamResponses::new(
-        codec,
-        hooked(&ctx),
-        Box::pin(async move {
-            let response = handler(ctx.clone(), requests).await?;
-            message_of(&ctx, response)
-        }),
-    );
-    ResponsePayloads::new(responses)
+    respond_streaming(&ctx, run_streaming(ctx.clone(), requests, decoder, handler))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::google::rpc::ErrorInfo;
+    use buffa::Message as _;
+    use connect_proto::{Code, Protocol, StreamType};
+
+    fn ctx(stream_type: StreamType) -> Context {
+        let method = MethodInfo {
+            path: "/test.v1.Svc/M",
+            stream_type,
+            no_side_effects: false,
+        };
+        Context::new(
+            method,
+            Protocol::Grpc,
+            Codec::Proto,
+            None,
+            http::HeaderMap::new(),
+            http::Extensions::new(),
+        )
+    }
+
+    fn info(reason: &str) -> ErrorInfo {
+        ErrorInfo {
+            reason: reason.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    fn payload(reason: &str) -> Bytes {
+        Bytes::from(info(reason).encode_to_vec())
+    }
+
+    /// Polls `responses` to their end: the messages, and the error that ended them if any.
+    fn drain(mut responses: ResponsePayloads) -> (Vec<String>, Option<Status>) {
+        let mut cx = TaskContext::from_waker(Waker::noop());
+        let mut messages = Vec::new();
+        loop {
+            let mut buf = BytesMut::new();
+            match responses.poll_write(&mut cx, &mut buf) {
+                Poll::Ready(Some(Ok(()))) => messages.push(
+                    ErrorInfo::decode_from_slice(&buf)
+                        .expect("a message")
+                        .reason,
+                ),
+                Poll::Ready(Some(Err(status))) => return (messages, Some(status)),
+                Poll::Ready(None) => return (messages, None),
+                Poll::Pending => panic!("the handler waits"),
+            }
+        }
+    }
+
+    fn echo(
+        _ctx: Context,
+        request: RequestView<ErrorInfo>,
+    ) -> std::future::Ready<Result<Response<ErrorInfo>, Status>> {
+        std::future::ready(match request.reason() {
+            "fail" => Err(Status::new(Code::NOT_FOUND, "asked to")),
+            reason => Ok(Response::new(info(reason))),
+        })
+    }
+
+    #[test]
+    fn unary_answers_once_then_ends() {
+        let requests = RequestPayloads::from_payloads([payload("hi")]);
+        let responses = unary(
+            ctx(StreamType::Unary),
+            requests,
+            RequestDecoder::<ErrorInfo>::default(),
+            echo,
+        );
+        assert_eq!(drain(responses), (vec!["hi".to_owned()], None));
+        let requests = RequestPayloads::from_payloads([payload("fail")]);
+        let responses = unary(
+            ctx(StreamType::Unary),
+            requests,
+            RequestDecoder::<ErrorInfo>::default(),
+            echo,
+        );
+        let (messages, error) = drain(responses);
+        assert!(messages.is_empty());
+        assert_eq!(error.expect("failed").code(), Code::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_missing_or_undecodable_request_fails_before_the_handler() {
+        let missing = RequestPayloads::from_payloads([]);
+        let responses = unary(
+            ctx(StreamType::Unary),
+            missing,
+            RequestDecoder::<ErrorInfo>::default(),
+            echo,
+        );
+        assert_eq!(
+            drain(responses).1.expect("failed").code(),
+            Code::UNIMPLEMENTED
+        );
+        // Field 1 says it is a string of 9 bytes; one follows.
+        let garbage = RequestPayloads::from_payloads([Bytes::from_static(b"\x0a\x09x")]);
+        let responses = server_streaming(
+            ctx(StreamType::ServerStreaming),
+            garbage,
+            RequestDecoder::<ErrorInfo>::default(),
+            |_ctx, _request: RequestView<ErrorInfo>| async {
+                panic!("the handler ran");
+                #[allow(unreachable_code)]
+                Ok(Response::new(
+                    Box::pin(futures_util::stream::empty()) as HandlerStream<ErrorInfo>
+                ))
+            },
+        );
+        assert_eq!(
+            drain(responses).1.expect("failed").code(),
+            Code::INVALID_ARGUMENT
+        );
+    }
+
+    #[test]
+    fn server_streaming_sends_the_handler_s_stream_and_its_error() {
+        let requests = RequestPayloads::from_payloads([payload("x")]);
+        let responses = server_streaming(
+            ctx(StreamType::ServerStreaming),
+            requests,
+            RequestDecoder::<ErrorInfo>::default(),
+            |_ctx, request: RequestView<ErrorInfo>| {
+                let reason = request.reason().to_owned();
+                async move {
+                    let items = [
+                        Ok(info(&reason)),
+                        Ok(info("y")),
+                        Err(Status::new(Code::ABORTED, "z")),
+                    ];
+                    let stream: HandlerStream<ErrorInfo> =
+                        Box::pin(futures_util::stream::iter(items));
+                    Ok(Response::new(stream))
+                }
+            },
+        );
+        let (messages, error) = drain(responses);
+        assert_eq!(messages, ["x", "y"]);
+        assert_eq!(error.expect("failed").code(), Code::ABORTED);
+    }
+
+    #[test]
+    fn client_and_bidi_streaming_see_every_request_decoded() {
+        let requests = || {
+            RequestPayloads::from_payloads([
+                payload("a"),
+                Bytes::from_static(b"\x0a\x09x"),
+                payload("b"),
+            ])
+        };
+        let responses = client_streaming(
+            ctx(StreamType::ClientStreaming),
+            requests(),
+            RequestDecoder::<ErrorInfo>::default(),
+            |_ctx, requests: Streaming<ErrorInfo>| async move {
+                let seen: Vec<String> = requests
+                    .map(|r| r.map_or_else(|e| e.code().to_string(), |v| v.reason().to_owned()))
+                    .collect()
+                    .await;
+                Ok(Response::new(info(&seen.join(","))))
+            },
+        );
+        assert_eq!(
+            drain(responses),
+            (vec!["a,invalid_argument,b".to_owned()], None)
+        );
+        // Bidi: one response per request; the undecodable one ends the call with its error.
+        let responses = bidi_streaming(
+            ctx(StreamType::BidiStreaming),
+            requests(),
+            RequestDecoder::<ErrorInfo>::default(),
+            |_ctx, requests: Streaming<ErrorInfo>| async move {
+                let stream: HandlerStream<ErrorInfo> =
+                    Box::pin(requests.map(|r| r.map(|v| info(v.reason()))));
+                Ok(Response::new(stream))
+            },
+        );
+        let (messages, error) = drain(responses);
+        assert_eq!(messages, ["a"]);
+        assert_eq!(error.expect("failed").code(), Code::INVALID_ARGUMENT);
+    }
+
+    #[test]
+    fn a_response_s_metadata_joins_the_call_s_unless_already_sent() {
+        let context = ctx(StreamType::Unary);
+        let requests = RequestPayloads::from_payloads([payload("hi")]);
+        let responses = unary(
+            context.clone(),
+            requests,
+            RequestDecoder::<ErrorInfo>::default(),
+            |_ctx, _request: RequestView<ErrorInfo>| async {
+                let response = Response::new(info("ok"))
+                    .with_header("x-h", http::HeaderValue::from_static("h"))
+                    .with_trailer("x-t", http::HeaderValue::from_static("t"));
+                Ok(response)
+            },
+        );
+        assert_eq!(drain(responses), (vec!["ok".to_owned()], None));
+        assert_eq!(context.take_response_headers()["x-h"], "h");
+        assert_eq!(context.take_response_trailers()["x-t"], "t");
+        // Headers already sent (by the driver, with a first message): the response's are refused.
+        let context = ctx(StreamType::ServerStreaming);
+        let _ = context.take_response_headers();
+        let responses = server_streaming(
+            context,
+            RequestPayloads::from_payloads([payload("hi")]),
+            RequestDecoder::<ErrorInfo>::default(),
+            |_ctx, _request: RequestView<ErrorInfo>| async {
+                let stream: HandlerStream<ErrorInfo> = Box::pin(futures_util::stream::empty());
+                Ok(Response::new(stream).with_header("x-h", http::HeaderValue::from_static("h")))
+            },
+        );
+        let error = drain(responses).1.expect("failed");
+        assert_eq!(error.code(), Code::INTERNAL);
+        assert!(error.message().contains("already sent"), "{error:?}");
+    }
+
+    #[test]
+    fn payloads_from_a_stream_go_out_as_they_are() {
+        let items = [
+            Ok(payload("p")),
+            Err(Status::new(Code::UNAVAILABLE, "gone")),
+        ];
+        let responses = ResponsePayloads::from_stream(futures_util::stream::iter(items));
+        let (messages, error) = drain(responses);
+        assert_eq!(messages, ["p"]);
+        assert_eq!(error.expect("failed").code(), Code::UNAVAILABLE);
+        let responses = ResponsePayloads::from_stream(futures_util::stream::empty());
+        assert_eq!(drain(responses), (Vec::new(), None));
+    }
+
+    #[test]
+    fn request_payloads_wait_for_the_driver_and_end_when_it_closes() {
+        let inbox = Arc::new(Inbox::default());
+        let mut requests = RequestPayloads::new(inbox.clone());
+        let mut cx = TaskContext::from_waker(Waker::noop());
+        assert!(Pin::new(&mut requests).poll_next(&mut cx).is_pending());
+        inbox.push(Bytes::from_static(b"1"));
+        assert_eq!(inbox.len(), 1);
+        let next = Pin::new(&mut requests).poll_next(&mut cx);
+        assert_eq!(next, Poll::Ready(Some(Bytes::from_static(b"1"))));
+        inbox.close();
+        assert_eq!(
+            Pin::new(&mut requests).poll_next(&mut cx),
+            Poll::Ready(None)
+        );
+    }
 }
