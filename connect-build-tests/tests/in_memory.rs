@@ -3,91 +3,21 @@
 //! Every RPC shape, errors with details, headers and trailers, deadlines, Connect GET — over Connect,
 //! gRPC and gRPC-Web, with proto and JSON.
 
-use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context as TaskContext, Poll, Waker};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use connect_build_tests::proto::acme::greet::v1::{
     GreetRequest, GreetResponse, GreetService, GreetServiceClient, GreetServiceServer,
 };
-use connect_rpc::{
-    BoxFuture, Client, Context, HandlerStream, RequestBody, RequestView, Response, ResponseBody,
-    Router, Runtime, Streaming, Transport, TransportError,
-};
+use connect_rpc::testing::{InMemory, ThreadRuntime};
 use connect_rpc::{CallOptions, ClientConfig, Code, Codec, ErrorDetail, Instant, Protocol, Status};
+use connect_rpc::{
+    Client, Context, HandlerStream, RequestView, Response, Router, Runtime, Streaming,
+};
 use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue};
-
-/// Real time, timers on helper threads: enough for tests, no async runtime needed.
-#[derive(Clone, Copy, Debug)]
-struct ThreadRuntime;
-
-struct Sleep {
-    deadline: Instant,
-    shared: Arc<Mutex<(bool, Option<Waker>)>>,
-    started: bool,
-}
-
-impl Future for Sleep {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        let mut state = self.shared.lock().unwrap();
-        if state.0 || Instant::now() >= self.deadline {
-            return Poll::Ready(());
-        }
-        state.1 = Some(cx.waker().clone());
-        drop(state);
-        if !self.started {
-            self.started = true;
-            let (shared, deadline) = (self.shared.clone(), self.deadline);
-            std::thread::spawn(move || {
-                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-                let mut state = shared.lock().unwrap();
-                state.0 = true;
-                if let Some(w) = state.1.take() {
-                    w.wake();
-                }
-            });
-        }
-        Poll::Pending
-    }
-}
-
-impl Runtime for ThreadRuntime {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-
-    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
-        Box::pin(Sleep {
-            deadline,
-            shared: Arc::default(),
-            started: false,
-        })
-    }
-
-    fn spawn(&self, future: BoxFuture<'static, ()>) {
-        std::thread::spawn(move || futures_executor::block_on(future));
-    }
-}
-
-/// Hands requests straight to a router.
-#[derive(Clone, Debug)]
-struct InMemory(Router);
-
-impl Transport for InMemory {
-    type ResponseBody = ResponseBody;
-    type Future = BoxFuture<'static, Result<http::Response<ResponseBody>, TransportError>>;
-
-    fn send(&self, request: http::Request<RequestBody>) -> Self::Future {
-        let serve = self.0.handle(request);
-        Box::pin(async move { Ok(serve.await) })
-    }
-}
 
 struct Greeter;
 
@@ -213,7 +143,7 @@ fn client(protocol: Protocol, codec: Codec) -> GreetServiceClient<InMemory> {
 
 fn client_with(config: ClientConfig) -> GreetServiceClient<InMemory> {
     GreetServiceClient::new(Client::new(
-        InMemory(router()),
+        InMemory::new(router()),
         "http://in-memory".parse().unwrap(),
         config,
         ThreadRuntime,
@@ -398,7 +328,7 @@ fn connect_get_for_no_side_effect_methods() {
 fn unknown_method_is_unimplemented() {
     futures_executor::block_on(async {
         let client = Client::new(
-            InMemory(Router::new(ThreadRuntime)),
+            InMemory::new(Router::new(ThreadRuntime)),
             "http://in-memory".parse().unwrap(),
             ClientConfig::new(Protocol::Grpc, Codec::Proto),
             ThreadRuntime,
@@ -576,7 +506,7 @@ fn hand_written_service_answers_with_raw_payloads() {
         futures_executor::block_on(async {
             let router = Router::new(ThreadRuntime).service(RawGreetMany);
             let client = GreetServiceClient::new(Client::new(
-                InMemory(router),
+                InMemory::new(router),
                 "http://in-memory".parse().unwrap(),
                 ClientConfig::new(protocol, codec),
                 ThreadRuntime,

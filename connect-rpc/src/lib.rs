@@ -18,6 +18,8 @@
 //!   implements (tokio, smol, the browser).
 //! - **JSON**: `google.protobuf.Any` needs its types registered ([`register_json_types`]); generated
 //!   servers and clients register their own.
+//! - **Testing** (feature `testing`): `testing::InMemory`, a transport straight into a router,
+//!   with a runtime of plain threads, to test handlers and clients with no sockets.
 //!
 //! The protocol itself (framing, compression, limits, timeouts, status codes, wire forms) is
 //! `connect-proto`'s; the items of it that handlers and clients meet are re-exported here, so that
@@ -43,6 +45,8 @@ pub mod observe;
 mod response;
 mod router;
 mod runtime;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use body::{BoxError, RequestBody, TransportError};
 pub use client::{merge_options, Client, Message, Outcome, ResponseStream, Transport};
