@@ -894,3 +894,174 @@ fn add_user_agent(protocol: Protocol, headers: &mut HeaderMap) {
         headers.insert("x-user-agent", HeaderValue::from_static(agent));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNARY: MethodInfo = MethodInfo {
+        path: "/t.S/Unary",
+        stream_type: StreamType::Unary,
+        no_side_effects: false,
+    };
+    const CLIENT_STREAM: MethodInfo = MethodInfo {
+        path: "/t.S/Client",
+        stream_type: StreamType::ClientStreaming,
+        no_side_effects: false,
+    };
+    const SERVER_STREAM: MethodInfo = MethodInfo {
+        path: "/t.S/Server",
+        stream_type: StreamType::ServerStreaming,
+        no_side_effects: false,
+    };
+
+    fn call(protocol: Protocol, method: MethodInfo) -> ClientCall {
+        let config = ClientConfig::new(protocol, Codec::Proto);
+        let base = http::Uri::from_static("http://h");
+        ClientCall::new(
+            &config,
+            method,
+            &base,
+            CallOptions::default(),
+            Instant::now(),
+        )
+    }
+
+    fn transmits(call: &mut ClientCall) -> Vec<ClientTransmit> {
+        std::iter::from_fn(|| call.poll_transmit()).collect()
+    }
+
+    fn events(call: &mut ClientCall) -> Vec<ClientEvent> {
+        std::iter::from_fn(|| call.poll_event()).collect()
+    }
+
+    fn outcome(call: &mut ClientCall) -> Result<(), Status> {
+        match events(call).pop() {
+            Some(ClientEvent::Finished { result, .. }) => result,
+            other => panic!("not finished: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_connect_unary_head_waits_for_its_message() {
+        let mut call = call(Protocol::Connect, UNARY);
+        assert_eq!(call.send_state(), Some(Send::Idle));
+        assert!(transmits(&mut call).is_empty());
+        call.send_message(Bytes::from_static(b"m")).unwrap();
+        assert_eq!(call.send_state(), Some(Send::Closed));
+        match &transmits(&mut call)[..] {
+            [ClientTransmit::Head(head), ClientTransmit::Data(body), ClientTransmit::End] => {
+                assert_eq!(head.method(), Method::POST);
+                assert_eq!(head.uri(), "http://h/t.S/Unary");
+                assert_eq!(&body[..], b"m");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Enveloped protocols queue the head at once.
+        let mut call = call_grpc_stream();
+        assert_eq!(call.send_state(), Some(Send::Open));
+        assert!(matches!(
+            &transmits(&mut call)[..],
+            [ClientTransmit::Head(_)]
+        ));
+    }
+
+    fn call_grpc_stream() -> ClientCall {
+        call(Protocol::Grpc, CLIENT_STREAM)
+    }
+
+    #[test]
+    fn cancel_resets_only_a_request_whose_head_left() {
+        // The head is still queued: nothing at all goes out.
+        let mut queued = call_grpc_stream();
+        queued.cancel();
+        assert!(transmits(&mut queued).is_empty());
+        assert_eq!(outcome(&mut queued).unwrap_err().code(), Code::CANCELED);
+        // The head left: the request is reset.
+        let mut sent = call_grpc_stream();
+        let _ = transmits(&mut sent);
+        sent.cancel();
+        assert!(matches!(&transmits(&mut sent)[..], [ClientTransmit::Reset]));
+        assert_eq!(outcome(&mut sent).unwrap_err().code(), Code::CANCELED);
+        assert!(sent.is_finished() && sent.poll_timeout().is_none());
+        // Cancelling again, or anything else after the end, changes nothing.
+        sent.cancel();
+        sent.recv_reset(Reset::ConnectionLost);
+        assert!(transmits(&mut sent).is_empty() && events(&mut sent).is_empty());
+    }
+
+    #[test]
+    fn messages_the_method_does_not_take_are_refused() {
+        let mut unary = call(Protocol::Grpc, UNARY);
+        assert_eq!(
+            unary.close_send(),
+            Err(UsageError("this method takes exactly one request message"))
+        );
+        unary.send_message(Bytes::from_static(b"1")).unwrap();
+        // The one message closed the request; a second is refused, written in place or not.
+        assert_eq!(
+            unary.send_message(Bytes::from_static(b"2")),
+            Err(UsageError("send_message after close_send"))
+        );
+        let mut writer = unary.message_writer();
+        writer.buffer().extend_from_slice(b"3");
+        assert!(writer.send().is_err());
+        let mut stream = call_grpc_stream();
+        stream.close_send().unwrap();
+        assert_eq!(
+            stream.send_message(Bytes::from_static(b"late")),
+            Err(UsageError("send_message after close_send"))
+        );
+        // Over the limit: the call fails locally.
+        let mut config = ClientConfig::new(Protocol::Grpc, Codec::Proto);
+        config.max_send_message_size = 1;
+        let base = http::Uri::from_static("http://h");
+        let now = Instant::now();
+        let mut big = ClientCall::new(&config, CLIENT_STREAM, &base, CallOptions::default(), now);
+        let _ = transmits(&mut big);
+        big.send_message(Bytes::from_static(b"two")).unwrap();
+        assert!(matches!(&transmits(&mut big)[..], [ClientTransmit::Reset]));
+        let status = outcome(&mut big).unwrap_err();
+        assert_eq!(status.code(), Code::RESOURCE_EXHAUSTED);
+        assert_eq!(
+            status.message(),
+            "request message of 3 bytes exceeds the limit of 1"
+        );
+    }
+
+    #[test]
+    fn the_response_moves_from_its_head_through_its_body_to_its_end() {
+        let mut call = call(Protocol::Connect, SERVER_STREAM);
+        call.send_message(Bytes::from_static(b"q")).unwrap();
+        let recv = |call: &ClientCall| call.recv_state();
+        assert_eq!(recv(&call), Some(Recv::AwaitingHead));
+        // Data before the head is the server's fault.
+        let mut early = self::call(Protocol::Connect, SERVER_STREAM);
+        early.recv_data(Bytes::from_static(b"x"));
+        assert_eq!(outcome(&mut early).unwrap_err().code(), Code::INTERNAL);
+
+        let mut head = http::Response::new(());
+        head.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/connect+proto"),
+        );
+        call.recv_head(head);
+        assert_eq!(recv(&call), Some(Recv::Body { data: false }));
+        let (message, _) = crate::envelope::encode(0, Bytes::from_static(b"r"));
+        call.recv_data(message);
+        assert_eq!(recv(&call), Some(Recv::Body { data: true }));
+        let (end, _) = crate::envelope::encode(flags::END_STREAM, Bytes::from_static(b"{}"));
+        call.recv_data(end);
+        assert_eq!(recv(&call), Some(Recv::Ended));
+        // Only the end of the HTTP body may follow the end of the stream.
+        call.recv_end(None);
+        assert_eq!(call.state, State::Closed);
+        let got = events(&mut call);
+        assert!(matches!(got[0], ClientEvent::Headers(_)), "{got:?}");
+        assert_eq!(got[1], ClientEvent::Message(Bytes::from_static(b"r")));
+        assert!(matches!(
+            got[2],
+            ClientEvent::Finished { result: Ok(()), .. }
+        ));
+    }
+}

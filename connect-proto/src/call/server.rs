@@ -1030,3 +1030,206 @@ impl SendSide for ServerCall {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNARY: MethodInfo = MethodInfo {
+        path: "/t.S/Unary",
+        stream_type: StreamType::Unary,
+        no_side_effects: false,
+    };
+    const STREAM: MethodInfo = MethodInfo {
+        path: "/t.S/Stream",
+        stream_type: StreamType::ServerStreaming,
+        no_side_effects: false,
+    };
+
+    fn head(method: &str, path: &str, content_type: Option<&str>) -> http::request::Parts {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .version(http::Version::HTTP_2);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        request.body(()).expect("request").into_parts().0
+    }
+
+    fn start(method: MethodInfo, parts: &http::request::Parts) -> ServerCall {
+        ServerCall::new(
+            &ServerConfig::default(),
+            Some(method),
+            parts,
+            Instant::now(),
+        )
+    }
+
+    fn transmits(call: &mut ServerCall) -> Vec<ServerTransmit> {
+        std::iter::from_fn(|| call.poll_transmit()).collect()
+    }
+
+    fn events(call: &mut ServerCall) -> Vec<ServerEvent> {
+        std::iter::from_fn(|| call.poll_event()).collect()
+    }
+
+    fn envelope(payload: &'static [u8]) -> Bytes {
+        let (head, tail) = crate::envelope::encode(0, Bytes::from_static(payload));
+        assert!(tail.is_none());
+        head
+    }
+
+    #[test]
+    fn the_state_follows_the_request_and_the_response_apart() {
+        let mut call = start(STREAM, &head("POST", STREAM.path, Some("application/grpc")));
+        let open = |recv, send| State::Open { recv, send };
+        assert_eq!(call.state, open(Recv::Open, Send::Idle));
+        call.send_headers(HeaderMap::new()).unwrap();
+        assert_eq!(call.state, open(Recv::Open, Send::HeadSent));
+        call.recv_data(envelope(b"m"));
+        call.recv_end(None);
+        assert_eq!(call.state, open(Recv::Closed, Send::HeadSent));
+        assert_eq!(
+            events(&mut call),
+            [
+                ServerEvent::Message(Bytes::from_static(b"m")),
+                ServerEvent::InputClosed
+            ]
+        );
+        call.send_message(Bytes::from_static(b"r")).unwrap();
+        call.finish(Ok(()), HeaderMap::new()).unwrap();
+        assert_eq!(call.state, State::Closed);
+        assert_eq!(events(&mut call), [ServerEvent::Finished(Ok(()))]);
+        let sent = transmits(&mut call);
+        assert!(matches!(sent.first(), Some(ServerTransmit::Head(_))));
+        assert!(matches!(sent.last(), Some(ServerTransmit::Trailers(_))));
+    }
+
+    #[test]
+    fn a_request_refused_from_its_head_is_over_before_any_body() {
+        let mut call = start(UNARY, &head("POST", UNARY.path, Some("text/plain")));
+        assert_eq!(call.state, State::Closed);
+        let sent = transmits(&mut call);
+        match &sent[..] {
+            [ServerTransmit::Head(head), ServerTransmit::End] => {
+                assert_eq!(head.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            }
+            other => panic!("{other:?}"),
+        }
+        match &events(&mut call)[..] {
+            [ServerEvent::Finished(Err(status))] => assert_eq!(status.code(), Code::UNKNOWN),
+            other => panic!("{other:?}"),
+        }
+        // Input and commands after the end change nothing.
+        call.recv_data(Bytes::from_static(b"body"));
+        call.recv_end(None);
+        assert_eq!(call.send_message(Bytes::from_static(b"r")), Ok(()));
+        assert_eq!(call.finish(Ok(()), HeaderMap::new()), Ok(()));
+        assert!(transmits(&mut call).is_empty() && events(&mut call).is_empty());
+    }
+
+    #[test]
+    fn get_and_other_methods_are_refused_where_they_do_not_apply() {
+        // GET of a method with side effects: 405 naming what is allowed.
+        let mut call = start(
+            UNARY,
+            &head("GET", "/t.S/Unary?encoding=proto&message=", None),
+        );
+        match &transmits(&mut call)[..] {
+            [ServerTransmit::Head(head), ServerTransmit::End] => {
+                assert_eq!(head.status(), StatusCode::METHOD_NOT_ALLOWED);
+                assert_eq!(head.headers()[header::ALLOW], "GET, POST");
+            }
+            other => panic!("{other:?}"),
+        }
+        // GET of a path nobody serves, and POST to it: unimplemented, 404 in Connect.
+        for parts in [
+            head("GET", "/t.S/Missing?encoding=proto&message=", None),
+            head("POST", "/t.S/Missing", Some("application/proto")),
+        ] {
+            let mut call = ServerCall::new(&ServerConfig::default(), None, &parts, Instant::now());
+            match &transmits(&mut call)[..] {
+                [ServerTransmit::Head(head), ServerTransmit::Data(body), ServerTransmit::End] => {
+                    assert_eq!(head.status(), StatusCode::NOT_FOUND);
+                    assert!(body.starts_with(br#"{"code":"unimplemented""#), "{body:?}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // PUT with an RPC content type.
+        let mut call = start(UNARY, &head("PUT", UNARY.path, Some("application/proto")));
+        match &transmits(&mut call)[..] {
+            [ServerTransmit::Head(head), ServerTransmit::End] => {
+                assert_eq!(head.status(), StatusCode::METHOD_NOT_ALLOWED)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn messages_the_call_cannot_take_are_refused_dropped_or_fail_it() {
+        let parts = head("POST", UNARY.path, Some("application/grpc"));
+        let mut call = start(UNARY, &parts);
+        call.send_message(Bytes::from_static(b"one")).unwrap();
+        let gathered = call.gathered_len();
+        assert_eq!(
+            call.send_message(Bytes::from_static(b"two")),
+            Err(UsageError("a unary response has exactly one message"))
+        );
+        // Written in place: refused the same way, and nothing of it stays in the buffer.
+        let mut writer = call.message_writer();
+        writer.buffer().extend_from_slice(b"three");
+        assert!(writer.send().is_err());
+        assert_eq!(call.gathered_len(), gathered);
+        // A writer dropped unsent leaves nothing either.
+        let mut writer = call.message_writer();
+        writer.buffer().extend_from_slice(b"four");
+        drop(writer);
+        assert_eq!(call.gathered_len(), gathered);
+        // Over the send limit: the call fails with resource_exhausted.
+        let config = ServerConfig {
+            max_send_message_size: 2,
+            ..ServerConfig::default()
+        };
+        let parts = head("POST", STREAM.path, Some("application/grpc"));
+        let mut call = ServerCall::new(&config, Some(STREAM), &parts, Instant::now());
+        assert_eq!(call.send_message(Bytes::from_static(b"big")), Ok(()));
+        match &events(&mut call)[..] {
+            [ServerEvent::Finished(Err(status))] => {
+                assert_eq!(status.code(), Code::RESOURCE_EXHAUSTED);
+                assert_eq!(
+                    status.message(),
+                    "response message of 3 bytes exceeds the limit of 2"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Once over, messages are dropped without a word.
+        assert_eq!(call.send_message(Bytes::from_static(b"x")), Ok(()));
+        assert_eq!(call.message_writer().send(), Ok(()));
+    }
+
+    #[test]
+    fn the_deadline_ends_the_call_once_and_early_timeouts_do_nothing() {
+        let mut parts = head("POST", UNARY.path, Some("application/grpc"));
+        parts
+            .headers
+            .insert(h::GRPC_TIMEOUT, HeaderValue::from_static("10m"));
+        let now = Instant::now();
+        let mut call = ServerCall::new(&ServerConfig::default(), Some(UNARY), &parts, now);
+        let deadline = call.poll_timeout().expect("a deadline");
+        call.handle_timeout(now);
+        assert!(events(&mut call).is_empty() && transmits(&mut call).is_empty());
+        call.handle_timeout(deadline);
+        match &events(&mut call)[..] {
+            [ServerEvent::Finished(Err(status))] => {
+                assert_eq!(status.code(), Code::DEADLINE_EXCEEDED)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(call.poll_timeout(), None);
+        call.handle_timeout(deadline + std::time::Duration::from_secs(1));
+        assert!(events(&mut call).is_empty());
+    }
+}
