@@ -45,5 +45,7 @@ pub async fn serve_connection<I, E>(
         ServerBody,
     >,
 {
-    let _ = watcher.watch(builder.serve_connection(io, service)).await;
+    // On the heap: see `Watcher::watch`.
+    let mut conn = Box::pin(builder.serve_connection(io, service));
+    let _ = watcher.watch(conn.as_mut()).await;
 }

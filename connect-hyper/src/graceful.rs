@@ -80,9 +80,13 @@ pub struct Watcher {
 impl Watcher {
     /// Drives a server connection to its end; once the shutdown is signalled, the connection stops
     /// taking new requests, finishes those in flight and closes.
+    ///
+    /// The connection is pinned by the caller, best on the heap (`Box::pin`): its state is a few
+    /// kilobytes, and a future that held it by value would be as large, as would every future
+    /// awaiting that one.
     pub async fn watch<I, E>(
         self,
-        conn: Connection<'_, I, ConnectionService, E>,
+        mut conn: Pin<&mut Connection<'_, I, ConnectionService, E>>,
     ) -> Result<(), connect_rpc::BoxError>
     where
         I: Read + Write + Unpin + 'static,
@@ -91,7 +95,6 @@ impl Watcher {
             ServerBody,
         >,
     {
-        let mut conn = std::pin::pin!(conn);
         let mut signalled = self.signalled.clone();
         let mut shutting_down = false;
         std::future::poll_fn(|cx| {
@@ -107,12 +110,18 @@ impl Watcher {
         .await
     }
 
+    /// Resolves once the shutdown is signalled.
+    pub(crate) fn shutdown_signal(&self) -> impl Future<Output = ()> + Unpin {
+        self.signalled.clone().map(drop)
+    }
+
     /// Like [`watch`](Self::watch), and also drains or closes the connection as `clock` decides
-    /// (idle, age, request count, no first request), with `stats` from the connection's service.
+    /// (idle, age, request count, no first request, a request head left incomplete), with `stats`
+    /// from the connection's service and IO.
     pub(crate) async fn watch_managed<I, E>(
         self,
-        conn: Connection<'_, I, ConnectionService, E>,
-        clock: &mut crate::watch::ConnectionClock,
+        conn: Pin<&mut Connection<'_, I, ConnectionService, E>>,
+        clock: &mut crate::watch::ConnectionClock<'_>,
         stats: &crate::watch::ConnectionStats,
         timer: &crate::service::DrainTimer,
     ) where
@@ -122,7 +131,7 @@ impl Watcher {
             ServerBody,
         >,
     {
-        let shutdown = self.signalled.clone().map(drop);
+        let shutdown = self.shutdown_signal();
         let drain = |conn: Pin<&mut Connection<'_, I, ConnectionService, E>>| {
             conn.graceful_shutdown();
         };

@@ -16,6 +16,7 @@ mod buffers;
 mod client_body;
 mod conn;
 mod graceful;
+mod header_watch;
 mod io;
 mod limits;
 mod peer;

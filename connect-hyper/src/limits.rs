@@ -31,6 +31,9 @@ pub struct Limits {
     /// How long a client may take to send a request head, and to finish the TLS handshake. A
     /// connection that has not completed a first request head within it (whatever its HTTP version:
     /// a TCP connection that sends nothing, an HTTP/2 connection that sends no request) is closed.
+    /// On HTTP/2 it also bounds every later request head from its first byte (the HEADERS frame
+    /// and its CONTINUATIONs; likewise a frame header, or a frame other than DATA): a connection
+    /// whose client trickles one is closed, where before only the idle timeout ended it.
     ///
     /// Default 30 s, as connectrpc's and Go's servers: long enough for any real client on a slow
     /// network, short enough that silent connections cannot pile up.

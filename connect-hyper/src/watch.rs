@@ -1,5 +1,6 @@
-//! Connection management: how long a connection may live, stay idle or stay silent, how many calls
-//! it may carry, and how many connections a server holds at once.
+//! Connection management: how long a connection may live, stay idle or stay silent, how long a
+//! request head may take, how many calls it may carry, and how many connections a server holds at
+//! once.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +23,10 @@ pub(crate) struct ConnectionStats {
     in_flight: AtomicUsize,
     /// When the last call ended, in nanoseconds since `opened` (0: none ended yet).
     last_end: AtomicU64,
+    /// Since when the HTTP/2 framing read has been incomplete (a request head, a frame header), in
+    /// nanoseconds since `opened` plus one (0: nothing incomplete). Set by the connection's
+    /// [`HeaderWatch`](crate::header_watch::HeaderWatch).
+    incomplete_since: AtomicU64,
     /// Wakes the watcher when the request count reaches `max_requests`.
     max_requests: Option<u64>,
     watcher: AtomicWaker,
@@ -34,6 +39,7 @@ impl ConnectionStats {
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             last_end: AtomicU64::new(0),
+            incomplete_since: AtomicU64::new(0),
             max_requests,
             watcher: AtomicWaker::new(),
         }
@@ -48,6 +54,23 @@ impl ConnectionStats {
         }
         CallGuard {
             stats: self.clone(),
+        }
+    }
+
+    /// Records since when something the connection reads has been incomplete (`None`: since
+    /// nothing).
+    pub(crate) fn set_incomplete_since(&self, since: Option<Instant>) {
+        let nanos = since.map_or(0, |at| {
+            let offset = at.saturating_duration_since(self.opened).as_nanos();
+            u64::try_from(offset).unwrap_or(u64::MAX - 1) + 1
+        });
+        self.incomplete_since.store(nanos, Ordering::Release);
+    }
+
+    fn incomplete_since(&self) -> Option<Instant> {
+        match self.incomplete_since.load(Ordering::Acquire) {
+            0 => None,
+            nanos => Some(self.opened + Duration::from_nanos(nanos - 1)),
         }
     }
 
@@ -85,7 +108,9 @@ impl Drop for CallGuard {
 /// What the watcher of one connection enforces (from [`Limits`]).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ConnectionPolicy {
-    pub(crate) first_request_timeout: Option<Duration>,
+    /// How long the first request may take to arrive, and an HTTP/2 request head (or any frame but
+    /// DATA) from its first byte ([`Limits::header_read_timeout`]).
+    pub(crate) header_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_age: Option<Duration>,
     pub(crate) max_age_grace: Option<Duration>,
@@ -95,7 +120,7 @@ pub(crate) struct ConnectionPolicy {
 impl ConnectionPolicy {
     pub(crate) fn from_limits(limits: &Limits) -> Self {
         ConnectionPolicy {
-            first_request_timeout: limits.header_read_timeout,
+            header_timeout: limits.header_read_timeout,
             idle_timeout: limits.idle_timeout,
             max_age: limits.max_connection_age,
             max_age_grace: limits.max_connection_age_grace,
@@ -104,7 +129,7 @@ impl ConnectionPolicy {
     }
 
     pub(crate) fn is_inert(&self) -> bool {
-        self.first_request_timeout.is_none()
+        self.header_timeout.is_none()
             && self.idle_timeout.is_none()
             && self.max_age.is_none()
             && self.max_requests.is_none()
@@ -125,16 +150,17 @@ pub(crate) enum Verdict {
 /// The per-connection decisions, pure: what to do at `now` given the connection's stats, and when to
 /// look again.
 #[derive(Debug)]
-pub(crate) struct ConnectionClock {
-    policy: ConnectionPolicy,
+pub(crate) struct ConnectionClock<'a> {
+    /// The server's, borrowed: a clone in each connection's task would cost it about 100 bytes.
+    policy: &'a ConnectionPolicy,
     /// When a drain started (by this clock, or by the server's shutdown).
     draining_since: Option<Instant>,
     /// When to look again whether a busy connection went idle.
     busy_check: Option<Instant>,
 }
 
-impl ConnectionClock {
-    pub(crate) fn new(policy: ConnectionPolicy) -> Self {
+impl<'a> ConnectionClock<'a> {
+    pub(crate) fn new(policy: &'a ConnectionPolicy) -> Self {
         ConnectionClock {
             policy,
             draining_since: None,
@@ -168,11 +194,20 @@ impl ConnectionClock {
         let mut at = |deadline: Instant| {
             next = Some(next.map_or(deadline, |n| n.min(deadline)));
         };
-        if let Some(limit) = self.policy.first_request_timeout.filter(|_| requests == 0) {
-            if age >= limit {
-                return Verdict::Close;
+        if let Some(limit) = self.policy.header_timeout {
+            if requests == 0 {
+                if age >= limit {
+                    return Verdict::Close;
+                }
+                at(stats.opened + limit);
             }
-            at(stats.opened + limit);
+            // A request head (or frame) begun and left incomplete: a client trickling it.
+            if let Some(since) = stats.incomplete_since() {
+                if now.saturating_duration_since(since) >= limit {
+                    return Verdict::Close;
+                }
+                at(since + limit);
+            }
         }
         if self.policy.max_requests.is_some_and(|max| requests >= max) {
             return self.drain(now);
@@ -210,57 +245,113 @@ impl ConnectionClock {
 
 /// Drives `conn` under `clock`: calls `drain` once the clock (or `shutdown`) says so, and ends the
 /// connection when the clock says close. `conn` resolves when the connection is done.
+///
+/// `conn` is pinned by the caller (on the heap: a connection's state is kilobytes, and every async
+/// function it were passed through by value would keep a copy of it in its own state).
 pub(crate) async fn watched<C: Future>(
-    conn: C,
+    mut conn: Pin<&mut C>,
     mut drain: impl FnMut(Pin<&mut C>),
     mut shutdown: impl Future<Output = ()> + Unpin,
-    clock: &mut ConnectionClock,
+    clock: &mut ConnectionClock<'_>,
     stats: &ConnectionStats,
     timer: &DrainTimer,
 ) -> Option<C::Output> {
-    let mut conn = std::pin::pin!(conn);
     let mut shutting_down = false;
     let mut draining = false;
-    let mut sleep: Option<(Instant, Pin<Box<dyn hyper::rt::Sleep>>)> = None;
+    let mut sleep = Alarm::default();
     std::future::poll_fn(move |cx: &mut Context<'_>| loop {
         stats.watcher.register(cx.waker());
-        let now = Instant::now();
         if !shutting_down && Pin::new(&mut shutdown).poll(cx).is_ready() {
             shutting_down = true;
-            clock.drain_for_shutdown(now);
+            clock.drain_for_shutdown(Instant::now());
             if !draining {
                 draining = true;
                 drain(conn.as_mut());
             }
         }
-        let deadline = match clock.poll(stats, now) {
-            Verdict::Close => return Poll::Ready(None),
-            Verdict::Drain => {
-                if !draining {
-                    draining = true;
-                    drain(conn.as_mut());
-                }
-                continue;
-            }
-            Verdict::Keep(deadline) => deadline,
-        };
+        // The connection first: what it reads may start a request head, whose deadline the clock
+        // then knows.
         if let Poll::Ready(output) = conn.as_mut().poll(cx) {
             return Poll::Ready(Some(output));
         }
-        match deadline {
-            None => sleep = None,
-            Some(at) if sleep.as_ref().is_some_and(|(armed, _)| *armed == at) => {}
-            Some(at) => sleep = Some((at, timer.sleep_until(at))),
+        match clock.poll(stats, Instant::now()) {
+            Verdict::Close => return Poll::Ready(None),
+            Verdict::Drain if !draining => {
+                draining = true;
+                drain(conn.as_mut());
+                // hyper starts draining when polled.
+                continue;
+            }
+            Verdict::Drain => {}
+            Verdict::Keep(deadline) => sleep.arm(deadline, timer),
         }
-        let fired = sleep
-            .as_mut()
-            .is_some_and(|(_, s)| s.as_mut().poll(cx).is_ready());
-        if !fired {
+        if !sleep.poll(cx) {
             return Poll::Pending;
         }
-        sleep = None;
     })
     .await
+}
+
+/// Waits for a connection's first bytes (`first_bytes`): `true` once they arrived, `false` when the
+/// clock closes the connection first (nothing arrived within the header timeout, its idle timeout or
+/// its age) or the server shuts down (a connection that sent nothing has nothing to finish).
+pub(crate) async fn first_bytes(
+    first_bytes: impl Future<Output = ()>,
+    mut shutdown: impl Future<Output = ()> + Unpin,
+    mut clock: Option<(&mut ConnectionClock<'_>, &ConnectionStats)>,
+    timer: &DrainTimer,
+) -> bool {
+    let mut first_bytes = std::pin::pin!(first_bytes);
+    let mut sleep = Alarm::default();
+    std::future::poll_fn(move |cx: &mut Context<'_>| loop {
+        if first_bytes.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(true);
+        }
+        if Pin::new(&mut shutdown).poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        let Some((clock, stats)) = clock.as_mut() else {
+            return Poll::Pending;
+        };
+        match clock.poll(stats, Instant::now()) {
+            Verdict::Close | Verdict::Drain => return Poll::Ready(false),
+            Verdict::Keep(deadline) => sleep.arm(deadline, timer),
+        }
+        if !sleep.poll(cx) {
+            return Poll::Pending;
+        }
+    })
+    .await
+}
+
+/// The watcher's one timer.
+#[derive(Default)]
+struct Alarm {
+    armed: Option<(Instant, Pin<Box<dyn hyper::rt::Sleep>>)>,
+}
+
+impl Alarm {
+    /// Makes sure the alarm goes off by `deadline`. An alarm already set earlier is kept: going off
+    /// early only makes the clock look again, and a busy connection whose deadlines keep moving
+    /// (each request head read in two pieces moves one) then sets no new timer for each.
+    fn arm(&mut self, deadline: Option<Instant>, timer: &DrainTimer) {
+        let Some(at) = deadline else { return };
+        if self.armed.as_ref().is_none_or(|(armed, _)| at < *armed) {
+            self.armed = Some((at, timer.sleep_until(at)));
+        }
+    }
+
+    /// Whether the alarm went off (it is then unset).
+    fn poll(&mut self, cx: &mut Context<'_>) -> bool {
+        let fired = self
+            .armed
+            .as_mut()
+            .is_some_and(|(_, sleep)| sleep.as_mut().poll(cx).is_ready());
+        if fired {
+            self.armed = None;
+        }
+        fired
+    }
 }
 
 /// How many connections a server holds, and the accept loop's wait for a free place.
@@ -322,29 +413,55 @@ mod tests {
     #[test]
     fn a_connection_without_a_first_request_is_closed() {
         let stats = Arc::new(ConnectionStats::new(None));
-        let mut clock = ConnectionClock::new(ConnectionPolicy {
-            first_request_timeout: Some(S),
+        let rules = ConnectionPolicy {
+            header_timeout: Some(S),
             ..policy()
-        });
+        };
+        let mut clock = ConnectionClock::new(&rules);
         let t0 = stats.opened;
         assert_eq!(clock.poll(&stats, t0), Verdict::Keep(Some(t0 + S)));
         assert_eq!(clock.poll(&stats, t0 + S), Verdict::Close);
         // With a request, the first-request timeout no longer applies.
         let _call = stats.start();
-        let mut clock = ConnectionClock::new(ConnectionPolicy {
-            first_request_timeout: Some(S),
+        let rules = ConnectionPolicy {
+            header_timeout: Some(S),
             ..policy()
-        });
+        };
+        let mut clock = ConnectionClock::new(&rules);
         assert_eq!(clock.poll(&stats, t0 + 2 * S), Verdict::Keep(None));
+    }
+
+    #[test]
+    fn a_request_head_left_incomplete_closes_the_connection() {
+        let stats = Arc::new(ConnectionStats::new(None));
+        let rules = ConnectionPolicy {
+            header_timeout: Some(S),
+            ..policy()
+        };
+        let mut clock = ConnectionClock::new(&rules);
+        let t0 = stats.opened;
+        let _call = stats.start();
+        assert_eq!(clock.poll(&stats, t0 + 5 * S), Verdict::Keep(None));
+        // A head begun at 6 s must be complete by 7 s.
+        stats.set_incomplete_since(Some(t0 + 6 * S));
+        assert_eq!(
+            clock.poll(&stats, t0 + 6 * S),
+            Verdict::Keep(Some(t0 + 7 * S))
+        );
+        assert_eq!(clock.poll(&stats, t0 + 7 * S), Verdict::Close);
+        // Completed in time, it closes nothing.
+        stats.set_incomplete_since(None);
+        assert_eq!(clock.poll(&stats, t0 + 9 * S), Verdict::Keep(None));
     }
 
     #[test]
     fn an_idle_connection_drains_after_the_idle_timeout() {
         let stats = Arc::new(ConnectionStats::new(None));
-        let mut clock = ConnectionClock::new(ConnectionPolicy {
+        let rules = ConnectionPolicy {
             idle_timeout: Some(S),
             ..policy()
-        });
+        };
+        let mut clock = ConnectionClock::new(&rules);
         let t0 = stats.opened;
         let call = stats.start();
         // Busy: looked at again a timeout later.
@@ -363,11 +480,12 @@ mod tests {
     #[test]
     fn an_old_connection_drains_then_closes_after_the_grace() {
         let stats = Arc::new(ConnectionStats::new(None));
-        let mut clock = ConnectionClock::new(ConnectionPolicy {
+        let rules = ConnectionPolicy {
             max_age: Some(10 * S),
             max_age_grace: Some(2 * S),
             ..policy()
-        });
+        };
+        let mut clock = ConnectionClock::new(&rules);
         let t0 = stats.opened;
         let _call = stats.start();
         assert_eq!(clock.poll(&stats, t0 + S), Verdict::Keep(Some(t0 + 10 * S)));
@@ -382,10 +500,11 @@ mod tests {
     #[test]
     fn a_connection_drains_after_its_last_allowed_request() {
         let stats = Arc::new(ConnectionStats::new(Some(2)));
-        let mut clock = ConnectionClock::new(ConnectionPolicy {
+        let rules = ConnectionPolicy {
             max_requests: Some(2),
             ..policy()
-        });
+        };
+        let mut clock = ConnectionClock::new(&rules);
         let t0 = stats.opened;
         drop(stats.start());
         assert_eq!(clock.poll(&stats, t0), Verdict::Keep(None));

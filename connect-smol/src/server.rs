@@ -37,6 +37,12 @@ impl ServerRuntime for SmolRuntime {
         listener.local_addr()
     }
 
+    async fn readable(stream: &TcpStream) {
+        let socket: std::sync::Arc<smol::Async<std::net::TcpStream>> = stream.clone().into();
+        // An error is for the connection's first read to find.
+        let _ = socket.readable().await;
+    }
+
     fn accept(
         listener: &TcpListener,
     ) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send {

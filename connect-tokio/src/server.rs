@@ -35,6 +35,11 @@ impl ServerRuntime for TokioRuntime {
         listener.local_addr()
     }
 
+    async fn readable(stream: &TcpStream) {
+        // An error is for the connection's first read to find.
+        let _ = stream.readable().await;
+    }
+
     fn accept(
         listener: &TcpListener,
     ) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send {

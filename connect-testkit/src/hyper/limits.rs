@@ -98,6 +98,100 @@ fn closed_after(
     }
 }
 
+/// An HTTP/2 frame on `stream`.
+fn http2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut frame = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// A HEADERS frame (END_HEADERS, and END_STREAM when `end`) of a Connect unary call with an empty
+/// request, in HPACK with no table and no Huffman coding.
+fn unary_headers(stream: u32, end: bool) -> Vec<u8> {
+    let literal = |index: &[u8], value: &str| {
+        let mut field = index.to_vec();
+        field.push(value.len() as u8);
+        field.extend_from_slice(value.as_bytes());
+        field
+    };
+    let mut block = vec![0x83, 0x86]; // :method POST, :scheme http
+    block.extend(literal(&[0x04], "/testkit.v1.EchoService/Unary")); // :path
+    block.extend(literal(&[0x01], "x")); // :authority
+    block.extend(literal(&[0x0f, 0x10], "application/proto")); // content-type
+    let flags = if end { 0x4 | 0x1 } else { 0x4 };
+    http2_frame(0x1, flags, stream, &block)
+}
+
+/// Reads frames until one on `stream` ends it.
+fn read_until_stream_ends(socket: &mut TcpStream, stream: u32) -> std::io::Result<()> {
+    loop {
+        let mut header = [0u8; 9];
+        socket.read_exact(&mut header)?;
+        let len =
+            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+        let mut payload = vec![0u8; len];
+        socket.read_exact(&mut payload)?;
+        let id = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+        let ends = matches!(header[3], 0x0 | 0x1) && header[4] & 0x1 != 0;
+        if id == stream && ends {
+            return Ok(());
+        }
+    }
+}
+
+/// Makes a call on a fresh HTTP/2 connection, then sends `then` a byte every `pace`; how long after
+/// its first byte the server closed the connection (`None`: still open a second after the last).
+fn closed_while_trickling(
+    authority: &str,
+    then: &[u8],
+    pace: Duration,
+) -> std::io::Result<Option<Duration>> {
+    let mut socket = TcpStream::connect(authority)?;
+    socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+    socket.write_all(HTTP2_HELLO)?;
+    socket.write_all(&unary_headers(1, true))?;
+    read_until_stream_ends(&mut socket, 1)?;
+    let wait = pace * then.len() as u32 + Duration::from_secs(1);
+    let mut writer = socket.try_clone()?;
+    let then = then.to_vec();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let trickle = std::thread::spawn(move || {
+        for byte in then {
+            if writer.write_all(&[byte]).is_err() {
+                return;
+            }
+            if stopped.recv_timeout(pace).is_ok() {
+                return;
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut chunk = [0u8; 4096];
+    let closed = loop {
+        let left = wait.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break None;
+        }
+        socket.set_read_timeout(Some(left))?;
+        match socket.read(&mut chunk) {
+            Ok(0) => break Some(started.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            // Reset by the server: closed too.
+            Err(_) => break Some(started.elapsed()),
+        }
+    };
+    let _ = stop.send(());
+    let _ = trickle.join();
+    Ok(closed)
+}
+
 fn post(path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut request = format!("POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n");
     for (name, value) in headers {
@@ -242,6 +336,43 @@ impl<A: HyperAdapter> Suite<A> {
             .await
             .expect("a raw connection");
             assert!(closed.is_some(), "{what}: still open after 5 s");
+        }
+        server.stop_within(&*self.runtime, CALL_LIMIT).await;
+    }
+
+    /// On HTTP/2, [`Limits::header_read_timeout`] also bounds a request head from its first byte:
+    /// a connection that has made a call and then sends the next call's HEADERS frame a byte at a
+    /// time is closed within the timeout (not at the idle timeout), while one that just stays idle
+    /// is not.
+    pub async fn trickled_http2_request_heads_are_cut(&self) {
+        let mut limits = Limits::default();
+        limits.header_read_timeout = Some(Duration::from_millis(400));
+        limits.idle_timeout = None;
+        let server = self.serve_limited(Http::H2c, limits).await;
+        let pace = Duration::from_millis(100);
+        // About 60 bytes: six seconds at this pace.
+        let head = unary_headers(3, true);
+        for (trickled, then) in [(true, head), (false, Vec::new())] {
+            let authority = authority(&server);
+            let what = if trickled {
+                "a trickled head"
+            } else {
+                "an idle connection"
+            };
+            let closed = blocking(self, what, move || {
+                closed_while_trickling(&authority, &then, pace)
+            })
+            .await
+            .expect("a raw HTTP/2 connection");
+            if !trickled {
+                assert_eq!(closed, None, "{what} was closed");
+                continue;
+            }
+            let closed = closed.unwrap_or_else(|| panic!("{what}: still open once it was sent"));
+            assert!(
+                closed < Duration::from_secs(3),
+                "{what}: closed only after {closed:?}"
+            );
         }
         server.stop_within(&*self.runtime, CALL_LIMIT).await;
     }
@@ -513,6 +644,7 @@ macro_rules! limits_tests {
     ($adapter:expr, $block_on:path) => {
         $crate::e2e_tests!(@each $adapter, $block_on;
             client_faults_get_client_codes, connections_without_a_request_are_closed,
+            trickled_http2_request_heads_are_cut,
             keepalive_pings_close_dead_peers, idle_connections_are_closed,
             connections_rotate_after_their_request_limit, old_connections_drain_then_close,
             connection_count_is_bounded, response_budget_refuses_clients_that_do_not_read);
