@@ -175,3 +175,22 @@ fn recursion_and_wire_type_errors_match_buffa() {
     assert!(buffa_decode(&Bytes::from(in_record.clone())).is_err());
     check(Bytes::from(in_record)).unwrap();
 }
+
+/// The `view_decoder` fuzz target's inputs kept in `fuzz/regressions/view_decoder/`, through the
+/// same comparison the target runs (the other targets' are replayed by connect-proto's
+/// `tests/fuzz_inputs.rs`).
+#[test]
+fn fuzz_regressions_stay_fixed() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/regressions/view_decoder");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&dir).expect("fuzz/regressions/view_decoder") {
+        let path = entry.expect("directory entry").path();
+        let input = std::fs::read(&path).expect("read an input");
+        if let Err(why) = compare(&input) {
+            panic!("{}: {why}", path.display());
+        }
+        replayed += 1;
+    }
+    assert!(replayed > 0, "no inputs in {}", dir.display());
+}
