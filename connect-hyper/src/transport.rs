@@ -11,9 +11,23 @@ pub struct TransportSettings {
     pub http2_only: bool,
     /// How long connecting may take; `None`: no limit.
     pub connect_timeout: Option<Duration>,
-    /// How long an idle pooled connection is kept; `None`: for ever. An HTTP/2 connection is idle
-    /// when no call has started on it for that long (calls still in flight finish on it).
+    /// How long an idle pooled HTTP/2 (or HTTP/3) connection is kept; `None`: for ever. A
+    /// connection is idle when no call has started on it for that long (calls still in flight
+    /// finish on it). Default 90 s, hyper's: below the servers' idle timeouts (ours close at
+    /// 120 s), and an HTTP/2 server closing a connection says so with `GOAWAY`, after which no
+    /// call is sent on it.
     pub pool_idle_timeout: Option<Duration>,
+    /// How long an idle pooled HTTP/1.1 connection is kept; `None`: for ever. Default 4 s (undici's
+    /// figure): HTTP/1.1 servers close idle keep-alive connections without a word, Node's (and so
+    /// connect-node's) after 5 s, and a request sent while the server's close is on its way is
+    /// written and then fails, with no way to tell whether the server acted on it, so it is not
+    /// sent again. Closing idle connections before the server does avoids that race. (Requests the
+    /// connection had not begun to write when it closed are sent again on a new connection.)
+    ///
+    /// connect-tokio's pool (hyper-util's) has one idle timeout for all its connections: a
+    /// transport that may speak HTTP/1.1 (not [`http2_only`](Self::http2_only)) uses this one for
+    /// every connection, HTTP/2 by ALPN included.
+    pub http1_pool_idle_timeout: Option<Duration>,
     /// The largest HTTP/2 frame payload a server may send (`SETTINGS_MAX_FRAME_SIZE`): a response
     /// message that fits in one DATA frame is decoded without a copy. Default:
     /// [`DEFAULT_HTTP2_MAX_FRAME_SIZE`](crate::DEFAULT_HTTP2_MAX_FRAME_SIZE) (64 KiB).
@@ -33,6 +47,7 @@ impl Default for TransportSettings {
             http2_only: false,
             connect_timeout: Some(Duration::from_secs(10)),
             pool_idle_timeout: Some(Duration::from_secs(90)),
+            http1_pool_idle_timeout: Some(Duration::from_secs(4)),
             http2_max_frame_size: crate::DEFAULT_HTTP2_MAX_FRAME_SIZE,
             keepalive_interval: None,
             keepalive_timeout: Duration::from_secs(20),
@@ -43,6 +58,16 @@ impl Default for TransportSettings {
 }
 
 impl TransportSettings {
+    /// The idle timeout of a pool whose connections may be HTTP/1.1 or HTTP/2 (one timeout for
+    /// both): HTTP/2's when the transport speaks only HTTP/2, else HTTP/1.1's.
+    pub fn mixed_pool_idle_timeout(&self) -> Option<Duration> {
+        if self.http2_only {
+            self.pool_idle_timeout
+        } else {
+            self.http1_pool_idle_timeout
+        }
+    }
+
     /// The HTTP/2 frame size to announce: [`http2_max_frame_size`](Self::http2_max_frame_size)
     /// within the range RFC 9113 allows.
     pub fn http2_frame_size(&self) -> u32 {
@@ -99,10 +124,19 @@ impl<T: From<TransportSettings>> TransportBuilder<T> {
         self
     }
 
-    /// How long an idle pooled connection is kept; `None`: for ever. An HTTP/2 connection is idle
-    /// when no call has started on it for that long (calls still in flight finish on it).
+    /// How long an idle pooled HTTP/2 connection is kept (default 90 s); `None`: for ever. A
+    /// connection is idle when no call has started on it for that long (calls still in flight
+    /// finish on it). See [`TransportSettings::pool_idle_timeout`].
     pub fn pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.settings.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// How long an idle pooled HTTP/1.1 connection is kept (default 4 s, below the 5 s after which
+    /// Node's servers close them); `None`: for ever. See
+    /// [`TransportSettings::http1_pool_idle_timeout`].
+    pub fn http1_pool_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.settings.http1_pool_idle_timeout = timeout;
         self
     }
 

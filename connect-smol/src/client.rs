@@ -299,9 +299,10 @@ impl Inner {
         .detach();
     }
 
-    /// Drops the HTTP/1.1 connections to `origin` idle for longer than the pool's idle timeout.
+    /// Drops the HTTP/1.1 connections to `origin` idle for longer than the pool's HTTP/1.1 idle
+    /// timeout.
     fn evict_idle(&self, origin: &Origin) {
-        let Some(limit) = self.settings.pool_idle_timeout else {
+        let Some(limit) = self.settings.http1_pool_idle_timeout else {
             return;
         };
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
@@ -314,8 +315,8 @@ impl Inner {
     }
 
     /// Puts an HTTP/1.1 connection back in the pool once its call is done (response read to the end),
-    /// unless the transport is gone by then, and closes it when it has been idle for the pool's idle
-    /// timeout. A connection that closes instead is dropped.
+    /// unless the transport is gone by then, and closes it when it has been idle for the pool's
+    /// HTTP/1.1 idle timeout. A connection that closes instead is dropped.
     fn return_when_ready(
         self: &Arc<Self>,
         origin: Origin,
@@ -332,7 +333,7 @@ impl Inner {
                 let idle = pool.entry(origin.clone()).or_default();
                 idle.http1.push((sender, Instant::now()));
             }
-            let Some(limit) = inner.settings.pool_idle_timeout else {
+            let Some(limit) = inner.settings.http1_pool_idle_timeout else {
                 return;
             };
             drop(inner);

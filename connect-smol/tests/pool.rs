@@ -111,7 +111,7 @@ fn connections_are_pooled() {
 
         // An idle HTTP/1.1 connection is closed after the idle timeout: the next call connects anew.
         let short = SmolTransport::builder()
-            .pool_idle_timeout(Some(Duration::from_millis(100)))
+            .http1_pool_idle_timeout(Some(Duration::from_millis(100)))
             .build();
         let short = client(&base, short, Protocol::Connect);
         let first = peers(&short, 1, false).await;

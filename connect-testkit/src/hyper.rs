@@ -17,6 +17,7 @@ use crate::proto::testkit::v1::{EchoRequest, EchoServiceClient};
 use crate::suite::{echo, CALL_LIMIT};
 use crate::{Adapter, Http, PeerDescriber, Suite, TestCerts, TestServer};
 
+mod client;
 mod limits;
 mod memory;
 
@@ -85,6 +86,9 @@ pub trait HyperAdapter: Adapter {
 
     /// A transport for `https` URIs with `config` (HTTP/2 or HTTP/1.1 by ALPN).
     fn transport_with_tls(&self, config: ClientConfig) -> Self::Transport;
+
+    /// A transport built from `settings`.
+    fn transport_with_settings(&self, settings: TransportSettings) -> Self::Transport;
 }
 
 fn client<A: HyperAdapter>(
@@ -267,7 +271,9 @@ macro_rules! hyper_tests {
         $crate::e2e_tests!(@each $adapter, $block_on;
             request_body_limit, tls_client_certificates_reach_handlers,
             header_read_timeout_closes_silent_connections,
-            cancelling_the_first_call_on_a_fresh_connection_fails_no_other);
+            cancelling_the_first_call_on_a_fresh_connection_fails_no_other,
+            client_connect_timeout_ends_unanswered_connects, idle_pooled_connections_expire,
+            default_http1_pool_lets_go_before_node_servers_do);
     };
 }
 
@@ -368,6 +374,10 @@ where
     fn transport_with_tls(&self, config: ClientConfig) -> T {
         let mut settings = TransportSettings::default();
         settings.tls = Some(config);
+        T::from(settings)
+    }
+
+    fn transport_with_settings(&self, settings: TransportSettings) -> T {
         T::from(settings)
     }
 }

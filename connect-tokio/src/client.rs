@@ -80,7 +80,7 @@ impl From<TransportSettings> for HyperTransport {
         builder
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
+            .pool_idle_timeout(settings.mixed_pool_idle_timeout())
             .http2_only(settings.http2_only)
             .http2_max_frame_size(settings.http2_frame_size())
             .http2_keep_alive_interval(settings.keepalive_interval)

@@ -5,7 +5,8 @@
 mod common;
 
 connect_testkit::e2e_tests!(common::Tokio::default(), common::block_on);
-// Request-body limit, client certificates over TLS, header read timeout.
+// Request-body limit, client certificates over TLS, header read timeout; the client transport's
+// connect timeout and idle pool.
 connect_testkit::hyper_tests!(common::Tokio::default(), common::block_on);
 // Client faults' codes, connection management, keep-alive, the response budget.
 connect_testkit::limits_tests!(common::Tokio::default(), common::block_on);
