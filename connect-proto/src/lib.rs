@@ -58,7 +58,7 @@ pub use envelope::{
 };
 pub use metadata::{
     decode_binary as decode_binary_header, encode_binary as encode_binary_header,
-    is_binary as is_binary_header, InvalidBinaryMetadata,
+    is_binary as is_binary_header, is_protocol_header, InvalidBinaryMetadata,
 };
 pub use protocol::{Codec, ContentType, MethodInfo, Protocol, StreamType};
 pub use status::{Code, ErrorDetail, Status, UsageError};

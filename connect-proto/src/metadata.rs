@@ -111,6 +111,13 @@ pub(crate) fn is_reserved(protocol: Protocol, name: &HeaderName) -> bool {
     }
 }
 
+/// Whether `name` belongs to any of the three protocols or to HTTP itself (see [`is_reserved`]'s
+/// list): metadata to forward from one call to another (an error a proxy received, say) keeps only
+/// the names for which this is false.
+pub fn is_protocol_header(name: &HeaderName) -> bool {
+    is_reserved(Protocol::Grpc, name) || is_reserved(Protocol::Connect, name)
+}
+
 /// Copies the application's entries of `from` into `to` (appending, every value of a multi-valued
 /// name), skipping reserved names.
 pub(crate) fn merge_application(protocol: Protocol, from: &HeaderMap, to: &mut HeaderMap) {

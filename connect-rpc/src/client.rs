@@ -927,10 +927,20 @@ where
                 if let Some(hooks) = &this.hooks {
                     hooks.finish(&mut result, &mut trailers);
                 }
-                this.trailers = Some(trailers);
                 match result {
-                    Ok(()) => Poll::Ready(None),
-                    Err(status) => Poll::Ready(Some(Err(status))),
+                    Ok(()) => {
+                        this.trailers = Some(trailers);
+                        Poll::Ready(None)
+                    }
+                    Err(mut status) => {
+                        // As for every error a client receives: the headers, then the trailers.
+                        let metadata = status.metadata_mut();
+                        for (name, value) in this.headers.iter().chain(trailers.iter()) {
+                            metadata.append(name.clone(), value.clone());
+                        }
+                        this.trailers = Some(trailers);
+                        Poll::Ready(Some(Err(status)))
+                    }
                 }
             }
             None => Poll::Pending,

@@ -208,8 +208,10 @@ impl Router {
                     .try_for_each(|i| i.on_request_head(&mut head));
                 if let Err(status) = verdict {
                     rejected = true;
+                    let (mut result, mut trailers) = (Err(status), http::HeaderMap::new());
+                    send_error_metadata(&mut result, &mut trailers);
                     // Only fails when the call already ended, which `rejected` rules out.
-                    let _ = call.finish(Err(status), http::HeaderMap::new());
+                    let _ = call.finish(result, trailers);
                     early_events.extend(std::iter::from_fn(|| call.poll_event()));
                 }
             }
@@ -452,6 +454,21 @@ fn due_headers(sent: &mut bool, ctx: Option<&Context>) -> Option<http::HeaderMap
         interceptor.on_response_headers(ctx, &mut headers);
     }
     (!headers.is_empty() || ctx.response_headers_requested()).then_some(headers)
+}
+
+/// Moves the metadata of an error into the trailers (without the names a protocol owns), as the
+/// other implementations send an error's metadata.
+fn send_error_metadata(result: &mut Result<(), crate::Status>, trailers: &mut http::HeaderMap) {
+    if let Err(status) = result {
+        if !status.metadata().is_empty() {
+            let metadata = std::mem::take(status.metadata_mut());
+            for (name, value) in &metadata {
+                if !connect_proto::is_protocol_header(name) {
+                    trailers.append(name.clone(), value.clone());
+                }
+            }
+        }
+    }
 }
 
 #[cfg(feature = "tracing")]
@@ -700,6 +717,7 @@ impl ServerDriver {
                 interceptor.on_finish(ctx, &mut result, &mut trailers);
             }
         }
+        send_error_metadata(&mut result, &mut trailers);
         // Fails only when the machine already ended the call (deadline, reset): its answer stands.
         let _ = self.call.finish(result, trailers);
     }

@@ -159,13 +159,26 @@ async fn sleep(runtime: &dyn Runtime, ms: i32) {
     }
 }
 
-/// The error a request with `fail_code` asks for: that code, a message and one detail.
+/// The error a request with `fail_code` asks for: that code, a message, one detail, and metadata:
+/// `x-error-meta: <text>`, which the client must receive, and two names protocols own (`grpc-status`,
+/// `connect-protocol-version`), which must not be sent as metadata.
 pub fn requested_error(code_name: &str, text: &str) -> Status {
     let code = Code::from_name(code_name).unwrap_or(Code::UNKNOWN);
-    Status::new(code, format!("failed as asked: {text}")).with_detail(ErrorDetail::new(
-        "testkit.v1.EchoResponse",
-        Bytes::from_static(b"\x0a\x06detail"),
-    ))
+    let mut status =
+        Status::new(code, format!("failed as asked: {text}")).with_detail(ErrorDetail::new(
+            "testkit.v1.EchoResponse",
+            Bytes::from_static(b"\x0a\x06detail"),
+        ));
+    let metadata = status.metadata_mut();
+    if let Ok(value) = http::HeaderValue::from_str(text) {
+        metadata.insert("x-error-meta", value);
+    }
+    metadata.insert("grpc-status", http::HeaderValue::from_static("0"));
+    metadata.insert(
+        "connect-protocol-version",
+        http::HeaderValue::from_static("9"),
+    );
+    status
 }
 
 fn response(text: &str, index: i32, padding: i32) -> EchoResponse {

@@ -472,6 +472,22 @@ impl<A: Adapter> Suite<A> {
             assert_eq!(status.details().len(), 1, "{case} {what}");
             assert_eq!(status.details()[0].type_name, "testkit.v1.EchoResponse");
             assert_eq!(&status.details()[0].value[..], b"\x0a\x06detail");
+            // The error's metadata arrives; the names protocols own do not travel as metadata.
+            let metadata = status.metadata();
+            assert_eq!(header(metadata, "x-error-meta"), text, "{case} {what}");
+            assert_eq!(
+                metadata.get_all("x-error-meta").iter().count(),
+                1,
+                "{case} {what}: {metadata:?}"
+            );
+            assert!(
+                !metadata.get_all("grpc-status").iter().any(|v| v == "0"),
+                "{case} {what}: {metadata:?}"
+            );
+            assert!(
+                metadata.get("connect-protocol-version").is_none(),
+                "{case} {what}: {metadata:?}"
+            );
         }
         self.each_case(ServerConfig::default(), |s, server, case| async move {
             let client = s.client(&server.0, case);
