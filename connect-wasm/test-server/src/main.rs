@@ -18,6 +18,14 @@
 //! - `Fail` fails with the code named by `name`, with a detail, a header and a trailer.
 //! - Any path under `/blackhole/` is never answered (preflights are): deadlines must then be
 //!   enforced by the client alone.
+//!
+//! Why a service of its own rather than connect-testkit's `EchoService`, which the adapters' matrix
+//! and connect-build-tests call: the browser checks need what only this server reports or does. It
+//! tells what the browser actually sent (the HTTP method, so GET is seen to be used; the encodings
+//! fetch added), counts the streams a browser abort dropped, spaces stream messages in time,
+//! answers CORS for pages of other origins with the headers they read exposed, and black-holes
+//! `/blackhole/` paths. The wasm tests' client is the `GreetService` client of connect-build-tests,
+//! whose generated code builds for wasm32 with nothing else.
 
 use std::convert::Infallible;
 use std::future::Future;
