@@ -59,8 +59,24 @@ fn advance() -> impl Strategy<Value = u16> {
 /// What the model expects of a call that is over: `None` for success, else the code.
 type Outcome = Option<Code>;
 
-fn code_of(outcome: &Result<(), connect_proto::Status>) -> Outcome {
-    outcome.as_ref().err().map(|s| s.code())
+/// A call the model says is over must be finished (with the predicted code while every input was
+/// well formed); while every input was well formed, a call the model says is live must be.
+fn check_outcome(
+    over: Option<Outcome>,
+    exact: bool,
+    got: Option<&Result<(), connect_proto::Status>>,
+) {
+    match over {
+        Some(expected) => {
+            let outcome = got.expect("the model's call is over");
+            if exact {
+                let code = outcome.as_ref().err().map(|s| s.code());
+                assert_eq!(code, expected, "{outcome:?}");
+            }
+        }
+        None if exact => assert!(got.is_none(), "ended early: {got:?}"),
+        None => {}
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -327,18 +343,9 @@ impl StateMachineTest for ServerModel {
     }
 
     fn check_invariants(run: &ServerRun, model: &ServerModel) {
-        match &model.over {
-            Some(expected) => {
-                let outcome = run.outcome().expect("the model's call is over");
-                if model.exact {
-                    assert_eq!(code_of(outcome), *expected, "{outcome:?}");
-                }
-            }
-            None if model.exact => {
-                assert!(run.outcome().is_none(), "ended early: {:?}", run.outcome());
-                assert!(!run.response_ended(), "the response ended early");
-            }
-            None => {}
+        check_outcome(model.over, model.exact, run.outcome());
+        if model.exact && model.live() {
+            assert!(!run.response_ended(), "the response ended early");
         }
         if model.exact {
             let delivered: Vec<_> = run.messages().iter().map(|m| m.to_vec()).collect();
@@ -669,18 +676,7 @@ impl StateMachineTest for ClientModel {
     }
 
     fn check_invariants(run: &ClientRun, model: &ClientModel) {
-        match &model.over {
-            Some(expected) => {
-                let outcome = run.outcome().expect("the model's call is over");
-                if model.exact {
-                    assert_eq!(code_of(outcome), *expected, "{outcome:?}");
-                }
-            }
-            None if model.exact => {
-                assert!(run.outcome().is_none(), "ended early: {:?}", run.outcome());
-            }
-            None => {}
-        }
+        check_outcome(model.over, model.exact, run.outcome());
         if model.exact {
             let got: Vec<_> = run.messages().iter().map(|m| m.to_vec()).collect();
             assert_eq!(got, model.responses, "response messages");

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use super::format::{
-    encode_envelope, header_map, pick, Reader, Writer, CODECS, COMPRESSIONS, MAX_OPS, PROTOCOLS,
+    encode_envelope, header_map, pick, Reader, Writer, CODECS, COMPRESSIONS, PROTOCOLS,
 };
 use super::METHODS;
 use crate::compression::CompressionRegistry;
@@ -71,7 +71,7 @@ impl ClientScript {
     }
 
     fn read(u: &mut Reader<'_>) -> Self {
-        let mut script = ClientScript {
+        ClientScript {
             protocol: u.u8(),
             codec: u.u8(),
             method: u.u8(),
@@ -79,10 +79,7 @@ impl ClientScript {
             options: u.u8(),
             timeout_ms: u.u16(),
             max_recv: u.u16(),
-            ops: Vec::new(),
-        };
-        while !u.is_empty() && script.ops.len() < MAX_OPS {
-            script.ops.push(match u.u8() % 10 {
+            ops: u.ops(|u| match u.u8() % 10 {
                 0 => ClientOp::SendMessage(u.bytes()),
                 1 => ClientOp::CloseSend,
                 2 => ClientOp::Cancel,
@@ -93,9 +90,8 @@ impl ClientScript {
                 7 => ClientOp::End,
                 8 => ClientOp::Reset(u.u32()),
                 _ => ClientOp::Advance(u.u16()),
-            });
+            }),
         }
-        script
     }
 
     /// The script in its byte format.

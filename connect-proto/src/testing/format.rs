@@ -49,6 +49,14 @@ impl<'a> Reader<'a> {
             .map(|_| (self.bytes(), self.bytes()))
             .collect()
     }
+    /// Operations read by `op` until the input ends, at most [`MAX_OPS`].
+    pub(super) fn ops<T>(&mut self, mut op: impl FnMut(&mut Self) -> T) -> Vec<T> {
+        let mut ops = Vec::new();
+        while !self.is_empty() && ops.len() < MAX_OPS {
+            ops.push(op(self));
+        }
+        ops
+    }
     pub(super) fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.data)
     }
@@ -84,7 +92,7 @@ impl Writer {
 }
 
 /// At most this many operations per script, so one input stays fast.
-pub(super) const MAX_OPS: usize = 200;
+const MAX_OPS: usize = 200;
 
 pub(super) const PROTOCOLS: [Protocol; 3] = [Protocol::Connect, Protocol::Grpc, Protocol::GrpcWeb];
 pub(super) const CODECS: [Codec; 2] = [Codec::Proto, Codec::Json];

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 
-use super::format::{encode_envelope, header_map, outcome, Reader, Writer, MAX_OPS};
+use super::format::{encode_envelope, header_map, outcome, Reader, Writer};
 use super::METHODS;
 use crate::compression::CompressionRegistry;
 use crate::{
@@ -73,7 +73,7 @@ impl ServerScript {
     }
 
     fn read(u: &mut Reader<'_>) -> Self {
-        let mut script = ServerScript {
+        ServerScript {
             method: u.u8(),
             http_method: u.u8(),
             query: u.bytes(),
@@ -81,10 +81,7 @@ impl ServerScript {
             max_recv: u.u16(),
             max_send: u.u16(),
             options: u.u8(),
-            ops: Vec::new(),
-        };
-        while !u.is_empty() && script.ops.len() < MAX_OPS {
-            script.ops.push(match u.u8() % 9 {
+            ops: u.ops(|u| match u.u8() % 9 {
                 0 => ServerOp::Data(u.bytes()),
                 1 => ServerOp::Envelope(u.u8(), u.u8(), u.bytes()),
                 2 => ServerOp::End,
@@ -94,9 +91,8 @@ impl ServerScript {
                 6 => ServerOp::SendMessage(u.bytes()),
                 7 => ServerOp::Finish(u.u32(), u.bytes(), u.headers(), u.headers()),
                 _ => ServerOp::Cancel,
-            });
+            }),
         }
-        script
     }
 
     /// The script in its byte format.
