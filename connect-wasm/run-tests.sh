@@ -21,6 +21,10 @@ fi
 
 cd "$ROOT"
 cargo build -q -p connect-wasm-test-server
+# Where cargo put it: CARGO_TARGET_DIR, a `build.target-dir` in a cargo config, or target/.
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+[ -n "$TARGET_DIR" ] || { echo "connect-wasm: cargo metadata gave no target directory"; exit 1; }
 SERVER_PID=
 LOCK_LINK=
 SERVER_LOG=$(mktemp)
@@ -30,7 +34,7 @@ cleanup() {
   rm -f "$SERVER_LOG"
 }
 trap cleanup EXIT
-target/debug/connect-wasm-test-server "127.0.0.1:$PORT" > "$SERVER_LOG" &
+"$TARGET_DIR/debug/connect-wasm-test-server" "127.0.0.1:$PORT" > "$SERVER_LOG" &
 SERVER_PID=$!
 ADDR=
 for _ in $(seq 100); do

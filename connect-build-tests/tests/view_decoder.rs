@@ -181,8 +181,8 @@ fn recursion_and_wire_type_errors_match_buffa() {
 /// `tests/fuzz_inputs.rs`).
 #[test]
 fn fuzz_regressions_stay_fixed() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/regressions/view_decoder");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/view_decoder");
     let mut replayed = 0;
     for entry in std::fs::read_dir(&dir).expect("fuzz/regressions/view_decoder") {
         let path = entry.expect("directory entry").path();
