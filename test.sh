@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export CONNECT_SHARED_DIR="${CONNECT_SHARED_DIR:-$(cd .. && pwd)/shared}"
+# One full run builds the workspace, the fuzz targets, Miri's and the wasm target's trees: without
+# incremental caches (half of a debug target/, and no help to a run that builds everything once) a
+# fresh clone's run needs about half the disk. A developer's own `cargo test` keeps them.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace
 # connect-smol runs on no tokio runtime. hyper (tokio/sync, unconditionally) and h2 (tokio/io-util and
 # tokio-util's codec) still bring the tokio crate in for its channels and IO traits, so the check is on
