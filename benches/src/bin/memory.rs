@@ -96,7 +96,10 @@ impl Drop for Server {
 enum Held {
     Raw(#[allow(dead_code)] TcpStream),
     H2(#[allow(dead_code)] h2::client::SendRequest<Bytes>),
-    Streams(#[allow(dead_code)] h2::client::SendRequest<Bytes>, #[allow(dead_code)] Vec<OpenCall>),
+    Streams(
+        #[allow(dead_code)] h2::client::SendRequest<Bytes>,
+        #[allow(dead_code)] Vec<OpenCall>,
+    ),
 }
 
 /// A client-streaming call kept open: its response (never awaited) and its request body (never
@@ -233,7 +236,9 @@ fn main() -> Result<(), Error> {
     let (stream_connections, streams): (usize, usize) = match flag(&args, "--streams") {
         None => (40, 250),
         Some(spec) => {
-            let (c, s) = spec.split_once('x').ok_or("--streams CONNECTIONSxSTREAMS")?;
+            let (c, s) = spec
+                .split_once('x')
+                .ok_or("--streams CONNECTIONSxSTREAMS")?;
             (c.parse()?, s.parse()?)
         }
     };
