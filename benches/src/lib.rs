@@ -36,6 +36,7 @@ pub mod connectrpc_gen {
 pub mod h2load;
 pub mod load;
 pub mod pair;
+pub mod process;
 pub mod report;
 pub mod servers;
 pub mod workload;

@@ -8,15 +8,15 @@
 //! e2e serve NAME [--threads N]      (used by `run`: one child process per server)
 //! ```
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
 use connect_benches::h2load;
 use connect_benches::load::{self, CallSpec, LoadResult, LoadShape, Protocol};
+use connect_benches::process::{flag, ServerProcess};
 use connect_benches::report::{self, Record, RunInfo};
 use connect_benches::servers::{self, ServerKind};
 use connect_benches::tonic_gen;
@@ -37,18 +37,11 @@ fn main() -> Result<(), Error> {
     }
 }
 
-fn flag_value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(String::as_str)
-}
-
 /// Child mode: serve until standard input closes.
 fn serve(args: &[String]) -> Result<(), Error> {
     let name = args.first().ok_or("serve: missing server name")?;
     let kind = ServerKind::from_name(name).ok_or_else(|| format!("unknown server {name}"))?;
-    let threads = flag_value(args, "--threads").map_or(Ok(1), str::parse)?;
+    let threads = flag(args, "--threads").map_or(Ok(1), str::parse)?;
     // Any runtime can wait on this: a plain thread watches standard input.
     let (closed, stdin_closed) = futures_channel::oneshot::channel::<()>();
     std::thread::spawn(move || {
@@ -67,59 +60,6 @@ fn serve(args: &[String]) -> Result<(), Error> {
         },
         stop,
     )
-}
-
-/// A server child process.
-struct ServerProcess {
-    kind: ServerKind,
-    child: std::process::Child,
-    addr: SocketAddr,
-}
-
-impl ServerProcess {
-    fn spawn(kind: ServerKind, threads: usize, cpu: Option<usize>) -> Result<Self, Error> {
-        let exe = std::env::current_exe()?;
-        let mut command = match cpu {
-            Some(cpu) => {
-                let mut c = Command::new("taskset");
-                c.arg("-c").arg(cpu.to_string()).arg(exe);
-                c
-            }
-            None => Command::new(exe),
-        };
-        let mut child = command
-            .args(["serve", kind.name(), "--threads", &threads.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .ok_or_else(|| format!("{} did not start: {line:?}", kind.name()))?
-            .parse()?;
-        Ok(ServerProcess { kind, child, addr })
-    }
-
-    /// User + system CPU time of the process so far.
-    fn cpu_time(&self, ticks_per_s: f64) -> Option<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let utime: f64 = fields.get(11)?.parse().ok()?;
-        let stime: f64 = fields.get(12)?.parse().ok()?;
-        Some(Duration::from_secs_f64((utime + stime) / ticks_per_s))
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        // Graceful shutdown may wait for idle connections; the run is over, so stop it outright.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// One benchmark scenario.
@@ -370,22 +310,20 @@ fn run(args: &[String]) -> Result<(), Error> {
     } else {
         (Duration::from_millis(500), Duration::from_millis(1500), 1)
     };
-    let server_threads: usize = flag_value(args, "--server-threads").map_or(Ok(1), str::parse)?;
-    let client_threads: usize = flag_value(args, "--client-threads").map_or(Ok(1), str::parse)?;
-    let connections: usize = flag_value(args, "--connections").map_or(Ok(4), str::parse)?;
-    let out_dir = PathBuf::from(flag_value(args, "--out").unwrap_or(if full {
+    let server_threads: usize = flag(args, "--server-threads").map_or(Ok(1), str::parse)?;
+    let client_threads: usize = flag(args, "--client-threads").map_or(Ok(1), str::parse)?;
+    let connections: usize = flag(args, "--connections").map_or(Ok(4), str::parse)?;
+    let out_dir = PathBuf::from(flag(args, "--out").unwrap_or(if full {
         "benches/results"
     } else {
         "benches/results/quick"
     }));
-    let only = flag_value(args, "--only");
-    let concurrency: Option<usize> = flag_value(args, "--concurrency")
-        .map(str::parse)
-        .transpose()?;
+    let only = flag(args, "--only");
+    let concurrency: Option<usize> = flag(args, "--concurrency").map(str::parse).transpose()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pin =
         !args.iter().any(|a| a == "--no-pin") && cores >= 2 && shell("taskset", &["-V"]).is_some();
-    let wanted: Vec<ServerKind> = match flag_value(args, "--servers") {
+    let wanted: Vec<ServerKind> = match flag(args, "--servers") {
         Some(list) => list
             .split(',')
             .map(|n| ServerKind::from_name(n).ok_or_else(|| format!("unknown server {n}")))
@@ -393,7 +331,7 @@ fn run(args: &[String]) -> Result<(), Error> {
         None => ServerKind::ALL.to_vec(),
     };
     // Load generators: h2load (the figures the README quotes) and ours, each over every scenario.
-    let mut generators: Vec<&'static str> = match flag_value(args, "--generators") {
+    let mut generators: Vec<&'static str> = match flag(args, "--generators") {
         Some(list) => list
             .split(',')
             .map(|g| match g {
@@ -435,12 +373,14 @@ fn run(args: &[String]) -> Result<(), Error> {
     }
     let mut unavailable = Vec::new();
     let mut procs = Vec::new();
+    let exe = std::env::current_exe()?;
     for kind in wanted {
         if let Some(why) = kind.unavailable() {
             unavailable.push((kind.name().to_owned(), why.to_owned()));
             continue;
         }
         procs.push(ServerProcess::spawn(
+            &exe,
             kind,
             server_threads,
             pin.then_some(1),

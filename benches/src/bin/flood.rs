@@ -16,14 +16,14 @@
 //!
 //! Build `e2e` first: this binary starts it (from the same directory) as the server process.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use connect_benches::process::{flag, servers_flag, ServerProcess};
 use connect_benches::servers::ServerKind;
 use connect_benches::workload;
 
@@ -34,48 +34,6 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x0
 
 /// Calls written at once by a flooder.
 const BATCH: u32 = 64;
-
-struct Server {
-    child: std::process::Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(kind: ServerKind) -> Result<Server, Error> {
-        let exe = std::env::current_exe()?.with_file_name("e2e");
-        let mut child = Command::new(exe)
-            .args(["serve", kind.name(), "--threads", "1"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while stdout.read(&mut byte)? == 1 && byte[0] != b'\n' {
-            line.push(byte[0]);
-        }
-        let line = String::from_utf8(line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .ok_or_else(|| format!("{} did not start: {line:?}", kind.name()))?
-            .parse()?;
-        Ok(Server { child, addr })
-    }
-
-    fn resident(&self) -> Result<u64, Error> {
-        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.child.id()))?;
-        let pages: u64 = statm.split_whitespace().nth(1).ok_or("statm")?.parse()?;
-        Ok(pages * 4096)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len();
@@ -257,7 +215,7 @@ fn measure(
     length: Duration,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Figures, Error> {
-    let server = Server::start(kind)?;
+    let server = ServerProcess::spawn_beside(kind)?;
     let addr = server.addr;
     let mut sender = runtime.block_on(prober(addr))?;
     let (quiet, _) = runtime.block_on(probes(&mut sender, addr, Duration::from_secs(2)));
@@ -286,27 +244,11 @@ fn measure(
     })
 }
 
-fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    let i = args.iter().position(|a| a == name)?;
-    args.get(i + 1).map(String::as_str)
-}
-
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flooders: usize = flag(&args, "--flooders").map_or(Ok(4), str::parse)?;
     let seconds: u64 = flag(&args, "--seconds").map_or(Ok(8), str::parse)?;
-    let servers: Vec<ServerKind> = match flag(&args, "--servers") {
-        Some(list) => list
-            .split(',')
-            .map(|n| ServerKind::from_name(n).ok_or_else(|| format!("unknown server {n}")))
-            .collect::<Result<_, _>>()?,
-        None => vec![
-            ServerKind::OursTokio,
-            ServerKind::OursSmol,
-            ServerKind::Tonic,
-            ServerKind::Connectrpc,
-        ],
-    };
+    let servers = servers_flag(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

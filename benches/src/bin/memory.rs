@@ -17,10 +17,10 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
+use connect_benches::process::{flag, servers_flag, ServerProcess};
 use connect_benches::servers::ServerKind;
 use connect_benches::workload;
 
@@ -46,48 +46,6 @@ impl Case {
             Case::IdleHttp2 => "idle HTTP/2",
             Case::Http2UsedOnce => "HTTP/2 used once, idle",
         }
-    }
-}
-
-struct Server {
-    child: std::process::Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(kind: ServerKind) -> Result<Server, Error> {
-        let exe = std::env::current_exe()?.with_file_name("e2e");
-        let mut child = Command::new(exe)
-            .args(["serve", kind.name(), "--threads", "1"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while stdout.read(&mut byte)? == 1 && byte[0] != b'\n' {
-            line.push(byte[0]);
-        }
-        let line = String::from_utf8(line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .ok_or_else(|| format!("{} did not start: {line:?}", kind.name()))?
-            .parse()?;
-        Ok(Server { child, addr })
-    }
-
-    fn resident(&self) -> Result<u64, Error> {
-        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.child.id()))?;
-        let pages: u64 = statm.split_whitespace().nth(1).ok_or("statm")?.parse()?;
-        Ok(pages * 4096)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -171,7 +129,7 @@ fn measure_streams(
     streams: usize,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<u64, Error> {
-    let server = Server::start(kind)?;
+    let server = ServerProcess::spawn_beside(kind)?;
     let message = grpc_message(&workload::echo_request_bytes());
     // A warm-up pays for the server's one-time allocations.
     let warm = runtime.block_on(open_streams(server.addr, streams, message.clone()))?;
@@ -201,7 +159,7 @@ fn measure(
     count: usize,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<f64, Error> {
-    let server = Server::start(kind)?;
+    let server = ServerProcess::spawn_beside(kind)?;
     let request = grpc_message(&workload::echo_request_bytes());
     let open = |n: usize| -> Result<Vec<Held>, Error> {
         let mut held = Vec::with_capacity(n);
@@ -225,11 +183,6 @@ fn measure(
     Ok(after.saturating_sub(before) as f64 / count as f64)
 }
 
-fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    let i = args.iter().position(|a| a == name)?;
-    args.get(i + 1).map(String::as_str)
-}
-
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let count: usize = flag(&args, "--connections").map_or(Ok(1000), str::parse)?;
@@ -242,18 +195,7 @@ fn main() -> Result<(), Error> {
             (c.parse()?, s.parse()?)
         }
     };
-    let servers: Vec<ServerKind> = match flag(&args, "--servers") {
-        Some(list) => list
-            .split(',')
-            .map(|n| ServerKind::from_name(n).ok_or_else(|| format!("unknown server {n}")))
-            .collect::<Result<_, _>>()?,
-        None => vec![
-            ServerKind::OursTokio,
-            ServerKind::OursSmol,
-            ServerKind::Tonic,
-            ServerKind::Connectrpc,
-        ],
-    };
+    let servers = servers_flag(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
