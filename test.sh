@@ -34,6 +34,10 @@ bash connect-wasm/run-tests.sh all
 # Interop with real third-party peers (connect-node, grpc-js, grpcio, connect-python): our server and
 # client against theirs; installs the pinned peers (cached) and ends with "N passed, M failed".
 bash interop/run.sh
+# Our server behind nginx (proxy_pass for Connect and gRPC-Web, grpc_pass for gRPC), our client
+# calling through it; installs nginx as root with apt-get, else skips with a reason. Ends with
+# "nginx: N passed, M failed" (interop/README.md).
+bash interop/nginx.sh
 # `buf generate` with protoc-gen-connect-rust (examples/buf/buf.gen.yaml) against connect-build's
 # output, now that interop/run.sh has installed buf (cargo test above skipped it without buf).
 bash examples/buf/check.sh

@@ -2,7 +2,11 @@
 //! `CHECK <kind> PASS|FAIL|NA <detail>`.
 //!
 //! `interop-client --target http://127.0.0.1:PORT --protocol connect|grpc|grpcweb
-//!  --http-version 1.1|2 --codec proto|json`
+//!  --http-version 1.1|2 --codec proto|json [--checks KIND,KIND,...]`
+//!
+//! Without `--checks` it runs the matrix's kinds (`MATRIX`, in `driver.py`'s order). Two more
+//! kinds run only when named (`interop/nginx.sh` does): `unary_get` (Connect GET) and
+//! `error_metadata` (headers and trailers of an error).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -18,16 +22,31 @@ use interop::DETAIL_TYPE;
 type Svc = InteropServiceClient<HyperTransport>;
 type Check = Result<String, String>;
 
+/// The kinds that run without `--checks`: the columns of `driver.py`'s table.
+const MATRIX: [&str; 8] = [
+    "unary",
+    "server_stream",
+    "client_stream",
+    "bidi",
+    "error",
+    "metadata",
+    "deadline",
+    "gzip",
+];
+/// The kinds that run only when `--checks` names them.
+const EXTRA: [&str; 2] = ["unary_get", "error_metadata"];
+
 struct Args {
     target: String,
     protocol: Protocol,
     http2: bool,
     codec: Codec,
+    checks: Vec<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: interop-client --target URL --protocol connect|grpc|grpcweb --http-version 1.1|2 --codec proto|json"
+        "usage: interop-client --target URL --protocol connect|grpc|grpcweb --http-version 1.1|2 --codec proto|json [--checks KIND,...]"
     );
     std::process::exit(2)
 }
@@ -38,6 +57,7 @@ fn parse_args() -> Args {
         protocol: Protocol::Connect,
         http2: false,
         codec: Codec::Proto,
+        checks: MATRIX.map(str::to_owned).to_vec(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -51,6 +71,16 @@ fn parse_args() -> Args {
             ("--http-version", "2") => a.http2 = true,
             ("--codec", "proto") => a.codec = Codec::Proto,
             ("--codec", "json") => a.codec = Codec::Json,
+            ("--checks", v) => {
+                a.checks = v.split(',').map(str::to_owned).collect();
+                if !a
+                    .checks
+                    .iter()
+                    .all(|k| MATRIX.contains(&k.as_str()) || EXTRA.contains(&k.as_str()))
+                {
+                    usage()
+                }
+            }
             _ => usage(),
         }
     }
@@ -239,6 +269,64 @@ async fn metadata(c: &Svc) -> Check {
     Ok("headers and trailers (unary, server stream)".into())
 }
 
+/// Connect GET (the client's `use_get`): the unary method has no side effects, so its request
+/// travels in the query of a GET; the echo and the response header and trailer come back.
+async fn unary_get(c: &Svc) -> Check {
+    let r = c
+        .unary_with_options(&req("get"), echo_options("get-value"))
+        .await
+        .map_err(|s| show(&s))?;
+    expect(r.message().text == "get", || {
+        format!("text {:?}", r.message().text)
+    })?;
+    expect(
+        header(r.headers(), "x-echo-header") == Some("get-value")
+            && header(r.trailers(), "x-echo-trailer") == Some("get-value"),
+        || format!("headers {:?}, trailers {:?}", r.headers(), r.trailers()),
+    )?;
+    Ok("echoed, with header and trailer".into())
+}
+
+/// An error keeps its metadata: the response header and trailer the handler set before failing
+/// arrive in the error's `metadata()` (unary, and a server stream that fails after a message).
+async fn error_metadata(c: &Svc) -> Check {
+    let has_echo = |status: &Status, value: &str| {
+        let m = status.metadata();
+        expect(
+            header(m, "x-echo-header") == Some(value) && header(m, "x-echo-trailer") == Some(value),
+            || format!("{}; metadata {m:?}", show(status)),
+        )
+    };
+    match c
+        .unary_with_options(&failing("unary-boom"), echo_options("unary-error"))
+        .await
+    {
+        Ok(_) => return Err("unary call succeeded".into()),
+        Err(status) => {
+            check_error(&status, "unary-boom").map_err(|e| format!("unary: {e}"))?;
+            has_echo(&status, "unary-error").map_err(|e| format!("unary: {e}"))?;
+        }
+    }
+    let mut request = failing("stream-boom");
+    request.count = 1;
+    let mut stream = c
+        .server_stream_with_options(&request, echo_options("stream-error"))
+        .await
+        .map_err(|s| show(&s))?;
+    loop {
+        match stream.next().await {
+            Some(Ok(_)) => {}
+            Some(Err(status)) => {
+                check_error(&status, "stream-boom").map_err(|e| format!("stream: {e}"))?;
+                has_echo(&status, "stream-error").map_err(|e| format!("stream: {e}"))?;
+                break;
+            }
+            None => return Err("stream ended without an error".into()),
+        }
+    }
+    Ok("details, header and trailer of the error (unary, server stream)".into())
+}
+
 /// A 300 ms deadline on a call the server answers after 3 s.
 async fn deadline(c: &Svc) -> Check {
     let mut request = req("slow");
@@ -304,22 +392,39 @@ async fn main() {
     } else {
         HyperTransport::new()
     };
+    let config = ClientConfig::new(args.protocol, args.codec);
     let client = InteropServiceClient::new(Client::new(
-        transport,
-        base,
-        ClientConfig::new(args.protocol, args.codec),
+        transport.clone(),
+        base.clone(),
+        config.clone(),
         TokioRuntime,
     ));
-    run("unary", unary(&client)).await;
-    run("server_stream", server_stream(&client)).await;
-    run("client_stream", client_stream(&client)).await;
-    if args.http2 {
-        run("bidi", bidi(&client)).await;
-    } else {
-        println!("CHECK bidi NA full-duplex bidi needs HTTP/2");
+    let get_client = InteropServiceClient::new(Client::new(
+        transport,
+        base,
+        ClientConfig {
+            use_get: true,
+            ..config
+        },
+        TokioRuntime,
+    ));
+    for kind in &args.checks {
+        match kind.as_str() {
+            "unary" => run(kind, unary(&client)).await,
+            "server_stream" => run(kind, server_stream(&client)).await,
+            "client_stream" => run(kind, client_stream(&client)).await,
+            "bidi" if args.http2 => run(kind, bidi(&client)).await,
+            "bidi" => println!("CHECK bidi NA full-duplex bidi needs HTTP/2"),
+            "error" => run(kind, error(&client)).await,
+            "metadata" => run(kind, metadata(&client)).await,
+            "deadline" => run(kind, deadline(&client)).await,
+            "gzip" => run(kind, gzip(&client)).await,
+            "unary_get" if args.protocol == Protocol::Connect => {
+                run(kind, unary_get(&get_client)).await
+            }
+            "unary_get" => println!("CHECK unary_get NA HTTP GET is Connect's alone"),
+            "error_metadata" => run(kind, error_metadata(&client)).await,
+            _ => unreachable!("parse_args accepts only known kinds"),
+        }
     }
-    run("error", error(&client)).await;
-    run("metadata", metadata(&client)).await;
-    run("deadline", deadline(&client)).await;
-    run("gzip", gzip(&client)).await;
 }
