@@ -2,9 +2,9 @@
 //!
 //! Messages come from [buffa](https://docs.rs/buffa) (owned types, zero-copy views, JSON); this crate
 //! adds, for each service, a trait with one method per RPC, a `…Server` that registers it with a
-//! [`Router`](../connect_rpc/struct.Router.html) (a `match` on the method's index), a typed
-//! `…Client` with a plain and a `_with_options` method per RPC, and the methods' `MethodInfo`
-//! constants. `.proto` files are compiled in pure Rust with [protox]: no system `protoc` is needed.
+//! [`Router`](https://docs.rs/connect-rpc/latest/connect_rpc/struct.Router.html) (a `match` on the
+//! method's index), a typed `…Client` with a plain and a `_with_options` method per RPC, and the
+//! methods' `MethodInfo` constants. `.proto` files are compiled in pure Rust with [protox]: no system `protoc` is needed.
 //!
 //! For input messages with repeated string, bytes, message or map fields it also generates a request
 //! decoder (a `connect_rpc::ViewDecoder`) that decodes what buffa's view decoder decodes, with
@@ -39,6 +39,8 @@
 //!
 //! The `protoc-gen-connect-rust` binary reads a `CodeGeneratorRequest` on stdin and writes the same
 //! files (messages and services) as a `CodeGeneratorResponse`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod decoder;
 mod service;

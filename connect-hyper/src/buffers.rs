@@ -42,7 +42,7 @@ impl<T> Pool<T> {
     }
 }
 
-/// A read buffer of [`BUFFER_SIZE`] initialised bytes.
+/// A read buffer of 64 KiB of initialised bytes.
 pub fn take_read_buffer() -> Box<[u8]> {
     READS
         .take()

@@ -111,9 +111,11 @@ pub(crate) fn is_reserved(protocol: Protocol, name: &HeaderName) -> bool {
     }
 }
 
-/// Whether `name` belongs to any of the three protocols or to HTTP itself (see [`is_reserved`]'s
-/// list): metadata to forward from one call to another (an error a proxy received, say) keeps only
-/// the names for which this is false.
+/// Whether `name` belongs to any of the three protocols or to HTTP itself: `content-type`,
+/// `content-length`, `content-encoding`, `accept-encoding`, `te`, `trailer`, `host`, the HTTP/1
+/// connection-specific headers, and every `grpc-*`, `connect-*` and `trailer-*` name. Metadata to
+/// forward from one call to another (an error a proxy received, say) keeps only the names for which
+/// this is false.
 pub fn is_protocol_header(name: &HeaderName) -> bool {
     is_reserved(Protocol::Grpc, name) || is_reserved(Protocol::Connect, name)
 }

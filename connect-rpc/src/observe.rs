@@ -1,6 +1,7 @@
-//! Observability as interceptors: a [`tracing`] span per call (feature `tracing`), the W3C trace
-//! context carried from client to server (feature `opentelemetry`), and call metrics through the
-//! [`metrics`] facade (feature `metrics`), all named after OpenTelemetry's RPC conventions.
+//! Observability as interceptors: a [`tracing`](https://docs.rs/tracing) span per call (feature
+//! `tracing`), the W3C trace context carried from client to server (feature `opentelemetry`), and
+//! call metrics through the [`metrics`](https://docs.rs/metrics) facade (feature `metrics`), all
+//! named after OpenTelemetry's RPC conventions.
 //!
 //! ```
 //! # #[cfg(all(feature = "tracing", feature = "metrics"))] {

@@ -14,8 +14,9 @@ use crate::{
     CallOptions, ClientConfig, ClientEvent, MethodInfo, ServerConfig, ServerEvent, Status,
 };
 
-/// One exchange between a [`ClientCall`] and a [`ServerCall`] in memory, with an application that
-/// answers once the request stream closed, and body chunks cut to the given sizes.
+/// One exchange between a [`ClientCall`](crate::ClientCall) and a [`ServerCall`](crate::ServerCall)
+/// in memory, with an application that answers once the request stream closed, and body chunks cut
+/// to the given sizes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PairScript {
     /// Index into Connect, gRPC, gRPC-Web.
