@@ -19,6 +19,10 @@ if cargo tree -p connect-smol -e normal,features -i tokio --prefix none \
     echo "connect-smol depends on a tokio runtime feature (above)" >&2
     exit 1
 fi
+# Release checks of the published crates: which crates publish, `cargo package`, cargo-deny
+# (deny.toml), docs with -D warnings, the MSRV (installs Rust 1.85 with rustup; skips with a reason
+# where it cannot). Ends with "package-check: N passed, M failed" (ci/package-check.sh).
+bash ci/package-check.sh
 # Our conformance runner over the full matrix (all three protocols), with the connect-es (Node)
 # client and server on one side of each case where they can take it (it installs them itself, see
 # conformance/README.md); a debug build reuses the test build's dependencies. Ends with
