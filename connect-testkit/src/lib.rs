@@ -1,6 +1,6 @@
-//! The end-to-end test matrix shared by the runtime adapters (tokio now, smol later): a test service,
-//! test certificates, and checks over every protocol × stream type × HTTP version × codec that run
-//! against any [`Adapter`].
+//! The end-to-end test matrix shared by the runtime adapters (connect-tokio, connect-smol and
+//! connect-h3 run it): a test service, test certificates, and checks over every protocol × stream
+//! type × HTTP version × codec that run against any [`Adapter`], on any runtime.
 //!
 //! An adapter's test file implements [`Adapter`] and expands [`e2e_tests!`] once.
 
