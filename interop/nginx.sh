@@ -7,8 +7,8 @@
 # Then `interop-client` calls through nginx (Connect unary POST and GET, streams, gRPC incl. bidi,
 # gRPC-Web, errors with details and metadata, deadlines, gzip) and each check prints one line.
 # Ends with "nginx: N passed, M failed"; exits non-zero on any failure. Without nginx, it installs
-# Debian's nginx-light (or nginx) when it runs as root with apt-get; otherwise it skips (exit 0)
-# with the reason. About 5 s once built. Run from anywhere: `bash interop/nginx.sh`.
+# Debian's nginx (or nginx-light, where there is no plain nginx) when it runs as root with apt-get;
+# otherwise it skips (exit 0) with the reason. About 5 s once built. Run from anywhere: `bash interop/nginx.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +16,7 @@ find_nginx() { command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/ng
 NGINX=$(find_nginx)
 if [ -z "$NGINX" ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-    echo "nginx: installing Debian's nginx-light (or nginx)"
+    echo "nginx: installing Debian's nginx (or nginx-light)"
     # No service started by the package's scripts (policy-rc.d, only if there is none already):
     # this script runs an nginx of its own.
     policy=/usr/sbin/policy-rc.d
@@ -26,7 +26,7 @@ if [ -z "$NGINX" ]; then
     fi
     export DEBIAN_FRONTEND=noninteractive
     { timeout 120 apt-get update -qq &&
-      { timeout 300 apt-get install -y -qq nginx-light || timeout 300 apt-get install -y -qq nginx; }
+      { timeout 300 apt-get install -y -qq nginx || timeout 300 apt-get install -y -qq nginx-light; }
     } >/dev/null 2>&1 || true
     [ "$own_policy" -eq 0 ] || rm -f "$policy"
     NGINX=$(find_nginx)
