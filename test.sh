@@ -30,8 +30,8 @@ bash ci/package-check.sh
 cargo run -p conformance --bin conformance-runner
 # Every fuzz target for a few seconds (builds with nightly; skips with a reason without it).
 bash fuzz/run.sh 12
-# The unsafe block of connect-rpc under Miri (nightly; skips with a reason without it).
-bash connect-rpc/miri.sh
+# The unsafe block of connect-typed under Miri (nightly; skips with a reason without it).
+bash connect-typed/miri.sh
 # connect-wasm in Node and headless Chromium against the connect-tokio test server (wasm32 toolchain
 # from Debian packages; skipped with a reason when the shared tools are absent).
 bash connect-wasm/run-tests.sh all

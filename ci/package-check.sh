@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # In the order `cargo publish` needs (each after what it depends on).
-PUBLIC=(connect-proto connect-rpc connect-build connect-hyper connect-tokio connect-smol connect-h3
+PUBLIC=(connect-proto connect-typed connect-build connect-hyper connect-tokio connect-smol connect-h3
   connect-wasm connect-health connect-reflection)
 packages=()
 for crate in "${PUBLIC[@]}"; do packages+=(-p "$crate"); done
@@ -70,10 +70,43 @@ publishable() {
 }
 check "publishable: ${PUBLIC[*]}; every other member has publish = false" publishable
 
+# 1b. The names: each is free on crates.io or already ours (its repository is the workspace's). The
+# typed layer was `connect-rpc` until that name turned out to be another project's.
+REPOSITORY=$(sed -n 's/^repository = "\(.*\)"$/\1/p' Cargo.toml | head -1)
+names() {
+  local crate out repo bad=0
+  for crate in "${PUBLIC[@]}"; do
+    if ! out=$(cd "${TMPDIR:-/tmp}" && timeout 60 cargo info --registry crates-io "$crate" 2>&1); then
+      if grep -q "could not find" <<<"$out"; then
+        echo "$crate: free"
+        continue
+      fi
+      echo "$crate: crates.io could not be asked: $out"
+      return 2
+    fi
+    repo=$(sed -n 's/^repository: //p' <<<"$out")
+    if [ "$repo" = "$REPOSITORY" ]; then
+      echo "$crate: ours ($repo)"
+    else
+      echo "$crate: taken on crates.io by ${repo:-a crate with no repository}"
+      bad=1
+    fi
+  done
+  return "$bad"
+}
+if names >"$log" 2>&1; then
+  pass "crate names free on crates.io (or ours)"
+elif [ $? -eq 2 ]; then
+  skip "crate names: crates.io's index could not be reached ($(tail -1 "$log" | cut -c1-120))"
+else
+  fail "crate names free on crates.io (or ours)"
+  grep "taken" "$log"
+fi
+
 # 2. The packages. --no-verify: verifying builds each .crate against crates.io, where these crates
 # are not published yet (and would build a second full target tree). Packaged together, so that
 # their dependencies on each other resolve to the packages just made (a local registry that cargo
-# lays over crates.io) and not to an unrelated crate of the same name there. --allow-dirty: a
+# lays over crates.io) and not to crates.io, where they are not yet. --allow-dirty: a
 # developer's tree has edits in progress; CI's fresh clone has none.
 target_dir=$(cargo metadata --format-version 1 --no-deps |
   sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')

@@ -6,7 +6,7 @@ use connect_benches::pair::{self, protocol_name, PROTOCOLS};
 use connect_benches::workload;
 use connect_proto::wire::{connect, grpc, grpc_web};
 use connect_proto::{encode_envelope, EnvelopeDecoder};
-use connect_rpc::{CompressionRegistry, ErrorDetail, ServerConfig, Status};
+use connect_typed::{CompressionRegistry, ErrorDetail, ServerConfig, Status};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 
@@ -187,7 +187,7 @@ fn calls(c: &mut Criterion) {
 
 fn errors(c: &mut Criterion) {
     let status = Status::new(
-        connect_rpc::Code::NOT_FOUND,
+        connect_typed::Code::NOT_FOUND,
         "order 900123 not found in region eu-west-1",
     )
     .with_detail(ErrorDetail::new(

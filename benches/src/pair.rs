@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use connect_proto::testing;
 use connect_proto::ServerTransmit;
-use connect_rpc::{
+use connect_typed::{
     ClientCall, ClientConfig, Codec, MethodInfo, Protocol, ServerConfig, StreamType,
 };
 
@@ -95,7 +95,7 @@ pub fn client_config(protocol: Protocol) -> ClientConfig {
 }
 
 /// The captured request as an `http::Request` with its body in one chunk, for
-/// [`Router::handle`](connect_rpc::Router::handle).
+/// [`Router::handle`](connect_typed::Router::handle).
 pub fn http_request(request: &CapturedRequest) -> http::Request<http_body_util::Full<Bytes>> {
     let body: Bytes = match request.body.as_slice() {
         [one] => one.clone(),
@@ -112,7 +112,7 @@ pub fn http_request(request: &CapturedRequest) -> http::Request<http_body_util::
 /// One call through the typed layer: `router` (our generated server behind it) answers `request`,
 /// and the whole response body is read. Returns the body length.
 pub fn rpc_call(
-    router: &connect_rpc::Router,
+    router: &connect_typed::Router,
     request: http::Request<http_body_util::Full<Bytes>>,
 ) -> usize {
     use http_body_util::BodyExt;
@@ -122,8 +122,8 @@ pub fn rpc_call(
 }
 
 /// A router serving the benchmark service on our stack.
-pub fn rpc_router() -> connect_rpc::Router {
-    connect_rpc::Router::new(connect_tokio::TokioRuntime).service(
+pub fn rpc_router() -> connect_typed::Router {
+    connect_typed::Router::new(connect_tokio::TokioRuntime).service(
         crate::ours::bench::v1::BenchServiceServer::new(crate::servers::OursBench),
     )
 }
@@ -133,37 +133,37 @@ pub fn rpc_router() -> connect_rpc::Router {
 #[derive(Debug)]
 pub struct NoopInterceptor;
 
-impl connect_rpc::ServerInterceptor for NoopInterceptor {
+impl connect_typed::ServerInterceptor for NoopInterceptor {
     fn on_request_head(
         &self,
-        head: &mut connect_rpc::ServerCallHead<'_>,
-    ) -> Result<(), connect_rpc::Status> {
+        head: &mut connect_typed::ServerCallHead<'_>,
+    ) -> Result<(), connect_typed::Status> {
         std::hint::black_box(head);
         Ok(())
     }
 
     fn on_request_message(
         &self,
-        _: &connect_rpc::Context,
-        message: connect_rpc::MessageRef<'_>,
-    ) -> Result<(), connect_rpc::Status> {
+        _: &connect_typed::Context,
+        message: connect_typed::MessageRef<'_>,
+    ) -> Result<(), connect_typed::Status> {
         std::hint::black_box(message);
         Ok(())
     }
 
     fn on_response_message(
         &self,
-        _: &connect_rpc::Context,
-        message: connect_rpc::MessageRef<'_>,
-    ) -> Result<(), connect_rpc::Status> {
+        _: &connect_typed::Context,
+        message: connect_typed::MessageRef<'_>,
+    ) -> Result<(), connect_typed::Status> {
         std::hint::black_box(message);
         Ok(())
     }
 
     fn on_finish(
         &self,
-        _: &connect_rpc::Context,
-        outcome: &mut Result<(), connect_rpc::Status>,
+        _: &connect_typed::Context,
+        outcome: &mut Result<(), connect_typed::Status>,
         _: &mut http::HeaderMap,
     ) {
         std::hint::black_box(outcome);
@@ -171,6 +171,6 @@ impl connect_rpc::ServerInterceptor for NoopInterceptor {
 }
 
 /// [`rpc_router`] with a [`NoopInterceptor`].
-pub fn rpc_router_noop_interceptor() -> connect_rpc::Router {
+pub fn rpc_router_noop_interceptor() -> connect_typed::Router {
     rpc_router().intercept(NoopInterceptor)
 }

@@ -18,13 +18,13 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 /// A server implementation under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum ServerKind {
-    /// connect-rpc's router on connect-tokio.
+    /// connect-typed's router on connect-tokio.
     OursTokio,
     /// The same with an interceptor that implements every phase and does nothing
     /// (`pair::NoopInterceptor`): what the interceptor machinery costs. Not in [`ServerKind::ALL`];
     /// ask for it with `--servers ours-tokio,ours-tokio-noop-interceptor`.
     OursTokioNoopInterceptor,
-    /// connect-rpc's router on connect-smol.
+    /// connect-typed's router on connect-smol.
     OursSmol,
     /// tonic 0.14 with prost.
     Tonic,
@@ -186,8 +186,8 @@ fn serve_smol(
 pub use ours::Bench as OursBench;
 
 mod ours {
-    use connect_rpc::Status;
-    use connect_rpc::{Context, HandlerStream, RequestView, Response, Streaming};
+    use connect_typed::Status;
+    use connect_typed::{Context, HandlerStream, RequestView, Response, Streaming};
     use futures_util::StreamExt;
 
     use crate::ours::bench::v1::{

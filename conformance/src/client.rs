@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use buffa::{Message, MessageField};
 use buffa_types::google::protobuf::Any;
-use connect_rpc::{CallOptions, ClientConfig, Codec, Protocol, Status};
-use connect_rpc::{Client, ResponseStream, Transport};
 use connect_tokio::{HyperTransport, TokioRuntime};
+use connect_typed::{CallOptions, ClientConfig, Codec, Protocol, Status};
+use connect_typed::{Client, ResponseStream, Transport};
 use futures_util::StreamExt;
 use http::HeaderMap;
 use tokio::sync::{mpsc, oneshot};
@@ -387,7 +387,7 @@ impl Call<'_> {
     async fn unary<R, F, Fut>(&self, outcome: &mut Outcome, invoke: F, payload: PayloadOf<R>)
     where
         F: FnOnce(CallOptions) -> Fut,
-        Fut: Future<Output = connect_rpc::Outcome<R>>,
+        Fut: Future<Output = connect_typed::Outcome<R>>,
     {
         let work = async {
             let result = invoke(self.options.clone()).await;
@@ -508,7 +508,7 @@ impl Call<'_> {
         limit: Option<usize>,
     ) -> bool
     where
-        R: connect_rpc::Message + serde::de::DeserializeOwned,
+        R: connect_typed::Message + serde::de::DeserializeOwned,
     {
         loop {
             if let Some(n) = self.after_responses() {

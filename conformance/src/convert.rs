@@ -2,7 +2,7 @@
 
 use buffa::Message;
 use buffa_types::google::protobuf::Any;
-use connect_rpc::{Code, ErrorDetail, Status};
+use connect_typed::{Code, ErrorDetail, Status};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::proto::connectrpc::conformance::v1 as pb;

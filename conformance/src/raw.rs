@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
-use connect_rpc::{MethodInfo, Protocol, Status};
-use connect_rpc::{RequestBody, Transport, TransportError};
+use connect_typed::{MethodInfo, Protocol, Status};
+use connect_typed::{RequestBody, Transport, TransportError};
 use http_body_util::BodyExt;
 
 use crate::convert::{append_headers, compression_name};
@@ -30,7 +30,7 @@ pub fn message_bytes(contents: &pb::MessageContents) -> Result<Vec<u8>, String> 
     let Some(name) = compression_name(&contents.compression)? else {
         return Ok(plain);
     };
-    let registry = connect_rpc::CompressionRegistry::default();
+    let registry = connect_typed::CompressionRegistry::default();
     let algorithm = registry
         .get(name)
         .ok_or_else(|| format!("raw contents: {name} is not built in"))?;

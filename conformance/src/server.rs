@@ -2,9 +2,9 @@
 
 use std::io;
 
-use connect_rpc::Router;
-use connect_rpc::ServerConfig;
 use connect_tokio::{Server, ServerHandle, TokioRuntime};
+use connect_typed::Router;
+use connect_typed::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::proto::connectrpc::conformance::v1 as pb;

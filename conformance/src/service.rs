@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use buffa::MessageField;
 use buffa_types::google::protobuf::Any;
-use connect_rpc::{Context, HandlerStream, RequestView, Response, Streaming};
-use connect_rpc::{Instant, Status};
+use connect_typed::{Context, HandlerStream, RequestView, Response, Streaming};
+use connect_typed::{Instant, Status};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
@@ -46,7 +46,7 @@ fn set_metadata(
     headers: &[pb::Header],
     trailers: &[pb::Header],
 ) -> Result<(), Status> {
-    let late = |e: connect_rpc::MetadataSent| Status::internal(e.to_string());
+    let late = |e: connect_typed::MetadataSent| Status::internal(e.to_string());
     let mut map = http::HeaderMap::new();
     append_headers(headers, &mut map);
     for (name, value) in &map {

@@ -10,8 +10,8 @@ use crate::proto::connectrpc::conformance::v1 as pb;
 /// Registers the types that the suites' `Any` fields (`"@type"`) hold: the conformance messages
 /// and the descriptor types. Cheap to call again.
 pub fn install_type_registry() {
-    connect_rpc::register_json_types(pb::register_types);
-    connect_rpc::register_json_types(
+    connect_typed::register_json_types(pb::register_types);
+    connect_typed::register_json_types(
         buffa_descriptor::generated::descriptor::__buffa::register_types,
     );
 }

@@ -15,8 +15,8 @@ pub mod view_decoder {
     use buffa::view::OwnedView;
     use buffa::Message;
     use bytes::{Bytes, BytesMut};
-    use connect_rpc::{Code, Codec, MethodInfo, Protocol, Status};
-    use connect_rpc::{Context, RequestPayloads, RequestView, Response, Service, Streaming};
+    use connect_typed::{Code, Codec, MethodInfo, Protocol, Status};
+    use connect_typed::{Context, RequestPayloads, RequestView, Response, Service, Streaming};
     use futures_util::StreamExt;
 
     use crate::proto::acme::batch::v1::__buffa::view::BatchView;

@@ -1,5 +1,5 @@
 //! End-to-end through generated code without sockets: a generated client over the in-memory
-//! transport (`connect_rpc::testing::InMemory`) that hands each `http::Request` to the router's
+//! transport (`connect_typed::testing::InMemory`) that hands each `http::Request` to the router's
 //! server entry point, bodies streamed both ways. Every RPC shape, errors with details, headers and
 //! trailers, deadlines, Connect GET — over Connect, gRPC and gRPC-Web, with proto and JSON.
 //!
@@ -13,15 +13,15 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use connect_rpc::testing::{InMemory, ThreadRuntime};
-use connect_rpc::{
-    BoxFuture, Client, Context, RequestBody, ResponseBody, Router, Transport, TransportError,
-};
-use connect_rpc::{CallOptions, ClientConfig, Code, Codec, Instant, Protocol, Status};
 use connect_testkit::proto::testkit::v1::{
     echo_service_methods, EchoRequest, EchoResponse, EchoServiceClient, EchoServiceServer,
 };
 use connect_testkit::{Echo, Tracker};
+use connect_typed::testing::{InMemory, ThreadRuntime};
+use connect_typed::{
+    BoxFuture, Client, Context, RequestBody, ResponseBody, Router, Transport, TransportError,
+};
+use connect_typed::{CallOptions, ClientConfig, Code, Codec, Instant, Protocol, Status};
 use futures_util::StreamExt;
 use http::HeaderValue;
 
@@ -347,7 +347,7 @@ fn a_request_body_that_fails_ends_the_call_instead_of_hanging() {
         })
         .await;
         assert!(
-            matches!(frame, Some(Err(connect_rpc::CallReset))),
+            matches!(frame, Some(Err(connect_typed::CallReset))),
             "{frame:?}"
         );
     });
@@ -355,7 +355,7 @@ fn a_request_body_that_fails_ends_the_call_instead_of_hanging() {
 
 #[test]
 fn router_answers_cors_preflights_and_exposes_status_headers() {
-    let router = router().cors(connect_rpc::cors::Cors::default());
+    let router = router().cors(connect_typed::cors::Cors::default());
     let path = echo_service_methods::UNARY.path;
     futures_executor::block_on(async {
         let preflight = http::Request::builder()
@@ -400,8 +400,8 @@ fn router_answers_cors_preflights_and_exposes_status_headers() {
 /// (`ResponsePayloads::from_stream`), then an error.
 struct RawServerStream;
 
-impl connect_rpc::Service for RawServerStream {
-    fn methods(&self) -> &'static [connect_rpc::MethodInfo] {
+impl connect_typed::Service for RawServerStream {
+    fn methods(&self) -> &'static [connect_typed::MethodInfo] {
         &[echo_service_methods::SERVER_STREAM]
     }
 
@@ -409,8 +409,8 @@ impl connect_rpc::Service for RawServerStream {
         &self,
         method: usize,
         ctx: Context,
-        _requests: connect_rpc::RequestPayloads,
-    ) -> Option<connect_rpc::ResponsePayloads> {
+        _requests: connect_typed::RequestPayloads,
+    ) -> Option<connect_typed::ResponsePayloads> {
         if method != 0 {
             return None;
         }
@@ -420,11 +420,11 @@ impl connect_rpc::Service for RawServerStream {
                 text: text.to_owned(),
                 ..Default::default()
             };
-            connect_rpc::encode(codec, &response)
+            connect_typed::encode(codec, &response)
         });
         let end = Err(Status::new(Code::DATA_LOSS, "raw end"));
         let items = payloads.into_iter().chain(std::iter::once(end));
-        Some(connect_rpc::ResponsePayloads::from_stream(
+        Some(connect_typed::ResponsePayloads::from_stream(
             futures_util::stream::iter(items),
         ))
     }

@@ -10,8 +10,8 @@ use connect_build_tests::proto::acme::greet::v1::{GreetRequest, GreetResponse};
 use connect_build_tests::proto::acme::store::v1::{
     GetItemRequest, Item, ListItemsRequest, StoreService, StoreServiceServer,
 };
-use connect_rpc::Status;
-use connect_rpc::{Context, HandlerStream, RequestView, Response, Streaming};
+use connect_typed::Status;
+use connect_typed::{Context, HandlerStream, RequestView, Response, Streaming};
 
 struct Store;
 

@@ -9,7 +9,7 @@ use connect_build_tests::proto::acme::batch::v1::{
     batch_service_methods, Batch, Odd, Record, Span,
 };
 use connect_build_tests::view_decoder::{buffa_decode, compare, serve};
-use connect_rpc::Code;
+use connect_typed::Code;
 use proptest::prelude::*;
 
 fn check(bytes: Bytes) -> Result<(), TestCaseError> {

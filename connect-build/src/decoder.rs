@@ -1,5 +1,5 @@
 //! Request decoders for batch-shaped messages: buffa's view decode with the capacities of repeated
-//! fields allocated up front (see `connect_rpc::codegen` for what and why).
+//! fields allocated up front (see `connect_typed::codegen` for what and why).
 //!
 //! A decoder is generated for a method's input message when the message has repeated string, bytes,
 //! message or map fields. Its own such fields get their counted sizes; the elements of its repeated

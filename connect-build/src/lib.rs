@@ -1,15 +1,15 @@
-//! Code generation for connect-rpc: from `.proto` files to service traits, routers and typed clients.
+//! Code generation for connect-typed: from `.proto` files to service traits, routers and typed clients.
 //!
 //! Messages come from [buffa](https://docs.rs/buffa) (owned types, zero-copy views, JSON); this crate
 //! adds, for each service, a trait with one method per RPC, a `…Server` that registers it with a
-//! [`Router`](https://docs.rs/connect-rpc/latest/connect_rpc/struct.Router.html) (a `match` on the
+//! [`Router`](https://docs.rs/connect-typed/latest/connect_typed/struct.Router.html) (a `match` on the
 //! method's index), a typed `…Client` with a plain and a `_with_options` method per RPC, and the
 //! methods' `MethodInfo` constants. `.proto` files are compiled in pure Rust with [protox]: no system `protoc` is needed.
 //!
 //! For input messages with repeated string, bytes, message or map fields it also generates a request
-//! decoder (a `connect_rpc::ViewDecoder`) that decodes what buffa's view decoder decodes, with
+//! decoder (a `connect_typed::ViewDecoder`) that decodes what buffa's view decoder decodes, with
 //! the capacities of those fields allocated up front instead of grown push by push: about a fifth
-//! less decode time on a batch of 50 log records (see `connect_rpc::codegen`).
+//! less decode time on a batch of 50 log records (see `connect_typed::codegen`).
 //!
 //! # In `build.rs`
 //!
@@ -32,7 +32,7 @@
 //! }
 //! ```
 //!
-//! The crate using the generated code depends on `connect-rpc`, `buffa` (feature `json`), `serde`,
+//! The crate using the generated code depends on `connect-typed`, `buffa` (feature `json`), `serde`,
 //! and `buffa-types` (feature `json`) when the protos use well-known types.
 //!
 //! # As a protoc plugin
@@ -140,8 +140,8 @@ impl Config {
         self
     }
 
-    /// The path generated code uses to reach connect-rpc (default `::connect_rpc`).
-    pub fn connect_rpc_path(mut self, path: impl Into<String>) -> Self {
+    /// The path generated code uses to reach connect-typed (default `::connect_typed`).
+    pub fn connect_typed_path(mut self, path: impl Into<String>) -> Self {
         self.options.runtime_crate = path.into();
         self
     }

@@ -17,7 +17,7 @@ use crate::Error;
 /// Settings of the service generator.
 #[derive(Clone, Debug)]
 pub struct ServiceOptions {
-    /// Path of the connect-rpc crate in generated code (`::connect_rpc`).
+    /// Path of the connect-typed crate in generated code (`::connect_typed`).
     pub runtime_crate: String,
     /// Generate services at all.
     pub generate_services: bool,
@@ -26,7 +26,7 @@ pub struct ServiceOptions {
 impl Default for ServiceOptions {
     fn default() -> Self {
         ServiceOptions {
-            runtime_crate: "::connect_rpc".to_owned(),
+            runtime_crate: "::connect_typed".to_owned(),
             generate_services: true,
         }
     }
@@ -47,7 +47,7 @@ pub(crate) fn generate(
     let messages = MessageIndex::new(descriptors, files_to_generate);
     let runtime: syn::Path = syn::parse_str(&options.runtime_crate).map_err(|e| {
         Error::new(format!(
-            "connect_rpc_path {:?} is not a path: {e}",
+            "connect_typed_path {:?} is not a path: {e}",
             options.runtime_crate
         ))
     })?;

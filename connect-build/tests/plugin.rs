@@ -17,7 +17,7 @@ fn plugin_answers_with_messages_services_and_root_module() {
         .expect("parse");
     let request = CodeGeneratorRequest {
         file_to_generate: files,
-        parameter: Some("connect_rpc_path=::connect_rpc".to_owned()),
+        parameter: Some("connect_typed_path=::connect_typed".to_owned()),
         proto_file: descriptors,
         ..Default::default()
     };

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
-use connect_rpc::{BoxError, Reset, TransportError};
+use connect_typed::{BoxError, Reset, TransportError};
 use h3::error::StreamError;
 use http_body::{Body, Frame, SizeHint};
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use connect_hyper::{TransportBuilder, TransportSettings};
-use connect_rpc::{BoxFuture, RequestBody, Transport, TransportError};
+use connect_typed::{BoxFuture, RequestBody, Transport, TransportError};
 use futures_util::FutureExt;
 use http_body::Body;
 
@@ -33,7 +33,7 @@ type SendRequest = h3::client::SendRequest<quic::Opener, Bytes>;
 ///   (`RESET_STREAM` with `H3_REQUEST_CANCELLED`) and asks the server to stop sending the response
 ///   (`STOP_SENDING`, same code), so the server drops the handler even when it had read the whole
 ///   request. A server's `RESET_STREAM` or `STOP_SENDING` reaches the call as
-///   [`Reset::H3`](connect_rpc::Reset) with its code.
+///   [`Reset::H3`](connect_typed::Reset) with its code.
 /// - A connection the server closes or sends `GOAWAY` on leaves the pool; a call that could not
 ///   start on it (no byte of it sent) starts again on a new connection.
 /// - Settings are connect-hyper's [`TransportSettings`] ([`TransportBuilder`]): `tls` (its ALPN list

@@ -1,18 +1,18 @@
-//! HTTP/3 for [`connect_rpc`]: serve a [`Router`](connect_rpc::Router) over QUIC with [`Server`],
+//! HTTP/3 for [`connect_typed`]: serve a [`Router`](connect_typed::Router) over QUIC with [`Server`],
 //! call servers over QUIC with [`H3Transport`]; Connect, gRPC and gRPC-Web, all four stream types.
 //!
 //! Built on [quinn](https://docs.rs/quinn) (QUIC, with rustls and the ring provider, like the rest
 //! of the workspace) and [h3](https://docs.rs/h3) (HTTP/3 framing, QPACK, control streams). The
 //! protocol stays in the core: this crate hands the router and the client the same
 //! `http::Request`/`http::Response` heads, body chunks and trailers as the hyper adapters do, and
-//! turns HTTP/3 stream resets into [`Reset::H3`](connect_rpc::Reset) codes.
+//! turns HTTP/3 stream resets into [`Reset::H3`](connect_typed::Reset) codes.
 //!
 //! Handlers see the same [`PeerAddr`] and [`PeerCertificates`] as with connect-hyper's servers, the
 //! server takes the same [`Limits`], and the transport the same
 //! [`TransportSettings`](connect_hyper::TransportSettings).
 //!
 //! ```no_run
-//! # async fn demo(router: connect_rpc::Router, tls: rustls::ServerConfig,
+//! # async fn demo(router: connect_typed::Router, tls: rustls::ServerConfig,
 //! #               client_tls: rustls::ClientConfig) -> std::io::Result<()> {
 //! let server = connect_h3::Server::new(router, tls).bind("127.0.0.1:4433".parse().unwrap())?;
 //! let transport = connect_h3::H3Transport::new(client_tls);
@@ -28,7 +28,7 @@
 //! server of the same host says where it is with an `Alt-Svc` header on every response:
 //!
 //! ```no_run
-//! # async fn demo(router: connect_rpc::Router, tls: rustls::ServerConfig) -> std::io::Result<()> {
+//! # async fn demo(router: connect_typed::Router, tls: rustls::ServerConfig) -> std::io::Result<()> {
 //! let h3 = connect_h3::Server::new(router.clone(), tls.clone()).bind("0.0.0.0:443".parse().unwrap())?;
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
 //! let tcp = connect_tokio::Server::new(router)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use connect_hyper::{Limits, PeerAddr, PeerCertificates};
-use connect_rpc::{ResponseBody, Router};
+use connect_typed::{ResponseBody, Router};
 use http_body::Body;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{oneshot, watch};

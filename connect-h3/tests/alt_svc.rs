@@ -8,11 +8,11 @@ mod common;
 use std::sync::Arc;
 
 use connect_h3::H3Transport;
-use connect_rpc::{Client, ClientConfig, Code, Codec, Protocol, Router, Transport};
 use connect_testkit::hyper::{client_tls, peer_describer, server_tls};
 use connect_testkit::proto::testkit::v1::{EchoRequest, EchoServiceClient, EchoServiceServer};
 use connect_testkit::{Echo, Tracker};
 use connect_tokio::{HyperTransport, TokioRuntime};
+use connect_typed::{Client, ClientConfig, Code, Codec, Protocol, Router, Transport};
 
 fn router() -> Router {
     let runtime = Arc::new(TokioRuntime);

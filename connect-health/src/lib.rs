@@ -1,8 +1,8 @@
-//! The standard gRPC health checking service, `grpc.health.v1.Health`, for a connect-rpc
-//! [`Router`](connect_rpc::Router): `Check`, `List` and the streaming `Watch`, served over Connect,
+//! The standard gRPC health checking service, `grpc.health.v1.Health`, for a connect-typed
+//! [`Router`](connect_typed::Router): `Check`, `List` and the streaming `Watch`, served over Connect,
 //! gRPC and gRPC-Web like any other service, so load balancers, Kubernetes probes and stock
 //! health clients (grpcio-health-checking, grpc-health-probe, a connect-es client) can ask a
-//! connect-rpc server how it is doing.
+//! connect-typed server how it is doing.
 //!
 //! A [`Health`] is the handle the application keeps: it sets the status of each service (by full
 //! name; the empty name `""` stands for the whole server, [`SERVING`](ServingStatus::SERVING)
@@ -49,7 +49,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, Waker};
 
-use connect_rpc::{Code, Context, HandlerStream, RequestView, Response, Status};
+use connect_typed::{Code, Context, HandlerStream, RequestView, Response, Status};
 
 #[allow(
     missing_docs,
@@ -77,7 +77,7 @@ pub use proto::health_check_response::ServingStatus;
 
 /// The service name and `.proto` descriptors of `grpc.health.v1.Health`, for server reflection
 /// (`connect_reflection::Reflection::service`).
-pub const DESCRIPTORS: connect_rpc::ServiceDescriptors = proto::health_methods::DESCRIPTORS;
+pub const DESCRIPTORS: connect_typed::ServiceDescriptors = proto::health_methods::DESCRIPTORS;
 
 /// The health of a server and its services: the handle the application sets statuses on, and (with
 /// [`Health::server`]) the `grpc.health.v1.Health` service that reports them. Cheap to clone; every

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use connect_health::proto::{HealthCheckRequest, HealthClient, HealthListRequest};
 use connect_health::{Health, ServingStatus};
-use connect_rpc::{Client, ClientConfig, Code, Codec, Protocol, ResponseStream};
 use connect_tokio::{HyperTransport, Server, TokioRuntime};
+use connect_typed::{Client, ClientConfig, Code, Codec, Protocol, ResponseStream};
 use futures_util::StreamExt;
 
 const GREET: &str = "acme.greet.v1.GreetService";

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use connect_rpc::{BoxFuture, RequestBody, Runtime, Transport, TransportError};
+use connect_typed::{BoxFuture, RequestBody, Runtime, Transport, TransportError};
 use http::uri::{Authority, Scheme};
 use http_body::{Body, Frame, SizeHint};
 
@@ -492,7 +492,7 @@ where
                             _in_flight: in_flight,
                         }));
                     }
-                    Err(error) if error.reason() == connect_rpc::Reset::ConnectionLost => {
+                    Err(error) if error.reason() == connect_typed::Reset::ConnectionLost => {
                         endpoint.failed(&inner.settings, Instant::now());
                         tried.push(endpoint);
                         if !not_connected(&error) || tried.len() >= inner.settings.attempts {

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use connect_rpc::TransportError;
+use connect_typed::TransportError;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
@@ -50,7 +50,7 @@ pub fn transport_error<E: StdError + Send + Sync + 'static>(error: E) -> Transpo
     let mut source: Option<&(dyn StdError + 'static)> = Some(&error);
     while let Some(e) = source {
         if let Some(reason) = e.downcast_ref::<h2::Error>().and_then(h2::Error::reason) {
-            return TransportError::reset(connect_rpc::Reset::H2(reason.into()), error);
+            return TransportError::reset(connect_typed::Reset::H2(reason.into()), error);
         }
         source = e.source();
     }

@@ -87,7 +87,7 @@ impl Watcher {
     pub async fn watch<I, E>(
         self,
         mut conn: Pin<&mut Connection<'_, I, ConnectionService, E>>,
-    ) -> Result<(), connect_rpc::BoxError>
+    ) -> Result<(), connect_typed::BoxError>
     where
         I: Read + Write + Unpin + 'static,
         E: HttpServerConnExec<

@@ -1,5 +1,5 @@
-//! The hyper glue that every hyper-based adapter of [`connect_rpc`] shares, whatever its runtime:
-//! the per-connection service that hands requests to a [`Router`](connect_rpc::Router) under a
+//! The hyper glue that every hyper-based adapter of [`connect_typed`] shares, whatever its runtime:
+//! the per-connection service that hands requests to a [`Router`](connect_typed::Router) under a
 //! request-body limit, the server and client bodies, the peer's identity for handlers, [`Limits`],
 //! rustls configurations, a runtime-free graceful shutdown, [`serve_connection`] and [`BatchedWrites`]
 //! (server connection IO that sends many small responses in few writes).

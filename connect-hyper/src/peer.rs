@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 /// The client's socket address.
 ///
 /// ```
-/// # fn handler(ctx: &connect_rpc::Context) {
+/// # fn handler(ctx: &connect_typed::Context) {
 /// if let Some(connect_hyper::PeerAddr(addr)) = ctx.extensions().get() {
 ///     println!("called from {addr}");
 /// }

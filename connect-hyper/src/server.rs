@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use connect_rpc::Router;
+use connect_typed::Router;
 use futures_channel::oneshot;
 use futures_util::future::{AbortHandle, Abortable};
 use hyper::rt::{Read, Write};

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use connect_rpc::{BoxError, CallReset, ResponseBody, Router, Status};
+use connect_typed::{BoxError, CallReset, ResponseBody, Router, Status};
 use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -257,8 +257,8 @@ fn refusal(
 ) -> http::Response<ServerBody> {
     use connect_proto::ServerTransmit;
     let method = router.lookup(parts.uri.path());
-    let now = connect_rpc::Instant::now();
-    let mut machine = connect_rpc::ServerCall::new(router.server_config(), method, parts, now);
+    let now = connect_typed::Instant::now();
+    let mut machine = connect_typed::ServerCall::new(router.server_config(), method, parts, now);
     // A call the machine already refused from its head keeps that answer.
     let _ = machine.finish(Err(status), http::HeaderMap::new());
     let mut head = http::Response::new(());

@@ -4,7 +4,7 @@
 //! (heads, body chunks, trailers, end of body, resets, the current time) and emits HTTP-level output:
 //! envelopes, compression, size limits, timeouts, status codes and error details, metadata, and each
 //! protocol's wire forms. No sockets, no async runtime, no clock, no message serialization: adapters
-//! move bytes and time in and out, and the typed layer (`connect-rpc`) turns payloads into messages.
+//! move bytes and time in and out, and the typed layer (`connect-typed`) turns payloads into messages.
 //!
 //! The whole public API is below; the modules are private.
 //!

@@ -203,7 +203,7 @@ impl Status {
     }
 
     /// Metadata that came with the error: for an error a client received, the response headers followed
-    /// by the trailers. The call machines never write it (trailers travel separately); connect-rpc's
+    /// by the trailers. The call machines never write it (trailers travel separately); connect-typed's
     /// router sends the metadata of an error a handler or interceptor returns as trailers, without
     /// the names any protocol owns ([`is_protocol_header`](crate::is_protocol_header)).
     pub fn metadata(&self) -> &http::HeaderMap {

@@ -1,4 +1,4 @@
-//! gRPC server reflection for a connect-rpc [`Router`](connect_rpc::Router): the
+//! gRPC server reflection for a connect-typed [`Router`](connect_typed::Router): the
 //! `ServerReflectionInfo` method of both `grpc.reflection.v1` and `grpc.reflection.v1alpha`, over
 //! Connect, gRPC and gRPC-Web, so that `buf curl`, `grpcurl`, grpcio-reflection and other generic
 //! clients can list a server's services and fetch the schema of their methods with no local
@@ -44,7 +44,7 @@ use std::sync::Arc;
 
 use buffa_descriptor::generated::descriptor::{FileDescriptorProto, FileDescriptorSet};
 use buffa_descriptor::DescriptorPool;
-use connect_rpc::{
+use connect_typed::{
     Code, Context, HandlerStream, MethodInfo, RequestPayloads, Response, ResponsePayloads,
     ServiceDescriptors, Status, Streaming,
 };
@@ -208,7 +208,7 @@ impl std::error::Error for ReflectionError {}
 
 /// The reflection service: `grpc.reflection.v1.ServerReflection/ServerReflectionInfo` and its
 /// `v1alpha` twin, answering from a linked schema. Register it with
-/// [`Router::service`](connect_rpc::Router::service). Cheap to clone.
+/// [`Router::service`](connect_typed::Router::service). Cheap to clone.
 #[derive(Clone)]
 pub struct ReflectionServer {
     index: Arc<Index>,
@@ -237,7 +237,7 @@ static METHODS: [MethodInfo; 2] = [
     v1alpha::server_reflection_methods::SERVER_REFLECTION_INFO,
 ];
 
-impl connect_rpc::Service for ReflectionServer {
+impl connect_typed::Service for ReflectionServer {
     fn methods(&self) -> &'static [MethodInfo] {
         &METHODS
     }
@@ -254,7 +254,7 @@ impl connect_rpc::Service for ReflectionServer {
         let index = self.index.clone();
         // The v1alpha messages are the v1 messages under another package name: the same field
         // numbers, names and JSON names, so the v1 types decode and encode both.
-        Some(connect_rpc::bidi_streaming::<
+        Some(connect_typed::bidi_streaming::<
             ServerReflectionRequest,
             ServerReflectionResponse,
             _,

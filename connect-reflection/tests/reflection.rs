@@ -12,8 +12,8 @@ use connect_reflection::v1::{
     ExtensionRequest, ServerReflectionClient, ServerReflectionRequest, ServerReflectionResponse,
 };
 use connect_reflection::{v1alpha, Reflection, ReflectionServer};
-use connect_rpc::{Client, ClientConfig, Code, Codec, Protocol, Status};
 use connect_tokio::{HyperTransport, Server, ServerHandle, TokioRuntime};
+use connect_typed::{Client, ClientConfig, Code, Codec, Protocol, Status};
 use examples::proto::demo::v1::greet_service_methods;
 use futures_util::StreamExt;
 use prost_reflect::DescriptorPool;

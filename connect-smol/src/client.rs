@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use connect_hyper::{transport_error, within, ClientBody, TransportBuilder, TransportSettings};
-use connect_rpc::{RequestBody, Transport, TransportError};
+use connect_typed::{RequestBody, Transport, TransportError};
 use http::uri::{Authority, Scheme};
 use hyper::client::conn::{http1, http2, TrySendError};
 use smol::io::{AsyncRead, AsyncWrite};

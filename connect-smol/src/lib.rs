@@ -1,4 +1,4 @@
-//! smol / async-io adapter for [`connect_rpc`]: serve a [`Router`] over HTTP/1.1, h2c and HTTP/2
+//! smol / async-io adapter for [`connect_typed`]: serve a [`Router`] over HTTP/1.1, h2c and HTTP/2
 //! over TLS, and call servers with a pooled [`SmolTransport`], with no tokio runtime.
 //!
 //! hyper carries HTTP/1.1 and HTTP/2 over async-io sockets (`smol-hyper` implements `hyper::rt` for
@@ -13,7 +13,7 @@
 //! `time`) is enabled, which `test.sh` checks with `cargo tree`.
 //!
 //! ```no_run
-//! # async fn demo(router: connect_rpc::Router) -> std::io::Result<()> {
+//! # async fn demo(router: connect_typed::Router) -> std::io::Result<()> {
 //! use connect_smol::Server;
 //!
 //! let listener = smol::net::TcpListener::bind("127.0.0.1:8080").await?;
@@ -43,7 +43,7 @@ pub use runtime::{SmolExecutor, SmolRuntime};
 pub use server::Server;
 
 pub use connect_hyper::{BalanceSettings, Balanced};
-pub use connect_rpc::{Client, Router};
+pub use connect_typed::{Client, Router};
 
 /// A router whose calls use async-io's clock and timers.
 pub fn router() -> Router {
@@ -52,7 +52,7 @@ pub fn router() -> Router {
 
 /// A typed-layer client of the server at `base` over a default [`SmolTransport`] (HTTP/1.1, or
 /// HTTP/2 when TLS negotiates it). Wrap it in a generated client: `FooServiceClient::new(client(...))`.
-pub fn client(base: http::Uri, config: connect_rpc::ClientConfig) -> Client<SmolTransport> {
+pub fn client(base: http::Uri, config: connect_typed::ClientConfig) -> Client<SmolTransport> {
     Client::new(SmolTransport::new(), base, config, SmolRuntime)
 }
 

@@ -2,8 +2,8 @@
 
 use std::future::Future;
 
-use connect_rpc::Instant;
-use connect_rpc::{BoxFuture, Runtime};
+use connect_typed::Instant;
+use connect_typed::{BoxFuture, Runtime};
 
 /// [`Runtime`] on smol: `Instant::now`, `async_io::Timer` and `smol::spawn`.
 ///

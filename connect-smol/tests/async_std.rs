@@ -7,10 +7,10 @@ mod common;
 
 use std::sync::Arc;
 
-use connect_rpc::Instant;
-use connect_rpc::{BoxFuture, Router, Runtime};
 use connect_smol::SmolTransport;
 use connect_testkit::{Adapter, Http, PeerDescriber, TestServer};
+use connect_typed::Instant;
+use connect_typed::{BoxFuture, Router, Runtime};
 
 /// The typed layer's runtime on async-std.
 #[derive(Clone, Copy, Debug, Default)]

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use connect_hyper::{BalanceSettings, Balanced, ServerRuntime};
-use connect_rpc::{ClientConfig, Codec, Protocol, ServerConfig};
 use connect_smol::{Server, ServerHandle, SmolRuntime, SmolTransport};
 use connect_testkit::proto::testkit::v1::{EchoRequest, EchoServiceClient};
 use connect_testkit::{bounded, Suite};
+use connect_typed::{ClientConfig, Codec, Protocol, ServerConfig};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(10);

@@ -6,11 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use connect_rpc::Client;
-use connect_rpc::{ClientConfig, Codec, Protocol, ServerConfig};
 use connect_smol::{Server, SmolRuntime, SmolTransport};
 use connect_testkit::proto::testkit::v1::{EchoRequest, EchoServiceClient};
 use connect_testkit::{bounded, Suite};
+use connect_typed::Client;
+use connect_typed::{ClientConfig, Codec, Protocol, ServerConfig};
 use futures_util::future::join_all;
 
 const LIMIT: Duration = Duration::from_secs(10);

@@ -9,8 +9,8 @@ use std::time::Duration;
 use connect_hyper::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use connect_hyper::tls::rustls::{ClientConfig, RootCertStore, ServerConfig};
 use connect_hyper::{Limits, PeerAddr, PeerCertificates, Server, ServerRuntime, TransportSettings};
-use connect_rpc::{BoxFuture, Client, Router, Runtime, Transport};
-use connect_rpc::{Code, Codec, Protocol};
+use connect_typed::{BoxFuture, Client, Router, Runtime, Transport};
+use connect_typed::{Code, Codec, Protocol};
 use futures_util::StreamExt;
 
 use crate::proto::testkit::v1::{EchoRequest, EchoServiceClient};
@@ -100,7 +100,7 @@ fn client<A: HyperAdapter>(
     EchoServiceClient::new(Client::new(
         transport,
         base.clone(),
-        connect_rpc::ClientConfig::new(protocol, Codec::Proto),
+        connect_typed::ClientConfig::new(protocol, Codec::Proto),
         suite.runtime.clone(),
     ))
 }
@@ -113,7 +113,7 @@ impl<A: HyperAdapter> Suite<A> {
         let mut limits = Limits::default();
         limits.max_request_body = Some(4096);
         for http in [Http::Http1, Http::H2c] {
-            let router = self.router(connect_rpc::ServerConfig::default());
+            let router = self.router(connect_typed::ServerConfig::default());
             let serve = self.adapter.serve_with_limits(router, http, limits.clone());
             let server = self.call("starting a server", serve).await;
             let client = client(
@@ -167,7 +167,7 @@ impl<A: HyperAdapter> Suite<A> {
 
     /// Over TLS, handlers see the client's certificate chain; without one, they see none.
     pub async fn tls_client_certificates_reach_handlers(&self) {
-        let router = self.router(connect_rpc::ServerConfig::default());
+        let router = self.router(connect_typed::ServerConfig::default());
         let serve = self.adapter.serve(router, Http::H2Tls);
         let server = self.call("starting a server", serve).await;
         let mut anonymous = client_tls();
@@ -192,7 +192,7 @@ impl<A: HyperAdapter> Suite<A> {
     pub async fn header_read_timeout_closes_silent_connections(&self) {
         let mut limits = Limits::default();
         limits.header_read_timeout = Some(Duration::from_millis(200));
-        let router = self.router(connect_rpc::ServerConfig::default());
+        let router = self.router(connect_typed::ServerConfig::default());
         let serve = self.adapter.serve_with_limits(router, Http::Http1, limits);
         let server = self.call("starting a server", serve).await;
         let authority = server
@@ -223,7 +223,7 @@ impl<A: HyperAdapter> Suite<A> {
     /// call is dropped before the connection is up. (hyper-util's pool hands such waiters
     /// `CheckoutNoLongerWanted`, a connect error it does not retry; the transports send them again.)
     pub async fn cancelling_the_first_call_on_a_fresh_connection_fails_no_other(&self) {
-        let router = self.router(connect_rpc::ServerConfig::default());
+        let router = self.router(connect_typed::ServerConfig::default());
         let serve = self.adapter.serve(router, Http::H2c);
         let server = self.call("starting a server", serve).await;
         // Whether the others are waiting for the connection when the first call is dropped is a race

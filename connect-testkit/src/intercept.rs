@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use connect_rpc::{
+use connect_typed::{
     client_head_interceptor, head_interceptor, Client, ClientCallHead, ClientCallInfo,
     ClientConfig, ClientInterceptor, Code, Context, MessageRef, ServerCallHead, ServerConfig,
     ServerInterceptor, Status,
@@ -167,7 +167,7 @@ impl<A: Adapter> Suite<A> {
                 let case = Case {
                     http,
                     protocol,
-                    codec: connect_rpc::Codec::Proto,
+                    codec: connect_typed::Codec::Proto,
                 };
                 if !case.supported() {
                     continue;
@@ -227,8 +227,8 @@ impl<A: Adapter> Suite<A> {
         let server = self.call("starting a server", serve).await;
         let case = Case {
             http,
-            protocol: connect_rpc::Protocol::Grpc,
-            codec: connect_rpc::Codec::Proto,
+            protocol: connect_typed::Protocol::Grpc,
+            codec: connect_typed::Codec::Proto,
         };
         let client = self.intercepted_client(&server, case, |mut client| {
             for name in ["c1", "c2"] {
@@ -306,7 +306,7 @@ impl<A: Adapter> Suite<A> {
                 let case = Case {
                     http,
                     protocol,
-                    codec: connect_rpc::Codec::Json,
+                    codec: connect_typed::Codec::Json,
                 };
                 if !case.supported() {
                     continue;

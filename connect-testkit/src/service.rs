@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use connect_rpc::{Code, ErrorDetail, Status};
-use connect_rpc::{Context, HandlerStream, RequestView, Response, Runtime, Streaming};
+use connect_typed::{Code, ErrorDetail, Status};
+use connect_typed::{Context, HandlerStream, RequestView, Response, Runtime, Streaming};
 use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue};
 

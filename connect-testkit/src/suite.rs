@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use connect_rpc::{BoxFuture, Client, Router, Runtime, Transport};
-use connect_rpc::{CallOptions, ClientConfig, Code, Codec, Protocol, ServerConfig, Status};
+use connect_typed::{BoxFuture, Client, Router, Runtime, Transport};
+use connect_typed::{CallOptions, ClientConfig, Code, Codec, Protocol, ServerConfig, Status};
 use futures_util::StreamExt;
 use http::HeaderValue;
 
@@ -749,7 +749,7 @@ impl<A: Adapter> Suite<A> {
     /// request head, for every stream type: a full-duplex bidi client that sends nothing until it
     /// sees the response head must not wait forever (PROTOCOL-TRAPS 26).
     pub async fn unsupported_compression(&self) {
-        let mut only_gzip = connect_rpc::CompressionRegistry::empty();
+        let mut only_gzip = connect_typed::CompressionRegistry::empty();
         only_gzip.register(Arc::new(connect_proto::Gzip::default()));
         let config = ServerConfig {
             compression: only_gzip,

@@ -1,6 +1,6 @@
 //! Mounting a router in axum (feature `axum`).
 
-use connect_rpc::Router;
+use connect_typed::Router;
 
 use crate::ConnectService;
 

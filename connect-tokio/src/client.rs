@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use connect_hyper::{transport_error, ClientBody, TransportBuilder, TransportSettings};
-use connect_rpc::{RequestBody, Transport, TransportError};
+use connect_typed::{RequestBody, Transport, TransportError};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::{TokioExecutor, TokioTimer};

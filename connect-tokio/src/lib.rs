@@ -1,4 +1,4 @@
-//! hyper + tokio adapter for [`connect_rpc`]: serve a [`Router`] over HTTP/1.1, h2c and HTTP/2 over
+//! hyper + tokio adapter for [`connect_typed`]: serve a [`Router`] over HTTP/1.1, h2c and HTTP/2 over
 //! TLS, call servers with a pooled [`HyperTransport`], and mount routers in tower or axum stacks.
 //!
 //! The adapter only moves bytes and time: protocol logic lives in `connect-proto`, whose typed layer
@@ -7,7 +7,7 @@
 //! enforced for as long as hyper drives the response.
 //!
 //! ```no_run
-//! # async fn demo(router: connect_rpc::Router) -> std::io::Result<()> {
+//! # async fn demo(router: connect_typed::Router) -> std::io::Result<()> {
 //! use connect_tokio::{Server, TokioRuntime};
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
@@ -41,7 +41,7 @@ pub use server::Server;
 pub use service::{ConnectService, ConnectServiceFuture};
 
 pub use connect_hyper::{BalanceSettings, Balanced};
-pub use connect_rpc::{Client, Router};
+pub use connect_typed::{Client, Router};
 
 /// A router whose calls use tokio's clock and timers.
 pub fn router() -> Router {
@@ -50,7 +50,7 @@ pub fn router() -> Router {
 
 /// A typed-layer client of the server at `base` over a default [`HyperTransport`] (HTTP/1.1, or
 /// HTTP/2 when TLS negotiates it). Wrap it in a generated client: `FooServiceClient::new(client(...))`.
-pub fn client(base: http::Uri, config: connect_rpc::ClientConfig) -> Client<HyperTransport> {
+pub fn client(base: http::Uri, config: connect_typed::ClientConfig) -> Client<HyperTransport> {
     Client::new(HyperTransport::new(), base, config, TokioRuntime)
 }
 

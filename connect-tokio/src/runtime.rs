@@ -1,7 +1,7 @@
 //! The tokio clock, timers and tasks for the typed layer.
 
-use connect_rpc::Instant;
-use connect_rpc::{BoxFuture, Runtime};
+use connect_typed::Instant;
+use connect_typed::{BoxFuture, Runtime};
 
 /// [`Runtime`] on tokio: `Instant::now`, `tokio::time::sleep_until` and `tokio::spawn`.
 ///

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use connect_rpc::{BoxError, ResponseBody, Router, ServeFuture};
+use connect_typed::{BoxError, ResponseBody, Router, ServeFuture};
 
 /// A [`Router`] as a `tower::Service` over any request body: serves Connect, gRPC and gRPC-Web; never
 /// fails (errors are RPC responses). Cheap to clone.

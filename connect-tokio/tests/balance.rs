@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use connect_hyper::{BalanceSettings, Balanced};
-use connect_rpc::{ClientConfig, Codec, Protocol, ServerConfig};
 use connect_testkit::proto::testkit::v1::{EchoRequest, EchoServiceClient};
 use connect_testkit::Suite;
 use connect_tokio::{HyperTransport, Server, ServerHandle, TokioRuntime};
+use connect_typed::{ClientConfig, Codec, Protocol, ServerConfig};
 
 /// One server of the fleet, on a runtime of its own (so that killing it ends its connections too,
 /// as a crashed process would), with the suite whose tracker sees the calls it served.

@@ -6,10 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use connect_rpc::{ClientConfig, Codec, Protocol, ServerConfig};
 use connect_testkit::proto::testkit::v1::{EchoRequest, EchoServiceClient};
 use connect_testkit::Suite;
 use connect_tokio::{ConnectService, HyperTransport, Server, TokioRuntime};
+use connect_typed::{ClientConfig, Codec, Protocol, ServerConfig};
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -152,9 +152,9 @@ async fn mounted_in_axum_next_to_other_routes() {
     }
     let health = HyperTransport::new();
     let request = http::Request::get(format!("http://{addr}/health"))
-        .body(connect_rpc::RequestBody::full(bytes::Bytes::new()))
+        .body(connect_typed::RequestBody::full(bytes::Bytes::new()))
         .unwrap();
-    let response = tokio::time::timeout(LIMIT, connect_rpc::Transport::send(&health, request))
+    let response = tokio::time::timeout(LIMIT, connect_typed::Transport::send(&health, request))
         .await
         .unwrap()
         .unwrap();

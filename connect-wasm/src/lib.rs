@@ -1,7 +1,7 @@
 //! The browser adapter of `connect-proto`: Connect and gRPC-Web calls over `fetch`, with response
 //! messages read incrementally from the body's `ReadableStream`.
 //!
-//! - [`FetchTransport`] implements the typed layer's [`Transport`](connect_rpc::Transport):
+//! - [`FetchTransport`] implements the typed layer's [`Transport`](connect_typed::Transport):
 //!   generated clients run on it unchanged. The request body is collected and sent in one piece; the
 //!   response body is handed to the call machine chunk by chunk as the browser receives it, so a
 //!   server stream yields each message when it arrives. Dropping a call or a response stream aborts
@@ -15,7 +15,7 @@
 //! that streams while the response is read: both fail at call time with `unimplemented`.
 //!
 //! ```ignore
-//! use connect_rpc::{ClientConfig, Codec, Protocol};
+//! use connect_typed::{ClientConfig, Codec, Protocol};
 //! let client = GreetServiceClient::new(connect_wasm::client(
 //!     "http://127.0.0.1:8080".parse().unwrap(),
 //!     ClientConfig::new(Protocol::Connect, Codec::Proto),
@@ -54,7 +54,7 @@ pub use transport::FetchTransport;
 #[cfg(target_arch = "wasm32")]
 pub fn client(
     base: http::Uri,
-    config: connect_rpc::ClientConfig,
-) -> connect_rpc::Client<FetchTransport> {
-    connect_rpc::Client::new(FetchTransport::new(), base, config, BrowserRuntime)
+    config: connect_typed::ClientConfig,
+) -> connect_typed::Client<FetchTransport> {
+    connect_typed::Client::new(FetchTransport::new(), base, config, BrowserRuntime)
 }

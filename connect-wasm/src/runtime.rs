@@ -6,8 +6,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use connect_rpc::Instant;
-use connect_rpc::{BoxFuture, Runtime};
+use connect_typed::Instant;
+use connect_typed::{BoxFuture, Runtime};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsValue;
 

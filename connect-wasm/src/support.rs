@@ -1,7 +1,7 @@
 //! What `fetch` can carry, and the response-head fixes it needs: pure, so it builds and is tested on
 //! every target.
 
-use connect_rpc::{Protocol, Status, StreamType};
+use connect_typed::{Protocol, Status, StreamType};
 use http::{header, HeaderMap};
 
 /// Whether a browser's `fetch` can carry a call: Connect and gRPC-Web for unary, server- and
@@ -54,7 +54,7 @@ pub(crate) fn strip_decoded_encoding(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use connect_rpc::Code;
+    use connect_typed::Code;
 
     #[test]
     fn fetch_carries_connect_and_grpc_web_but_not_grpc_nor_bidi() {

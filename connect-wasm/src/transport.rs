@@ -4,8 +4,8 @@ use std::future::poll_fn;
 use std::pin::Pin;
 
 use bytes::{Bytes, BytesMut};
-use connect_rpc::{BoxFuture, RequestBody, Transport, TransportError};
-use connect_rpc::{MethodInfo, Protocol, Status};
+use connect_typed::{BoxFuture, RequestBody, Transport, TransportError};
+use connect_typed::{MethodInfo, Protocol, Status};
 use http::{HeaderName, HeaderValue, Method};
 use http_body::Body;
 use js_sys::Uint8Array;
@@ -24,7 +24,7 @@ use crate::support::{check_call, strip_decoded_encoding, Credentials};
 ///
 /// The request body is collected and sent in one piece (browsers cannot stream request bodies over
 /// HTTP/1.1); the response body is read chunk by chunk. Cross-origin calls need a server that answers
-/// CORS preflights and exposes the protocols' response headers (`connect_rpc::cors::Cors`) plus any
+/// CORS preflights and exposes the protocols' response headers (`connect_typed::cors::Cors`) plus any
 /// custom headers and Connect unary trailers (`trailer-*`) the application reads.
 #[derive(Clone, Debug, Default)]
 pub struct FetchTransport {

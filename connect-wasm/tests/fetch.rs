@@ -9,11 +9,11 @@ use std::time::Duration;
 use connect_build_tests::proto::acme::greet::v1::{
     GreetRequest, GreetResponse, GreetServiceClient,
 };
-use connect_rpc::{
+use connect_typed::{
     CallOptions, ClientConfig, Code, Codec, Instant, Protocol, Runtime, Status, UnaryCall,
     UnaryRequest,
 };
-use connect_rpc::{ClientCallHead, ClientCallInfo, ClientInterceptor, MessageRef};
+use connect_typed::{ClientCallHead, ClientCallInfo, ClientInterceptor, MessageRef};
 use connect_wasm::{BrowserRuntime, FetchTransport};
 use futures_util::StreamExt;
 use http::HeaderValue;
@@ -570,7 +570,7 @@ async fn a_client_interceptor_can_fail_a_call_before_the_fetch() {
             SERVER.parse().unwrap(),
             ClientConfig::new(Protocol::Connect, Codec::Proto),
         )
-        .intercept(connect_rpc::client_head_interceptor(|_| {
+        .intercept(connect_typed::client_head_interceptor(|_| {
             Err(Status::new(Code::UNAUTHENTICATED, "log in first"))
         })),
     );

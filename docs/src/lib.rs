@@ -13,7 +13,7 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/proto.rs"));
 }
 
-use connect_rpc::{Context, RequestView, Response, Status};
+use connect_typed::{Context, RequestView, Response, Status};
 use proto::greet::v1::{GreetRequest, GreetResponse, GreetService};
 
 /// The service of [the first chapter](first_service), for the chapters after it.

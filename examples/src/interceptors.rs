@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use connect_rpc::{
+use connect_typed::{
     client_head_interceptor, head_interceptor, ClientInterceptor, Code, Context, Instant,
     MessageRef, ServerInterceptor, Status, UnaryCall, UnaryRequest,
 };
@@ -98,7 +98,7 @@ impl RequestLog {
 }
 
 impl ServerInterceptor for RequestLog {
-    fn on_request_head(&self, head: &mut connect_rpc::ServerCallHead<'_>) -> Result<(), Status> {
+    fn on_request_head(&self, head: &mut connect_typed::ServerCallHead<'_>) -> Result<(), Status> {
         head.state.insert(Logged {
             started: Instant::now(),
             received: 0,

@@ -1,10 +1,10 @@
 //! The service the examples serve: `demo.v1.GreetService`.
 
-use connect_rpc::google::rpc::{bad_request::FieldViolation, BadRequest};
-use connect_rpc::{
+use connect_typed::google::rpc::{bad_request::FieldViolation, BadRequest};
+use connect_typed::{
     Client, Context, HandlerStream, RequestView, Response, Runtime, Streaming, Transport,
 };
-use connect_rpc::{ClientConfig, Codec, Protocol, Status, StatusDetails};
+use connect_typed::{ClientConfig, Codec, Protocol, Status, StatusDetails};
 use futures_util::StreamExt;
 
 pub mod interceptors;

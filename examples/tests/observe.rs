@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use connect_rpc::observe::{ClientMetrics, ClientTracing, ServerMetrics, ServerTracing};
-use connect_rpc::{
+use connect_tokio::{HyperTransport, Server, ServerHandle, TokioRuntime};
+use connect_typed::observe::{ClientMetrics, ClientTracing, ServerMetrics, ServerTracing};
+use connect_typed::{
     head_interceptor, CallOptions, Client, ClientConfig, Code, Codec, Context, HandlerStream,
     Protocol, RequestView, Response, Router, Status, Streaming,
 };
-use connect_tokio::{HyperTransport, Server, ServerHandle, TokioRuntime};
 use examples::interceptors::{bearer_token, require_bearer, RequestLog, RetryUnavailable};
 use examples::proto::demo::v1::{
     GreetRequest, GreetResponse, GreetService, GreetServiceClient, GreetServiceServer,
@@ -179,10 +179,10 @@ async fn client_and_server_spans_join_one_trace() {
         assert!(matches!(failed.status, SpanStatus::Error { .. }));
         if protocol == Protocol::Connect {
             assert_eq!(
-                text(failed, "rpc.connect_rpc.error_code"),
+                text(failed, "rpc.connect_typed.error_code"),
                 "invalid_argument"
             );
-            assert_eq!(text(many_server, "rpc.connect_rpc.error_code"), "");
+            assert_eq!(text(many_server, "rpc.connect_typed.error_code"), "");
         } else {
             assert_eq!(text(failed, "rpc.grpc.status_code"), "3");
             assert_eq!(text(many_server, "rpc.grpc.status_code"), "0");

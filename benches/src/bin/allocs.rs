@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use connect_benches::pair::{self, protocol_name, PROTOCOLS};
 use connect_benches::workload;
-use connect_rpc::ServerConfig;
+use connect_typed::ServerConfig;
 
 struct Counting;
 

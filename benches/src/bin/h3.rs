@@ -13,11 +13,11 @@ use connect_benches::ours::bench::v1::{
     BenchService, BenchServiceClient, BenchServiceServer, EchoRequest, EchoResponse, IngestRequest,
     IngestResponse, StreamRequest,
 };
-use connect_rpc::{
+use connect_tokio::{HyperTransport, TokioRuntime};
+use connect_typed::{
     Client, ClientConfig, Codec, Context, HandlerStream, Protocol, RequestView, Response, Status,
     Streaming, Transport,
 };
-use connect_tokio::{HyperTransport, TokioRuntime};
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
 /// Echo only: the other methods answer `unimplemented`, and the load never calls them.

@@ -1,7 +1,7 @@
 //! protoc plugin: reads a `CodeGeneratorRequest` on stdin, writes a `CodeGeneratorResponse` with
 //! buffa's message code, the connect service code and a root module file `connect_generated.rs`.
 //!
-//! Parameters (comma-separated `key=value`): `connect_rpc_path=<path>` (default `::connect_rpc`),
+//! Parameters (comma-separated `key=value`): `connect_typed_path=<path>` (default `::connect_typed`),
 //! `services=false` to generate messages only, `root=<file name>` for the root module file.
 
 use std::io::{Read, Write};
@@ -20,7 +20,7 @@ fn run(input: &[u8]) -> Result<CodeGeneratorResponse, String> {
         for pair in parameter.split(',').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
             match key.trim() {
-                "connect_rpc_path" => options.runtime_crate = value.trim().to_owned(),
+                "connect_typed_path" => options.runtime_crate = value.trim().to_owned(),
                 "services" => options.generate_services = value.trim() != "false",
                 "root" => root = value.trim().to_owned(),
                 "element_memory_limit" => {}

@@ -15,12 +15,12 @@ pub trait GreetService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.greet.v1.GreetService/Greet` (unary: `acme.greet.v1.GreetRequest` → `acme.greet.v1.GreetResponse`).
     fn greet(
         &self,
-        ctx: ::connect_rpc::Context,
-        request: ::connect_rpc::RequestView<GreetRequest>,
+        ctx: ::connect_typed::Context,
+        request: ::connect_typed::RequestView<GreetRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<GreetResponse>,
-            ::connect_rpc::Status,
+            ::connect_typed::Response<GreetResponse>,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
     /// Greets without side effects, so Connect clients may use GET.
@@ -28,12 +28,12 @@ pub trait GreetService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.greet.v1.GreetService/GreetIdempotent` (unary, no side effects: `acme.greet.v1.GreetRequest` → `acme.greet.v1.GreetResponse`).
     fn greet_idempotent(
         &self,
-        ctx: ::connect_rpc::Context,
-        request: ::connect_rpc::RequestView<GreetRequest>,
+        ctx: ::connect_typed::Context,
+        request: ::connect_typed::RequestView<GreetRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<GreetResponse>,
-            ::connect_rpc::Status,
+            ::connect_typed::Response<GreetResponse>,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
     /// Greets `count` times.
@@ -41,12 +41,12 @@ pub trait GreetService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.greet.v1.GreetService/GreetMany` (server-streaming: `acme.greet.v1.GreetRequest` → `acme.greet.v1.GreetResponse`).
     fn greet_many(
         &self,
-        ctx: ::connect_rpc::Context,
-        request: ::connect_rpc::RequestView<GreetRequest>,
+        ctx: ::connect_typed::Context,
+        request: ::connect_typed::RequestView<GreetRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<::connect_rpc::HandlerStream<GreetResponse>>,
-            ::connect_rpc::Status,
+            ::connect_typed::Response<::connect_typed::HandlerStream<GreetResponse>>,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
     /// Greets everyone at once.
@@ -54,12 +54,12 @@ pub trait GreetService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.greet.v1.GreetService/GreetAll` (client-streaming: `acme.greet.v1.GreetRequest` → `acme.greet.v1.GreetResponse`).
     fn greet_all(
         &self,
-        ctx: ::connect_rpc::Context,
-        requests: ::connect_rpc::Streaming<GreetRequest>,
+        ctx: ::connect_typed::Context,
+        requests: ::connect_typed::Streaming<GreetRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<GreetResponse>,
-            ::connect_rpc::Status,
+            ::connect_typed::Response<GreetResponse>,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
     /// Greets each person as they arrive.
@@ -67,12 +67,12 @@ pub trait GreetService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.greet.v1.GreetService/Chat` (bidi-streaming: `acme.greet.v1.GreetRequest` → `acme.greet.v1.GreetResponse`).
     fn chat(
         &self,
-        ctx: ::connect_rpc::Context,
-        requests: ::connect_rpc::Streaming<GreetRequest>,
+        ctx: ::connect_typed::Context,
+        requests: ::connect_typed::Streaming<GreetRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<::connect_rpc::HandlerStream<GreetResponse>>,
-            ::connect_rpc::Status,
+            ::connect_typed::Response<::connect_typed::HandlerStream<GreetResponse>>,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
     /// Fails with the code named in the request, with a detail attached.
@@ -80,12 +80,12 @@ pub trait GreetService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.greet.v1.GreetService/Fail` (unary: `acme.greet.v1.GreetRequest` → `google.protobuf.Empty`).
     fn fail(
         &self,
-        ctx: ::connect_rpc::Context,
-        request: ::connect_rpc::RequestView<GreetRequest>,
+        ctx: ::connect_typed::Context,
+        request: ::connect_typed::RequestView<GreetRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
-            ::connect_rpc::Status,
+            ::connect_typed::Response<::buffa_types::google::protobuf::Empty>,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
 }
@@ -94,43 +94,43 @@ pub mod greet_service_methods {
     /// `acme.greet.v1.GreetService`.
     pub const SERVICE_NAME: &str = "acme.greet.v1.GreetService";
     /// `Greet`.
-    pub const GREET: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const GREET: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/acme.greet.v1.GreetService/Greet",
-        stream_type: ::connect_rpc::StreamType::Unary,
+        stream_type: ::connect_typed::StreamType::Unary,
         no_side_effects: false,
     };
     /// `GreetIdempotent`.
-    pub const GREET_IDEMPOTENT: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const GREET_IDEMPOTENT: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/acme.greet.v1.GreetService/GreetIdempotent",
-        stream_type: ::connect_rpc::StreamType::Unary,
+        stream_type: ::connect_typed::StreamType::Unary,
         no_side_effects: true,
     };
     /// `GreetMany`.
-    pub const GREET_MANY: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const GREET_MANY: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/acme.greet.v1.GreetService/GreetMany",
-        stream_type: ::connect_rpc::StreamType::ServerStreaming,
+        stream_type: ::connect_typed::StreamType::ServerStreaming,
         no_side_effects: false,
     };
     /// `GreetAll`.
-    pub const GREET_ALL: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const GREET_ALL: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/acme.greet.v1.GreetService/GreetAll",
-        stream_type: ::connect_rpc::StreamType::ClientStreaming,
+        stream_type: ::connect_typed::StreamType::ClientStreaming,
         no_side_effects: false,
     };
     /// `Chat`.
-    pub const CHAT: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const CHAT: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/acme.greet.v1.GreetService/Chat",
-        stream_type: ::connect_rpc::StreamType::BidiStreaming,
+        stream_type: ::connect_typed::StreamType::BidiStreaming,
         no_side_effects: false,
     };
     /// `Fail`.
-    pub const FAIL: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const FAIL: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/acme.greet.v1.GreetService/Fail",
-        stream_type: ::connect_rpc::StreamType::Unary,
+        stream_type: ::connect_typed::StreamType::Unary,
         no_side_effects: false,
     };
     /// Every method, in declaration order.
-    pub const ALL: &[::connect_rpc::MethodInfo] = &[
+    pub const ALL: &[::connect_typed::MethodInfo] = &[
         GREET,
         GREET_IDEMPOTENT,
         GREET_MANY,
@@ -140,19 +140,19 @@ pub mod greet_service_methods {
     ];
     /// The service's name and the encoded descriptors of its `.proto` file and the files
     /// that file imports, for server reflection.
-    pub const DESCRIPTORS: ::connect_rpc::ServiceDescriptors = ::connect_rpc::ServiceDescriptors {
+    pub const DESCRIPTORS: ::connect_typed::ServiceDescriptors = ::connect_typed::ServiceDescriptors {
         service: SERVICE_NAME,
         files: super::__FILE_DESCRIPTORS_ACME_GREET_V1_GREET_PROTO,
     };
     /// Registers the JSON forms of the message types of this service's package, and of
     /// the packages its `.proto` file imports that were generated with it, for
     /// `google.protobuf.Any`. The server and client constructors call it through
-    /// `::connect_rpc::register_json_types`.
+    /// `::connect_typed::register_json_types`.
     pub fn register_types(registry: &mut ::buffa::type_registry::TypeRegistry) {
         super::__buffa::register_types(registry);
     }
 }
-/// Serves a [`GreetService`] implementation: register it with a [`Router`](::connect_rpc::Router).
+/// Serves a [`GreetService`] implementation: register it with a [`Router`](::connect_typed::Router).
 pub struct GreetServiceServer<S> {
     service: ::std::sync::Arc<S>,
 }
@@ -163,7 +163,7 @@ impl<S: GreetService> GreetServiceServer<S> {
     }
     /// Wraps a shared service implementation.
     pub fn from_arc(service: ::std::sync::Arc<S>) -> Self {
-        ::connect_rpc::register_json_types(greet_service_methods::register_types);
+        ::connect_typed::register_json_types(greet_service_methods::register_types);
         Self { service }
     }
 }
@@ -179,21 +179,21 @@ impl<S> ::core::fmt::Debug for GreetServiceServer<S> {
         f.write_str(::core::stringify!(GreetServiceServer))
     }
 }
-impl<S: GreetService> ::connect_rpc::Service for GreetServiceServer<S> {
-    fn methods(&self) -> &'static [::connect_rpc::MethodInfo] {
+impl<S: GreetService> ::connect_typed::Service for GreetServiceServer<S> {
+    fn methods(&self) -> &'static [::connect_typed::MethodInfo] {
         greet_service_methods::ALL
     }
     fn call(
         &self,
         method: usize,
-        ctx: ::connect_rpc::Context,
-        requests: ::connect_rpc::RequestPayloads,
-    ) -> ::core::option::Option<::connect_rpc::ResponsePayloads> {
+        ctx: ::connect_typed::Context,
+        requests: ::connect_typed::RequestPayloads,
+    ) -> ::core::option::Option<::connect_typed::ResponsePayloads> {
         let service = ::core::clone::Clone::clone(&self.service);
         match method {
             0usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::unary::<
+                    ::connect_typed::unary::<
                         GreetRequest,
                         GreetResponse,
                         _,
@@ -210,7 +210,7 @@ impl<S: GreetService> ::connect_rpc::Service for GreetServiceServer<S> {
             }
             1usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::unary::<
+                    ::connect_typed::unary::<
                         GreetRequest,
                         GreetResponse,
                         _,
@@ -227,7 +227,7 @@ impl<S: GreetService> ::connect_rpc::Service for GreetServiceServer<S> {
             }
             2usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::server_streaming::<
+                    ::connect_typed::server_streaming::<
                         GreetRequest,
                         GreetResponse,
                         _,
@@ -244,7 +244,7 @@ impl<S: GreetService> ::connect_rpc::Service for GreetServiceServer<S> {
             }
             3usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::client_streaming::<
+                    ::connect_typed::client_streaming::<
                         GreetRequest,
                         GreetResponse,
                         _,
@@ -261,7 +261,7 @@ impl<S: GreetService> ::connect_rpc::Service for GreetServiceServer<S> {
             }
             4usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::bidi_streaming::<
+                    ::connect_typed::bidi_streaming::<
                         GreetRequest,
                         GreetResponse,
                         _,
@@ -278,7 +278,7 @@ impl<S: GreetService> ::connect_rpc::Service for GreetServiceServer<S> {
             }
             5usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::unary::<
+                    ::connect_typed::unary::<
                         GreetRequest,
                         ::buffa_types::google::protobuf::Empty,
                         _,
@@ -299,7 +299,7 @@ impl<S: GreetService> ::connect_rpc::Service for GreetServiceServer<S> {
 }
 /// A typed client of `acme.greet.v1.GreetService` over any transport.
 pub struct GreetServiceClient<T> {
-    client: ::connect_rpc::Client<T>,
+    client: ::connect_typed::Client<T>,
 }
 impl<T> ::core::clone::Clone for GreetServiceClient<T> {
     fn clone(&self) -> Self {
@@ -315,14 +315,14 @@ impl<T> ::core::fmt::Debug for GreetServiceClient<T> {
             .finish()
     }
 }
-impl<T: ::connect_rpc::Transport> GreetServiceClient<T> {
+impl<T: ::connect_typed::Transport> GreetServiceClient<T> {
     /// A typed client over a configured untyped client.
-    pub fn new(client: ::connect_rpc::Client<T>) -> Self {
-        ::connect_rpc::register_json_types(greet_service_methods::register_types);
+    pub fn new(client: ::connect_typed::Client<T>) -> Self {
+        ::connect_typed::register_json_types(greet_service_methods::register_types);
         Self { client }
     }
     /// The untyped client.
-    pub fn inner(&self) -> &::connect_rpc::Client<T> {
+    pub fn inner(&self) -> &::connect_typed::Client<T> {
         &self.client
     }
     /// Greets once.
@@ -332,8 +332,8 @@ impl<T: ::connect_rpc::Transport> GreetServiceClient<T> {
         &self,
         request: &GreetRequest,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<GreetResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<GreetResponse>,
+        ::connect_typed::Status,
     > {
         self.greet_with_options(request, ::core::default::Default::default()).await
     }
@@ -341,10 +341,10 @@ impl<T: ::connect_rpc::Transport> GreetServiceClient<T> {
     pub async fn greet_with_options(
         &self,
         request: &GreetRequest,
-        options: ::connect_rpc::CallOptions,
+        options: ::connect_typed::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<GreetResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<GreetResponse>,
+        ::connect_typed::Status,
     > {
         self.client.unary(greet_service_methods::GREET, request, options).await
     }
@@ -355,8 +355,8 @@ impl<T: ::connect_rpc::Transport> GreetServiceClient<T> {
         &self,
         request: &GreetRequest,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<GreetResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<GreetResponse>,
+        ::connect_typed::Status,
     > {
         self.greet_idempotent_with_options(request, ::core::default::Default::default())
             .await
@@ -365,10 +365,10 @@ impl<T: ::connect_rpc::Transport> GreetServiceClient<T> {
     pub async fn greet_idempotent_with_options(
         &self,
         request: &GreetRequest,
-        options: ::connect_rpc::CallOptions,
+        options: ::connect_typed::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<GreetResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<GreetResponse>,
+        ::connect_typed::Status,
     > {
         self.client
             .unary(greet_service_methods::GREET_IDEMPOTENT, request, options)
@@ -381,8 +381,8 @@ impl<T: ::connect_rpc::Transport> GreetServiceClient<T> {
         &self,
         request: &GreetRequest,
     ) -> ::core::result::Result<
-        ::connect_rpc::ResponseStream<GreetResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::ResponseStream<GreetResponse>,
+        ::connect_typed::Status,
     > {
         self.greet_many_with_options(request, ::core::default::Default::default()).await
     }
@@ -390,10 +390,10 @@ impl<T: ::connect_rpc::Transport> GreetServiceClient<T> {
     pub async fn greet_many_with_options(
         &self,
         request: &GreetRequest,
-        options: ::connect_rpc::CallOptions,
+        options: ::connect_typed::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_rpc::ResponseStream<GreetResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::ResponseStream<GreetResponse>,
+        ::connect_typed::Status,
     > {
         self.client
             .server_streaming(greet_service_methods::GREET_MANY, request, options)
@@ -406,11 +406,11 @@ impl<T: ::connect_rpc::Transport> GreetServiceClient<T> {
         &self,
         requests: S,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<GreetResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<GreetResponse>,
+        ::connect_typed::Status,
     >
     where
-        S: ::connect_rpc::Stream<Item = GreetRequest> + ::connect_rpc::MaybeSend
+        S: ::connect_typed::Stream<Item = GreetRequest> + ::connect_typed::MaybeSend
             + 'static,
     {
         self.greet_all_with_options(requests, ::core::default::Default::default()).await
@@ -419,13 +419,13 @@ impl<T: ::connect_rpc::Transport> GreetServiceClient<T> {
     pub async fn greet_all_with_options<S>(
         &self,
         requests: S,
-        options: ::connect_rpc::CallOptions,
+        options: ::connect_typed::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<GreetResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<GreetResponse>,
+        ::connect_typed::Status,
     >
     where
-        S: ::connect_rpc::Stream<Item = GreetRequest> + ::connect_rpc::MaybeSend
+        S: ::connect_typed::Stream<Item = GreetRequest> + ::connect_typed::MaybeSend
             + 'static,
     {
         self.client
@@ -439,11 +439,11 @@ impl<T: ::connect_rpc::Transport> GreetServiceClient<T> {
         &self,
         requests: S,
     ) -> ::core::result::Result<
-        ::connect_rpc::ResponseStream<GreetResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::ResponseStream<GreetResponse>,
+        ::connect_typed::Status,
     >
     where
-        S: ::connect_rpc::Stream<Item = GreetRequest> + ::connect_rpc::MaybeSend
+        S: ::connect_typed::Stream<Item = GreetRequest> + ::connect_typed::MaybeSend
             + 'static,
     {
         self.chat_with_options(requests, ::core::default::Default::default()).await
@@ -452,13 +452,13 @@ impl<T: ::connect_rpc::Transport> GreetServiceClient<T> {
     pub async fn chat_with_options<S>(
         &self,
         requests: S,
-        options: ::connect_rpc::CallOptions,
+        options: ::connect_typed::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_rpc::ResponseStream<GreetResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::ResponseStream<GreetResponse>,
+        ::connect_typed::Status,
     >
     where
-        S: ::connect_rpc::Stream<Item = GreetRequest> + ::connect_rpc::MaybeSend
+        S: ::connect_typed::Stream<Item = GreetRequest> + ::connect_typed::MaybeSend
             + 'static,
     {
         self.client.bidi_streaming(greet_service_methods::CHAT, requests, options).await
@@ -470,8 +470,8 @@ impl<T: ::connect_rpc::Transport> GreetServiceClient<T> {
         &self,
         request: &GreetRequest,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<::buffa_types::google::protobuf::Empty>,
+        ::connect_typed::Status,
     > {
         self.fail_with_options(request, ::core::default::Default::default()).await
     }
@@ -479,10 +479,10 @@ impl<T: ::connect_rpc::Transport> GreetServiceClient<T> {
     pub async fn fail_with_options(
         &self,
         request: &GreetRequest,
-        options: ::connect_rpc::CallOptions,
+        options: ::connect_typed::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<::buffa_types::google::protobuf::Empty>,
+        ::connect_typed::Status,
     > {
         self.client.unary(greet_service_methods::FAIL, request, options).await
     }

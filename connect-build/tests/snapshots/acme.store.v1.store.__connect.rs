@@ -18,12 +18,12 @@ pub trait StoreService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.store.v1.StoreService/GetItem` (unary, no side effects: `acme.store.v1.GetItemRequest` → `acme.store.v1.Item`).
     fn get_item(
         &self,
-        ctx: ::connect_rpc::Context,
-        request: ::connect_rpc::RequestView<GetItemRequest>,
+        ctx: ::connect_typed::Context,
+        request: ::connect_typed::RequestView<GetItemRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<Item>,
-            ::connect_rpc::Status,
+            ::connect_typed::Response<Item>,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
     /// Lists items of a kind.
@@ -31,12 +31,12 @@ pub trait StoreService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.store.v1.StoreService/ListItems` (server-streaming: `acme.store.v1.ListItemsRequest` → `acme.store.v1.Item`).
     fn list_items(
         &self,
-        ctx: ::connect_rpc::Context,
-        request: ::connect_rpc::RequestView<ListItemsRequest>,
+        ctx: ::connect_typed::Context,
+        request: ::connect_typed::RequestView<ListItemsRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<::connect_rpc::HandlerStream<Item>>,
-            ::connect_rpc::Status,
+            ::connect_typed::Response<::connect_typed::HandlerStream<Item>>,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
     /// Adds items.
@@ -44,12 +44,12 @@ pub trait StoreService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.store.v1.StoreService/PutItems` (client-streaming: `acme.store.v1.Item` → `google.protobuf.Empty`).
     fn put_items(
         &self,
-        ctx: ::connect_rpc::Context,
-        requests: ::connect_rpc::Streaming<Item>,
+        ctx: ::connect_typed::Context,
+        requests: ::connect_typed::Streaming<Item>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
-            ::connect_rpc::Status,
+            ::connect_typed::Response<::buffa_types::google::protobuf::Empty>,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
     /// Greets from another package.
@@ -57,12 +57,12 @@ pub trait StoreService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.store.v1.StoreService/Greet` (unary: `acme.greet.v1.GreetRequest` → `acme.greet.v1.GreetResponse`).
     fn greet(
         &self,
-        ctx: ::connect_rpc::Context,
-        request: ::connect_rpc::RequestView<super::super::greet::v1::GreetRequest>,
+        ctx: ::connect_typed::Context,
+        request: ::connect_typed::RequestView<super::super::greet::v1::GreetRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<super::super::greet::v1::GreetResponse>,
-            ::connect_rpc::Status,
+            ::connect_typed::Response<super::super::greet::v1::GreetResponse>,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
 }
@@ -71,31 +71,31 @@ pub mod store_service_methods {
     /// `acme.store.v1.StoreService`.
     pub const SERVICE_NAME: &str = "acme.store.v1.StoreService";
     /// `GetItem`.
-    pub const GET_ITEM: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const GET_ITEM: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/acme.store.v1.StoreService/GetItem",
-        stream_type: ::connect_rpc::StreamType::Unary,
+        stream_type: ::connect_typed::StreamType::Unary,
         no_side_effects: true,
     };
     /// `ListItems`.
-    pub const LIST_ITEMS: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const LIST_ITEMS: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/acme.store.v1.StoreService/ListItems",
-        stream_type: ::connect_rpc::StreamType::ServerStreaming,
+        stream_type: ::connect_typed::StreamType::ServerStreaming,
         no_side_effects: false,
     };
     /// `PutItems`.
-    pub const PUT_ITEMS: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const PUT_ITEMS: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/acme.store.v1.StoreService/PutItems",
-        stream_type: ::connect_rpc::StreamType::ClientStreaming,
+        stream_type: ::connect_typed::StreamType::ClientStreaming,
         no_side_effects: false,
     };
     /// `Greet`.
-    pub const GREET: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const GREET: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/acme.store.v1.StoreService/Greet",
-        stream_type: ::connect_rpc::StreamType::Unary,
+        stream_type: ::connect_typed::StreamType::Unary,
         no_side_effects: false,
     };
     /// Every method, in declaration order.
-    pub const ALL: &[::connect_rpc::MethodInfo] = &[
+    pub const ALL: &[::connect_typed::MethodInfo] = &[
         GET_ITEM,
         LIST_ITEMS,
         PUT_ITEMS,
@@ -103,20 +103,20 @@ pub mod store_service_methods {
     ];
     /// The service's name and the encoded descriptors of its `.proto` file and the files
     /// that file imports, for server reflection.
-    pub const DESCRIPTORS: ::connect_rpc::ServiceDescriptors = ::connect_rpc::ServiceDescriptors {
+    pub const DESCRIPTORS: ::connect_typed::ServiceDescriptors = ::connect_typed::ServiceDescriptors {
         service: SERVICE_NAME,
         files: super::__FILE_DESCRIPTORS_ACME_STORE_V1_STORE_PROTO,
     };
     /// Registers the JSON forms of the message types of this service's package, and of
     /// the packages its `.proto` file imports that were generated with it, for
     /// `google.protobuf.Any`. The server and client constructors call it through
-    /// `::connect_rpc::register_json_types`.
+    /// `::connect_typed::register_json_types`.
     pub fn register_types(registry: &mut ::buffa::type_registry::TypeRegistry) {
         super::super::super::greet::v1::__buffa::register_types(registry);
         super::__buffa::register_types(registry);
     }
 }
-/// Serves a [`StoreService`] implementation: register it with a [`Router`](::connect_rpc::Router).
+/// Serves a [`StoreService`] implementation: register it with a [`Router`](::connect_typed::Router).
 pub struct StoreServiceServer<S> {
     service: ::std::sync::Arc<S>,
 }
@@ -127,7 +127,7 @@ impl<S: StoreService> StoreServiceServer<S> {
     }
     /// Wraps a shared service implementation.
     pub fn from_arc(service: ::std::sync::Arc<S>) -> Self {
-        ::connect_rpc::register_json_types(store_service_methods::register_types);
+        ::connect_typed::register_json_types(store_service_methods::register_types);
         Self { service }
     }
 }
@@ -143,21 +143,21 @@ impl<S> ::core::fmt::Debug for StoreServiceServer<S> {
         f.write_str(::core::stringify!(StoreServiceServer))
     }
 }
-impl<S: StoreService> ::connect_rpc::Service for StoreServiceServer<S> {
-    fn methods(&self) -> &'static [::connect_rpc::MethodInfo] {
+impl<S: StoreService> ::connect_typed::Service for StoreServiceServer<S> {
+    fn methods(&self) -> &'static [::connect_typed::MethodInfo] {
         store_service_methods::ALL
     }
     fn call(
         &self,
         method: usize,
-        ctx: ::connect_rpc::Context,
-        requests: ::connect_rpc::RequestPayloads,
-    ) -> ::core::option::Option<::connect_rpc::ResponsePayloads> {
+        ctx: ::connect_typed::Context,
+        requests: ::connect_typed::RequestPayloads,
+    ) -> ::core::option::Option<::connect_typed::ResponsePayloads> {
         let service = ::core::clone::Clone::clone(&self.service);
         match method {
             0usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::unary::<
+                    ::connect_typed::unary::<
                         GetItemRequest,
                         Item,
                         _,
@@ -174,7 +174,7 @@ impl<S: StoreService> ::connect_rpc::Service for StoreServiceServer<S> {
             }
             1usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::server_streaming::<
+                    ::connect_typed::server_streaming::<
                         ListItemsRequest,
                         Item,
                         _,
@@ -191,7 +191,7 @@ impl<S: StoreService> ::connect_rpc::Service for StoreServiceServer<S> {
             }
             2usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::client_streaming::<
+                    ::connect_typed::client_streaming::<
                         Item,
                         ::buffa_types::google::protobuf::Empty,
                         _,
@@ -199,7 +199,9 @@ impl<S: StoreService> ::connect_rpc::Service for StoreServiceServer<S> {
                     >(
                         ctx,
                         requests,
-                        ::connect_rpc::RequestDecoder::new(&__Decode_acme_store_v1_Item),
+                        ::connect_typed::RequestDecoder::new(
+                            &__Decode_acme_store_v1_Item,
+                        ),
                         move |ctx, request| async move {
                             service.put_items(ctx, request).await
                         },
@@ -208,7 +210,7 @@ impl<S: StoreService> ::connect_rpc::Service for StoreServiceServer<S> {
             }
             3usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::unary::<
+                    ::connect_typed::unary::<
                         super::super::greet::v1::GreetRequest,
                         super::super::greet::v1::GreetResponse,
                         _,
@@ -229,7 +231,7 @@ impl<S: StoreService> ::connect_rpc::Service for StoreServiceServer<S> {
 }
 /// A typed client of `acme.store.v1.StoreService` over any transport.
 pub struct StoreServiceClient<T> {
-    client: ::connect_rpc::Client<T>,
+    client: ::connect_typed::Client<T>,
 }
 impl<T> ::core::clone::Clone for StoreServiceClient<T> {
     fn clone(&self) -> Self {
@@ -245,14 +247,14 @@ impl<T> ::core::fmt::Debug for StoreServiceClient<T> {
             .finish()
     }
 }
-impl<T: ::connect_rpc::Transport> StoreServiceClient<T> {
+impl<T: ::connect_typed::Transport> StoreServiceClient<T> {
     /// A typed client over a configured untyped client.
-    pub fn new(client: ::connect_rpc::Client<T>) -> Self {
-        ::connect_rpc::register_json_types(store_service_methods::register_types);
+    pub fn new(client: ::connect_typed::Client<T>) -> Self {
+        ::connect_typed::register_json_types(store_service_methods::register_types);
         Self { client }
     }
     /// The untyped client.
-    pub fn inner(&self) -> &::connect_rpc::Client<T> {
+    pub fn inner(&self) -> &::connect_typed::Client<T> {
         &self.client
     }
     /// Looks an item up.
@@ -261,15 +263,21 @@ impl<T: ::connect_rpc::Transport> StoreServiceClient<T> {
     pub async fn get_item(
         &self,
         request: &GetItemRequest,
-    ) -> ::core::result::Result<::connect_rpc::Response<Item>, ::connect_rpc::Status> {
+    ) -> ::core::result::Result<
+        ::connect_typed::Response<Item>,
+        ::connect_typed::Status,
+    > {
         self.get_item_with_options(request, ::core::default::Default::default()).await
     }
     /// [`Self::get_item`] with per-call options that override the client's defaults.
     pub async fn get_item_with_options(
         &self,
         request: &GetItemRequest,
-        options: ::connect_rpc::CallOptions,
-    ) -> ::core::result::Result<::connect_rpc::Response<Item>, ::connect_rpc::Status> {
+        options: ::connect_typed::CallOptions,
+    ) -> ::core::result::Result<
+        ::connect_typed::Response<Item>,
+        ::connect_typed::Status,
+    > {
         self.client.unary(store_service_methods::GET_ITEM, request, options).await
     }
     /// Lists items of a kind.
@@ -279,8 +287,8 @@ impl<T: ::connect_rpc::Transport> StoreServiceClient<T> {
         &self,
         request: &ListItemsRequest,
     ) -> ::core::result::Result<
-        ::connect_rpc::ResponseStream<Item>,
-        ::connect_rpc::Status,
+        ::connect_typed::ResponseStream<Item>,
+        ::connect_typed::Status,
     > {
         self.list_items_with_options(request, ::core::default::Default::default()).await
     }
@@ -288,10 +296,10 @@ impl<T: ::connect_rpc::Transport> StoreServiceClient<T> {
     pub async fn list_items_with_options(
         &self,
         request: &ListItemsRequest,
-        options: ::connect_rpc::CallOptions,
+        options: ::connect_typed::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_rpc::ResponseStream<Item>,
-        ::connect_rpc::Status,
+        ::connect_typed::ResponseStream<Item>,
+        ::connect_typed::Status,
     > {
         self.client
             .server_streaming(store_service_methods::LIST_ITEMS, request, options)
@@ -304,11 +312,11 @@ impl<T: ::connect_rpc::Transport> StoreServiceClient<T> {
         &self,
         requests: S,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<::buffa_types::google::protobuf::Empty>,
+        ::connect_typed::Status,
     >
     where
-        S: ::connect_rpc::Stream<Item = Item> + ::connect_rpc::MaybeSend + 'static,
+        S: ::connect_typed::Stream<Item = Item> + ::connect_typed::MaybeSend + 'static,
     {
         self.put_items_with_options(requests, ::core::default::Default::default()).await
     }
@@ -316,13 +324,13 @@ impl<T: ::connect_rpc::Transport> StoreServiceClient<T> {
     pub async fn put_items_with_options<S>(
         &self,
         requests: S,
-        options: ::connect_rpc::CallOptions,
+        options: ::connect_typed::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<::buffa_types::google::protobuf::Empty>,
+        ::connect_typed::Status,
     >
     where
-        S: ::connect_rpc::Stream<Item = Item> + ::connect_rpc::MaybeSend + 'static,
+        S: ::connect_typed::Stream<Item = Item> + ::connect_typed::MaybeSend + 'static,
     {
         self.client
             .client_streaming(store_service_methods::PUT_ITEMS, requests, options)
@@ -335,8 +343,8 @@ impl<T: ::connect_rpc::Transport> StoreServiceClient<T> {
         &self,
         request: &super::super::greet::v1::GreetRequest,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<super::super::greet::v1::GreetResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<super::super::greet::v1::GreetResponse>,
+        ::connect_typed::Status,
     > {
         self.greet_with_options(request, ::core::default::Default::default()).await
     }
@@ -344,10 +352,10 @@ impl<T: ::connect_rpc::Transport> StoreServiceClient<T> {
     pub async fn greet_with_options(
         &self,
         request: &super::super::greet::v1::GreetRequest,
-        options: ::connect_rpc::CallOptions,
+        options: ::connect_typed::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<super::super::greet::v1::GreetResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<super::super::greet::v1::GreetResponse>,
+        ::connect_typed::Status,
     > {
         self.client.unary(store_service_methods::GREET, request, options).await
     }
@@ -359,23 +367,23 @@ pub trait AdminService: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/acme.store.v1.AdminService/Reset` (unary: `google.protobuf.Empty` → `google.protobuf.Empty`).
     fn reset(
         &self,
-        ctx: ::connect_rpc::Context,
-        request: ::connect_rpc::RequestView<::buffa_types::google::protobuf::Empty>,
+        ctx: ::connect_typed::Context,
+        request: ::connect_typed::RequestView<::buffa_types::google::protobuf::Empty>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
-            ::connect_rpc::Status,
+            ::connect_typed::Response<::buffa_types::google::protobuf::Empty>,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
     /// `/acme.store.v1.AdminService/Watch` (bidi-streaming: `google.protobuf.Empty` → `acme.store.v1.Item`).
     fn watch(
         &self,
-        ctx: ::connect_rpc::Context,
-        requests: ::connect_rpc::Streaming<::buffa_types::google::protobuf::Empty>,
+        ctx: ::connect_typed::Context,
+        requests: ::connect_typed::Streaming<::buffa_types::google::protobuf::Empty>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<::connect_rpc::HandlerStream<Item>>,
-            ::connect_rpc::Status,
+            ::connect_typed::Response<::connect_typed::HandlerStream<Item>>,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
 }
@@ -384,35 +392,35 @@ pub mod admin_service_methods {
     /// `acme.store.v1.AdminService`.
     pub const SERVICE_NAME: &str = "acme.store.v1.AdminService";
     /// `Reset`.
-    pub const RESET: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const RESET: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/acme.store.v1.AdminService/Reset",
-        stream_type: ::connect_rpc::StreamType::Unary,
+        stream_type: ::connect_typed::StreamType::Unary,
         no_side_effects: false,
     };
     /// `Watch`.
-    pub const WATCH: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const WATCH: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/acme.store.v1.AdminService/Watch",
-        stream_type: ::connect_rpc::StreamType::BidiStreaming,
+        stream_type: ::connect_typed::StreamType::BidiStreaming,
         no_side_effects: false,
     };
     /// Every method, in declaration order.
-    pub const ALL: &[::connect_rpc::MethodInfo] = &[RESET, WATCH];
+    pub const ALL: &[::connect_typed::MethodInfo] = &[RESET, WATCH];
     /// The service's name and the encoded descriptors of its `.proto` file and the files
     /// that file imports, for server reflection.
-    pub const DESCRIPTORS: ::connect_rpc::ServiceDescriptors = ::connect_rpc::ServiceDescriptors {
+    pub const DESCRIPTORS: ::connect_typed::ServiceDescriptors = ::connect_typed::ServiceDescriptors {
         service: SERVICE_NAME,
         files: super::__FILE_DESCRIPTORS_ACME_STORE_V1_STORE_PROTO,
     };
     /// Registers the JSON forms of the message types of this service's package, and of
     /// the packages its `.proto` file imports that were generated with it, for
     /// `google.protobuf.Any`. The server and client constructors call it through
-    /// `::connect_rpc::register_json_types`.
+    /// `::connect_typed::register_json_types`.
     pub fn register_types(registry: &mut ::buffa::type_registry::TypeRegistry) {
         super::super::super::greet::v1::__buffa::register_types(registry);
         super::__buffa::register_types(registry);
     }
 }
-/// Serves a [`AdminService`] implementation: register it with a [`Router`](::connect_rpc::Router).
+/// Serves a [`AdminService`] implementation: register it with a [`Router`](::connect_typed::Router).
 pub struct AdminServiceServer<S> {
     service: ::std::sync::Arc<S>,
 }
@@ -423,7 +431,7 @@ impl<S: AdminService> AdminServiceServer<S> {
     }
     /// Wraps a shared service implementation.
     pub fn from_arc(service: ::std::sync::Arc<S>) -> Self {
-        ::connect_rpc::register_json_types(admin_service_methods::register_types);
+        ::connect_typed::register_json_types(admin_service_methods::register_types);
         Self { service }
     }
 }
@@ -439,21 +447,21 @@ impl<S> ::core::fmt::Debug for AdminServiceServer<S> {
         f.write_str(::core::stringify!(AdminServiceServer))
     }
 }
-impl<S: AdminService> ::connect_rpc::Service for AdminServiceServer<S> {
-    fn methods(&self) -> &'static [::connect_rpc::MethodInfo] {
+impl<S: AdminService> ::connect_typed::Service for AdminServiceServer<S> {
+    fn methods(&self) -> &'static [::connect_typed::MethodInfo] {
         admin_service_methods::ALL
     }
     fn call(
         &self,
         method: usize,
-        ctx: ::connect_rpc::Context,
-        requests: ::connect_rpc::RequestPayloads,
-    ) -> ::core::option::Option<::connect_rpc::ResponsePayloads> {
+        ctx: ::connect_typed::Context,
+        requests: ::connect_typed::RequestPayloads,
+    ) -> ::core::option::Option<::connect_typed::ResponsePayloads> {
         let service = ::core::clone::Clone::clone(&self.service);
         match method {
             0usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::unary::<
+                    ::connect_typed::unary::<
                         ::buffa_types::google::protobuf::Empty,
                         ::buffa_types::google::protobuf::Empty,
                         _,
@@ -470,7 +478,7 @@ impl<S: AdminService> ::connect_rpc::Service for AdminServiceServer<S> {
             }
             1usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::bidi_streaming::<
+                    ::connect_typed::bidi_streaming::<
                         ::buffa_types::google::protobuf::Empty,
                         Item,
                         _,
@@ -491,7 +499,7 @@ impl<S: AdminService> ::connect_rpc::Service for AdminServiceServer<S> {
 }
 /// A typed client of `acme.store.v1.AdminService` over any transport.
 pub struct AdminServiceClient<T> {
-    client: ::connect_rpc::Client<T>,
+    client: ::connect_typed::Client<T>,
 }
 impl<T> ::core::clone::Clone for AdminServiceClient<T> {
     fn clone(&self) -> Self {
@@ -507,14 +515,14 @@ impl<T> ::core::fmt::Debug for AdminServiceClient<T> {
             .finish()
     }
 }
-impl<T: ::connect_rpc::Transport> AdminServiceClient<T> {
+impl<T: ::connect_typed::Transport> AdminServiceClient<T> {
     /// A typed client over a configured untyped client.
-    pub fn new(client: ::connect_rpc::Client<T>) -> Self {
-        ::connect_rpc::register_json_types(admin_service_methods::register_types);
+    pub fn new(client: ::connect_typed::Client<T>) -> Self {
+        ::connect_typed::register_json_types(admin_service_methods::register_types);
         Self { client }
     }
     /// The untyped client.
-    pub fn inner(&self) -> &::connect_rpc::Client<T> {
+    pub fn inner(&self) -> &::connect_typed::Client<T> {
         &self.client
     }
     /// `/acme.store.v1.AdminService/Reset` (unary: `google.protobuf.Empty` → `google.protobuf.Empty`).
@@ -522,8 +530,8 @@ impl<T: ::connect_rpc::Transport> AdminServiceClient<T> {
         &self,
         request: &::buffa_types::google::protobuf::Empty,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<::buffa_types::google::protobuf::Empty>,
+        ::connect_typed::Status,
     > {
         self.reset_with_options(request, ::core::default::Default::default()).await
     }
@@ -531,10 +539,10 @@ impl<T: ::connect_rpc::Transport> AdminServiceClient<T> {
     pub async fn reset_with_options(
         &self,
         request: &::buffa_types::google::protobuf::Empty,
-        options: ::connect_rpc::CallOptions,
+        options: ::connect_typed::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<::buffa_types::google::protobuf::Empty>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<::buffa_types::google::protobuf::Empty>,
+        ::connect_typed::Status,
     > {
         self.client.unary(admin_service_methods::RESET, request, options).await
     }
@@ -543,12 +551,12 @@ impl<T: ::connect_rpc::Transport> AdminServiceClient<T> {
         &self,
         requests: S,
     ) -> ::core::result::Result<
-        ::connect_rpc::ResponseStream<Item>,
-        ::connect_rpc::Status,
+        ::connect_typed::ResponseStream<Item>,
+        ::connect_typed::Status,
     >
     where
-        S: ::connect_rpc::Stream<Item = ::buffa_types::google::protobuf::Empty>
-            + ::connect_rpc::MaybeSend + 'static,
+        S: ::connect_typed::Stream<Item = ::buffa_types::google::protobuf::Empty>
+            + ::connect_typed::MaybeSend + 'static,
     {
         self.watch_with_options(requests, ::core::default::Default::default()).await
     }
@@ -556,14 +564,14 @@ impl<T: ::connect_rpc::Transport> AdminServiceClient<T> {
     pub async fn watch_with_options<S>(
         &self,
         requests: S,
-        options: ::connect_rpc::CallOptions,
+        options: ::connect_typed::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_rpc::ResponseStream<Item>,
-        ::connect_rpc::Status,
+        ::connect_typed::ResponseStream<Item>,
+        ::connect_typed::Status,
     >
     where
-        S: ::connect_rpc::Stream<Item = ::buffa_types::google::protobuf::Empty>
-            + ::connect_rpc::MaybeSend + 'static,
+        S: ::connect_typed::Stream<Item = ::buffa_types::google::protobuf::Empty>
+            + ::connect_typed::MaybeSend + 'static,
     {
         self.client.bidi_streaming(admin_service_methods::WATCH, requests, options).await
     }
@@ -571,7 +579,7 @@ impl<T: ::connect_rpc::Transport> AdminServiceClient<T> {
 /// Decodes `acme.store.v1.Item` request views with the capacities of repeated fields allocated up front.
 #[allow(non_camel_case_types)]
 struct __Decode_acme_store_v1_Item;
-impl ::connect_rpc::ViewDecoder<Item> for __Decode_acme_store_v1_Item {
+impl ::connect_typed::ViewDecoder<Item> for __Decode_acme_store_v1_Item {
     #[allow(clippy::field_reassign_with_default)]
     fn decode_view<'a>(
         &self,
@@ -581,7 +589,7 @@ impl ::connect_rpc::ViewDecoder<Item> for __Decode_acme_store_v1_Item {
         ::buffa::DecodeError,
     > {
         use ::buffa::view::MessageView as _;
-        use ::connect_rpc::codegen as __d;
+        use ::connect_typed::codegen as __d;
         let budget = __d::Budget::new();
         let ctx = budget.context();
         let [n0, n1, n2] = __d::count_fields(buf, [4u32, 5u32, 9u32]);

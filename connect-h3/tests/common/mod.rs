@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use connect_h3::{H3Transport, Limits, Server};
-use connect_rpc::{BoxFuture, Router, Runtime};
 use connect_testkit::hyper::{client_tls, peer_describer, server_tls};
 use connect_testkit::{Adapter, Http, PeerDescriber, TestServer};
 use connect_tokio::TokioRuntime;
+use connect_typed::{BoxFuture, Router, Runtime};
 
 /// Serves with [`Server`] and calls with [`H3Transport`], over HTTP/3 only.
 #[derive(Debug, Default)]

@@ -13,12 +13,12 @@ pub trait Health: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/grpc.health.v1.Health/Check` (unary: `grpc.health.v1.HealthCheckRequest` → `grpc.health.v1.HealthCheckResponse`).
     fn check(
         &self,
-        ctx: ::connect_rpc::Context,
-        request: ::connect_rpc::RequestView<HealthCheckRequest>,
+        ctx: ::connect_typed::Context,
+        request: ::connect_typed::RequestView<HealthCheckRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<HealthCheckResponse>,
-            ::connect_rpc::Status,
+            ::connect_typed::Response<HealthCheckResponse>,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
     /// The status of every service that has one.
@@ -26,12 +26,12 @@ pub trait Health: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/grpc.health.v1.Health/List` (unary: `grpc.health.v1.HealthListRequest` → `grpc.health.v1.HealthListResponse`).
     fn list(
         &self,
-        ctx: ::connect_rpc::Context,
-        request: ::connect_rpc::RequestView<HealthListRequest>,
+        ctx: ::connect_typed::Context,
+        request: ::connect_typed::RequestView<HealthListRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<HealthListResponse>,
-            ::connect_rpc::Status,
+            ::connect_typed::Response<HealthListResponse>,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
     /// The current status of one service at once, then a message each time it changes, for as long
@@ -41,12 +41,14 @@ pub trait Health: ::core::marker::Send + ::core::marker::Sync + 'static {
     /// `/grpc.health.v1.Health/Watch` (server-streaming: `grpc.health.v1.HealthCheckRequest` → `grpc.health.v1.HealthCheckResponse`).
     fn watch(
         &self,
-        ctx: ::connect_rpc::Context,
-        request: ::connect_rpc::RequestView<HealthCheckRequest>,
+        ctx: ::connect_typed::Context,
+        request: ::connect_typed::RequestView<HealthCheckRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<::connect_rpc::HandlerStream<HealthCheckResponse>>,
-            ::connect_rpc::Status,
+            ::connect_typed::Response<
+                ::connect_typed::HandlerStream<HealthCheckResponse>,
+            >,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
 }
@@ -55,40 +57,40 @@ pub mod health_methods {
     /// `grpc.health.v1.Health`.
     pub const SERVICE_NAME: &str = "grpc.health.v1.Health";
     /// `Check`.
-    pub const CHECK: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const CHECK: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/grpc.health.v1.Health/Check",
-        stream_type: ::connect_rpc::StreamType::Unary,
+        stream_type: ::connect_typed::StreamType::Unary,
         no_side_effects: false,
     };
     /// `List`.
-    pub const LIST: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const LIST: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/grpc.health.v1.Health/List",
-        stream_type: ::connect_rpc::StreamType::Unary,
+        stream_type: ::connect_typed::StreamType::Unary,
         no_side_effects: false,
     };
     /// `Watch`.
-    pub const WATCH: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const WATCH: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/grpc.health.v1.Health/Watch",
-        stream_type: ::connect_rpc::StreamType::ServerStreaming,
+        stream_type: ::connect_typed::StreamType::ServerStreaming,
         no_side_effects: false,
     };
     /// Every method, in declaration order.
-    pub const ALL: &[::connect_rpc::MethodInfo] = &[CHECK, LIST, WATCH];
+    pub const ALL: &[::connect_typed::MethodInfo] = &[CHECK, LIST, WATCH];
     /// The service's name and the encoded descriptors of its `.proto` file and the files
     /// that file imports, for server reflection.
-    pub const DESCRIPTORS: ::connect_rpc::ServiceDescriptors = ::connect_rpc::ServiceDescriptors {
+    pub const DESCRIPTORS: ::connect_typed::ServiceDescriptors = ::connect_typed::ServiceDescriptors {
         service: SERVICE_NAME,
         files: super::__FILE_DESCRIPTORS_GRPC_HEALTH_V1_HEALTH_PROTO,
     };
     /// Registers the JSON forms of the message types of this service's package, and of
     /// the packages its `.proto` file imports that were generated with it, for
     /// `google.protobuf.Any`. The server and client constructors call it through
-    /// `::connect_rpc::register_json_types`.
+    /// `::connect_typed::register_json_types`.
     pub fn register_types(registry: &mut ::buffa::type_registry::TypeRegistry) {
         super::__buffa::register_types(registry);
     }
 }
-/// Serves a [`Health`] implementation: register it with a [`Router`](::connect_rpc::Router).
+/// Serves a [`Health`] implementation: register it with a [`Router`](::connect_typed::Router).
 pub struct HealthServer<S> {
     service: ::std::sync::Arc<S>,
 }
@@ -99,7 +101,7 @@ impl<S: Health> HealthServer<S> {
     }
     /// Wraps a shared service implementation.
     pub fn from_arc(service: ::std::sync::Arc<S>) -> Self {
-        ::connect_rpc::register_json_types(health_methods::register_types);
+        ::connect_typed::register_json_types(health_methods::register_types);
         Self { service }
     }
 }
@@ -115,21 +117,21 @@ impl<S> ::core::fmt::Debug for HealthServer<S> {
         f.write_str(::core::stringify!(HealthServer))
     }
 }
-impl<S: Health> ::connect_rpc::Service for HealthServer<S> {
-    fn methods(&self) -> &'static [::connect_rpc::MethodInfo] {
+impl<S: Health> ::connect_typed::Service for HealthServer<S> {
+    fn methods(&self) -> &'static [::connect_typed::MethodInfo] {
         health_methods::ALL
     }
     fn call(
         &self,
         method: usize,
-        ctx: ::connect_rpc::Context,
-        requests: ::connect_rpc::RequestPayloads,
-    ) -> ::core::option::Option<::connect_rpc::ResponsePayloads> {
+        ctx: ::connect_typed::Context,
+        requests: ::connect_typed::RequestPayloads,
+    ) -> ::core::option::Option<::connect_typed::ResponsePayloads> {
         let service = ::core::clone::Clone::clone(&self.service);
         match method {
             0usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::unary::<
+                    ::connect_typed::unary::<
                         HealthCheckRequest,
                         HealthCheckResponse,
                         _,
@@ -146,7 +148,7 @@ impl<S: Health> ::connect_rpc::Service for HealthServer<S> {
             }
             1usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::unary::<
+                    ::connect_typed::unary::<
                         HealthListRequest,
                         HealthListResponse,
                         _,
@@ -163,7 +165,7 @@ impl<S: Health> ::connect_rpc::Service for HealthServer<S> {
             }
             2usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::server_streaming::<
+                    ::connect_typed::server_streaming::<
                         HealthCheckRequest,
                         HealthCheckResponse,
                         _,
@@ -184,7 +186,7 @@ impl<S: Health> ::connect_rpc::Service for HealthServer<S> {
 }
 /// A typed client of `grpc.health.v1.Health` over any transport.
 pub struct HealthClient<T> {
-    client: ::connect_rpc::Client<T>,
+    client: ::connect_typed::Client<T>,
 }
 impl<T> ::core::clone::Clone for HealthClient<T> {
     fn clone(&self) -> Self {
@@ -200,14 +202,14 @@ impl<T> ::core::fmt::Debug for HealthClient<T> {
             .finish()
     }
 }
-impl<T: ::connect_rpc::Transport> HealthClient<T> {
+impl<T: ::connect_typed::Transport> HealthClient<T> {
     /// A typed client over a configured untyped client.
-    pub fn new(client: ::connect_rpc::Client<T>) -> Self {
-        ::connect_rpc::register_json_types(health_methods::register_types);
+    pub fn new(client: ::connect_typed::Client<T>) -> Self {
+        ::connect_typed::register_json_types(health_methods::register_types);
         Self { client }
     }
     /// The untyped client.
-    pub fn inner(&self) -> &::connect_rpc::Client<T> {
+    pub fn inner(&self) -> &::connect_typed::Client<T> {
         &self.client
     }
     /// The current status of one service; an error with code NOT_FOUND when the server has no status
@@ -218,8 +220,8 @@ impl<T: ::connect_rpc::Transport> HealthClient<T> {
         &self,
         request: &HealthCheckRequest,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<HealthCheckResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<HealthCheckResponse>,
+        ::connect_typed::Status,
     > {
         self.check_with_options(request, ::core::default::Default::default()).await
     }
@@ -227,10 +229,10 @@ impl<T: ::connect_rpc::Transport> HealthClient<T> {
     pub async fn check_with_options(
         &self,
         request: &HealthCheckRequest,
-        options: ::connect_rpc::CallOptions,
+        options: ::connect_typed::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<HealthCheckResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<HealthCheckResponse>,
+        ::connect_typed::Status,
     > {
         self.client.unary(health_methods::CHECK, request, options).await
     }
@@ -241,8 +243,8 @@ impl<T: ::connect_rpc::Transport> HealthClient<T> {
         &self,
         request: &HealthListRequest,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<HealthListResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<HealthListResponse>,
+        ::connect_typed::Status,
     > {
         self.list_with_options(request, ::core::default::Default::default()).await
     }
@@ -250,10 +252,10 @@ impl<T: ::connect_rpc::Transport> HealthClient<T> {
     pub async fn list_with_options(
         &self,
         request: &HealthListRequest,
-        options: ::connect_rpc::CallOptions,
+        options: ::connect_typed::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_rpc::Response<HealthListResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::Response<HealthListResponse>,
+        ::connect_typed::Status,
     > {
         self.client.unary(health_methods::LIST, request, options).await
     }
@@ -266,8 +268,8 @@ impl<T: ::connect_rpc::Transport> HealthClient<T> {
         &self,
         request: &HealthCheckRequest,
     ) -> ::core::result::Result<
-        ::connect_rpc::ResponseStream<HealthCheckResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::ResponseStream<HealthCheckResponse>,
+        ::connect_typed::Status,
     > {
         self.watch_with_options(request, ::core::default::Default::default()).await
     }
@@ -275,10 +277,10 @@ impl<T: ::connect_rpc::Transport> HealthClient<T> {
     pub async fn watch_with_options(
         &self,
         request: &HealthCheckRequest,
-        options: ::connect_rpc::CallOptions,
+        options: ::connect_typed::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_rpc::ResponseStream<HealthCheckResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::ResponseStream<HealthCheckResponse>,
+        ::connect_typed::Status,
     > {
         self.client.server_streaming(health_methods::WATCH, request, options).await
     }

@@ -12,14 +12,14 @@ pub trait ServerReflection: ::core::marker::Send + ::core::marker::Sync + 'stati
     /// `/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo` (bidi-streaming: `grpc.reflection.v1alpha.ServerReflectionRequest` → `grpc.reflection.v1alpha.ServerReflectionResponse`).
     fn server_reflection_info(
         &self,
-        ctx: ::connect_rpc::Context,
-        requests: ::connect_rpc::Streaming<ServerReflectionRequest>,
+        ctx: ::connect_typed::Context,
+        requests: ::connect_typed::Streaming<ServerReflectionRequest>,
     ) -> impl ::core::future::Future<
         Output = ::core::result::Result<
-            ::connect_rpc::Response<
-                ::connect_rpc::HandlerStream<ServerReflectionResponse>,
+            ::connect_typed::Response<
+                ::connect_typed::HandlerStream<ServerReflectionResponse>,
             >,
-            ::connect_rpc::Status,
+            ::connect_typed::Status,
         >,
     > + ::core::marker::Send;
 }
@@ -28,28 +28,28 @@ pub mod server_reflection_methods {
     /// `grpc.reflection.v1alpha.ServerReflection`.
     pub const SERVICE_NAME: &str = "grpc.reflection.v1alpha.ServerReflection";
     /// `ServerReflectionInfo`.
-    pub const SERVER_REFLECTION_INFO: ::connect_rpc::MethodInfo = ::connect_rpc::MethodInfo {
+    pub const SERVER_REFLECTION_INFO: ::connect_typed::MethodInfo = ::connect_typed::MethodInfo {
         path: "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-        stream_type: ::connect_rpc::StreamType::BidiStreaming,
+        stream_type: ::connect_typed::StreamType::BidiStreaming,
         no_side_effects: false,
     };
     /// Every method, in declaration order.
-    pub const ALL: &[::connect_rpc::MethodInfo] = &[SERVER_REFLECTION_INFO];
+    pub const ALL: &[::connect_typed::MethodInfo] = &[SERVER_REFLECTION_INFO];
     /// The service's name and the encoded descriptors of its `.proto` file and the files
     /// that file imports, for server reflection.
-    pub const DESCRIPTORS: ::connect_rpc::ServiceDescriptors = ::connect_rpc::ServiceDescriptors {
+    pub const DESCRIPTORS: ::connect_typed::ServiceDescriptors = ::connect_typed::ServiceDescriptors {
         service: SERVICE_NAME,
         files: super::__FILE_DESCRIPTORS_GRPC_REFLECTION_V1ALPHA_REFLECTION_PROTO,
     };
     /// Registers the JSON forms of the message types of this service's package, and of
     /// the packages its `.proto` file imports that were generated with it, for
     /// `google.protobuf.Any`. The server and client constructors call it through
-    /// `::connect_rpc::register_json_types`.
+    /// `::connect_typed::register_json_types`.
     pub fn register_types(registry: &mut ::buffa::type_registry::TypeRegistry) {
         super::__buffa::register_types(registry);
     }
 }
-/// Serves a [`ServerReflection`] implementation: register it with a [`Router`](::connect_rpc::Router).
+/// Serves a [`ServerReflection`] implementation: register it with a [`Router`](::connect_typed::Router).
 pub struct ServerReflectionServer<S> {
     service: ::std::sync::Arc<S>,
 }
@@ -60,7 +60,7 @@ impl<S: ServerReflection> ServerReflectionServer<S> {
     }
     /// Wraps a shared service implementation.
     pub fn from_arc(service: ::std::sync::Arc<S>) -> Self {
-        ::connect_rpc::register_json_types(server_reflection_methods::register_types);
+        ::connect_typed::register_json_types(server_reflection_methods::register_types);
         Self { service }
     }
 }
@@ -76,21 +76,21 @@ impl<S> ::core::fmt::Debug for ServerReflectionServer<S> {
         f.write_str(::core::stringify!(ServerReflectionServer))
     }
 }
-impl<S: ServerReflection> ::connect_rpc::Service for ServerReflectionServer<S> {
-    fn methods(&self) -> &'static [::connect_rpc::MethodInfo] {
+impl<S: ServerReflection> ::connect_typed::Service for ServerReflectionServer<S> {
+    fn methods(&self) -> &'static [::connect_typed::MethodInfo] {
         server_reflection_methods::ALL
     }
     fn call(
         &self,
         method: usize,
-        ctx: ::connect_rpc::Context,
-        requests: ::connect_rpc::RequestPayloads,
-    ) -> ::core::option::Option<::connect_rpc::ResponsePayloads> {
+        ctx: ::connect_typed::Context,
+        requests: ::connect_typed::RequestPayloads,
+    ) -> ::core::option::Option<::connect_typed::ResponsePayloads> {
         let service = ::core::clone::Clone::clone(&self.service);
         match method {
             0usize => {
                 ::core::option::Option::Some(
-                    ::connect_rpc::bidi_streaming::<
+                    ::connect_typed::bidi_streaming::<
                         ServerReflectionRequest,
                         ServerReflectionResponse,
                         _,
@@ -111,7 +111,7 @@ impl<S: ServerReflection> ::connect_rpc::Service for ServerReflectionServer<S> {
 }
 /// A typed client of `grpc.reflection.v1alpha.ServerReflection` over any transport.
 pub struct ServerReflectionClient<T> {
-    client: ::connect_rpc::Client<T>,
+    client: ::connect_typed::Client<T>,
 }
 impl<T> ::core::clone::Clone for ServerReflectionClient<T> {
     fn clone(&self) -> Self {
@@ -127,14 +127,14 @@ impl<T> ::core::fmt::Debug for ServerReflectionClient<T> {
             .finish()
     }
 }
-impl<T: ::connect_rpc::Transport> ServerReflectionClient<T> {
+impl<T: ::connect_typed::Transport> ServerReflectionClient<T> {
     /// A typed client over a configured untyped client.
-    pub fn new(client: ::connect_rpc::Client<T>) -> Self {
-        ::connect_rpc::register_json_types(server_reflection_methods::register_types);
+    pub fn new(client: ::connect_typed::Client<T>) -> Self {
+        ::connect_typed::register_json_types(server_reflection_methods::register_types);
         Self { client }
     }
     /// The untyped client.
-    pub fn inner(&self) -> &::connect_rpc::Client<T> {
+    pub fn inner(&self) -> &::connect_typed::Client<T> {
         &self.client
     }
     /// Answers each request on the stream, in order, with one response.
@@ -144,12 +144,12 @@ impl<T: ::connect_rpc::Transport> ServerReflectionClient<T> {
         &self,
         requests: S,
     ) -> ::core::result::Result<
-        ::connect_rpc::ResponseStream<ServerReflectionResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::ResponseStream<ServerReflectionResponse>,
+        ::connect_typed::Status,
     >
     where
-        S: ::connect_rpc::Stream<Item = ServerReflectionRequest>
-            + ::connect_rpc::MaybeSend + 'static,
+        S: ::connect_typed::Stream<Item = ServerReflectionRequest>
+            + ::connect_typed::MaybeSend + 'static,
     {
         self.server_reflection_info_with_options(
                 requests,
@@ -161,14 +161,14 @@ impl<T: ::connect_rpc::Transport> ServerReflectionClient<T> {
     pub async fn server_reflection_info_with_options<S>(
         &self,
         requests: S,
-        options: ::connect_rpc::CallOptions,
+        options: ::connect_typed::CallOptions,
     ) -> ::core::result::Result<
-        ::connect_rpc::ResponseStream<ServerReflectionResponse>,
-        ::connect_rpc::Status,
+        ::connect_typed::ResponseStream<ServerReflectionResponse>,
+        ::connect_typed::Status,
     >
     where
-        S: ::connect_rpc::Stream<Item = ServerReflectionRequest>
-            + ::connect_rpc::MaybeSend + 'static,
+        S: ::connect_typed::Stream<Item = ServerReflectionRequest>
+            + ::connect_typed::MaybeSend + 'static,
     {
         self.client
             .bidi_streaming(

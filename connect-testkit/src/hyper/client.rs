@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use connect_hyper::TransportSettings;
-use connect_rpc::Protocol;
+use connect_typed::Protocol;
 
 use crate::hyper::{client, HyperAdapter};
 use crate::suite::echo;
@@ -44,7 +44,7 @@ impl Unanswering {
 }
 
 /// The `x-peer` header the test service answers with: which connection served the call.
-fn peer<T>(response: &connect_rpc::Response<T>) -> String {
+fn peer<T>(response: &connect_typed::Response<T>) -> String {
     response
         .headers()
         .get("x-peer")
@@ -92,7 +92,7 @@ impl<A: HyperAdapter> Suite<A> {
     /// connects anew); within it, calls share the connection. HTTP/1.1 and HTTP/2, each with its
     /// own setting.
     pub async fn idle_pooled_connections_expire(&self) {
-        let router = self.router(connect_rpc::ServerConfig::default());
+        let router = self.router(connect_typed::ServerConfig::default());
         let server = self.call("starting a server", self.adapter.serve(router, Http::H2c));
         let server = server.await;
         for http in [Http::Http1, Http::H2c] {
@@ -131,7 +131,7 @@ impl<A: HyperAdapter> Suite<A> {
     /// servers (connect-node's) close idle keep-alive connections at 5 s, and a request sent while
     /// that close is on its way fails after it was written.
     pub async fn default_http1_pool_lets_go_before_node_servers_do(&self) {
-        let router = self.router(connect_rpc::ServerConfig::default());
+        let router = self.router(connect_typed::ServerConfig::default());
         let server = self.call("starting a server", self.adapter.serve(router, Http::Http1));
         let server = server.await;
         let transport = self

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use connect_hyper::Limits;
-use connect_rpc::{Codec, Protocol, RequestBody, Transport};
+use connect_typed::{Codec, Protocol, RequestBody, Transport};
 
 use crate::hyper::{client, HyperAdapter};
 use crate::proto::testkit::v1::EchoRequest;
@@ -214,7 +214,7 @@ fn envelope(payload: &[u8]) -> Vec<u8> {
 }
 
 /// The `x-peer` header the test service answers with: which connection served the call.
-fn peer<T>(response: &connect_rpc::Response<T>) -> String {
+fn peer<T>(response: &connect_typed::Response<T>) -> String {
     response
         .headers()
         .get("x-peer")
@@ -225,7 +225,7 @@ fn peer<T>(response: &connect_rpc::Response<T>) -> String {
 
 impl<A: HyperAdapter> Suite<A> {
     async fn serve_limited(&self, http: Http, limits: Limits) -> TestServer {
-        let router = self.router(connect_rpc::ServerConfig::default());
+        let router = self.router(connect_typed::ServerConfig::default());
         let serve = self.adapter.serve_with_limits(router, http, limits);
         self.call("starting a server", serve).await
     }
@@ -510,7 +510,7 @@ impl<A: HyperAdapter> Suite<A> {
             while let Some(item) = futures_util::StreamExt::next(&mut stream).await {
                 item?;
             }
-            Ok::<(), connect_rpc::Status>(())
+            Ok::<(), connect_typed::Status>(())
         };
         let started = Instant::now();
         let result = self.call("a stream past the grace", cut).await;
@@ -586,7 +586,7 @@ impl<A: HyperAdapter> Suite<A> {
         let uri: http::Uri = format!("{}testkit.v1.EchoService/Unary", server.base())
             .parse()
             .expect("a URI");
-        let message = connect_rpc::encode(Codec::Proto, &big).expect("an encoded request");
+        let message = connect_typed::encode(Codec::Proto, &big).expect("an encoded request");
         let body = Bytes::from(envelope(&message));
         let request = || {
             http::Request::post(uri.clone())

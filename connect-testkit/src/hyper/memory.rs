@@ -101,7 +101,7 @@ impl<A: HyperAdapter> Suite<A> {
         let mut limits = Limits::default();
         // Long enough that no connection is closed for silence while it is measured.
         limits.header_read_timeout = Some(Duration::from_secs(60));
-        let router = self.router(connect_rpc::ServerConfig::default());
+        let router = self.router(connect_typed::ServerConfig::default());
         let serve = self.adapter.serve_with_limits(router, Http::H2c, limits);
         let server = self.call("starting a server", serve).await;
         let authority = server.base().authority().expect("authority").to_string();

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use connect_build_tests::proto::acme::greet::v1::{GreetRequest, GreetServiceClient};
-use connect_rpc::{ClientConfig, Codec, Protocol};
+use connect_typed::{ClientConfig, Codec, Protocol};
 use connect_wasm::FetchTransport;
 use futures_util::StreamExt;
 use wasm_bindgen::prelude::*;
@@ -21,7 +21,7 @@ fn client(base: &str, protocol: &str) -> Result<GreetServiceClient<FetchTranspor
     )))
 }
 
-fn failure(status: connect_rpc::Status) -> JsValue {
+fn failure(status: connect_typed::Status) -> JsValue {
     JsValue::from_str(&status.to_string())
 }
 

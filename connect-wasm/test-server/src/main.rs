@@ -1,5 +1,5 @@
 //! The server of connect-wasm's browser tests and example page: the `GreetService` of
-//! `connect-build-tests` on connect-tokio, with CORS (`connect_rpc::cors::Cors`) so that pages from
+//! `connect-build-tests` on connect-tokio, with CORS (`connect_typed::cors::Cors`) so that pages from
 //! other origins may call it.
 //!
 //!     connect-wasm-test-server [ADDR]      (default 127.0.0.1:8765; port 0: any free port;
@@ -41,10 +41,10 @@ use bytes::Bytes;
 use connect_build_tests::proto::acme::greet::v1::{
     GreetRequest, GreetResponse, GreetService, GreetServiceServer,
 };
-use connect_rpc::cors::Cors;
-use connect_rpc::{Code, ErrorDetail, Status};
-use connect_rpc::{Context, HandlerStream, RequestView, Response, ResponseBody, Streaming};
 use connect_tokio::ConnectService;
+use connect_typed::cors::Cors;
+use connect_typed::{Code, ErrorDetail, Status};
+use connect_typed::{Context, HandlerStream, RequestView, Response, ResponseBody, Streaming};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use hyper_util::rt::{TokioExecutor, TokioIo};

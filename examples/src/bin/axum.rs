@@ -8,7 +8,7 @@
 //!     http://127.0.0.1:8080/demo.v1.GreetService/Greet
 //! ```
 
-use connect_rpc::{ClientConfig, Codec, Protocol};
+use connect_typed::{ClientConfig, Codec, Protocol};
 use examples::proto::demo::v1::{GreetRequest, GreetServiceClient, GreetServiceServer};
 use examples::Greeter;
 

@@ -10,8 +10,8 @@
 use connect_health::proto::{HealthCheckRequest, HealthClient};
 use connect_health::{Health, ServingStatus};
 use connect_reflection::Reflection;
-use connect_rpc::{Client, ClientConfig, Codec, Protocol};
 use connect_tokio::{HyperTransport, Server, TokioRuntime};
+use connect_typed::{Client, ClientConfig, Codec, Protocol};
 use examples::proto::demo::v1::{greet_service_methods, GreetServiceServer};
 use examples::Greeter;
 

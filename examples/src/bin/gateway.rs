@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use connect_rpc::{
+use connect_tokio::{HyperTransport, Server, TokioRuntime};
+use connect_typed::{
     CallOptions, Client, ClientConfig, Codec, Context, HandlerStream, Instant, Protocol,
     RequestView, Response, Status, Streaming,
 };
-use connect_tokio::{HyperTransport, Server, TokioRuntime};
 use examples::proto::demo::v1::{
     GreetRequest, GreetResponse, GreetService, GreetServiceClient, GreetServiceServer,
 };

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use connect_rpc::{head_interceptor, CallOptions, Client, ClientConfig, Codec, Protocol, Status};
 use connect_tokio::{HyperTransport, Server, TokioRuntime};
+use connect_typed::{head_interceptor, CallOptions, Client, ClientConfig, Codec, Protocol, Status};
 use examples::interceptors::{bearer_token, require_bearer, RequestLog, RetryUnavailable};
 use examples::proto::demo::v1::{GreetRequest, GreetServiceClient, GreetServiceServer};
 use examples::Greeter;

@@ -4,12 +4,12 @@
 //! reads the client's chain from `connect_tokio::PeerCertificates` and answers with its subject.
 //! Run it with `cargo run -p examples --bin mtls`.
 
-use connect_rpc::{
+use connect_tokio::tls::rustls::RootCertStore;
+use connect_tokio::{HyperTransport, PeerCertificates, Server, TokioRuntime};
+use connect_typed::{
     Client, ClientConfig, Code, Codec, Context, HandlerStream, Protocol, RequestView, Response,
     Status, Streaming,
 };
-use connect_tokio::tls::rustls::RootCertStore;
-use connect_tokio::{HyperTransport, PeerCertificates, Server, TokioRuntime};
 use examples::proto::demo::v1::{
     GreetRequest, GreetResponse, GreetService, GreetServiceClient, GreetServiceServer,
 };

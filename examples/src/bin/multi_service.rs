@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use connect_health::proto::{HealthCheckRequest, HealthClient, HealthListRequest};
 use connect_health::{Health, ServingStatus};
-use connect_rpc::{ClientConfig, Codec, Context, Protocol, RequestView, Response, Status};
 use connect_tokio::Server;
+use connect_typed::{ClientConfig, Codec, Context, Protocol, RequestView, Response, Status};
 use examples::proto::demo::v1::{
     counter_service_methods, greet_service_methods, Count, CounterService, CounterServiceClient,
     CounterServiceServer, GetCountRequest, GreetRequest, GreetServiceClient, GreetServiceServer,

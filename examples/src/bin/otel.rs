@@ -4,9 +4,9 @@
 //! exporter (as JSON-ish text), then the example prints the trace as a tree.
 //! Run it with `cargo run -p examples --bin otel`.
 
-use connect_rpc::observe::{ClientTracing, ServerTracing};
-use connect_rpc::{Client, ClientConfig, Codec, Protocol};
 use connect_tokio::{HyperTransport, Server, TokioRuntime};
+use connect_typed::observe::{ClientTracing, ServerTracing};
+use connect_typed::{Client, ClientConfig, Codec, Protocol};
 use examples::proto::demo::v1::{GreetRequest, GreetServiceClient, GreetServiceServer};
 use examples::Greeter;
 use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
@@ -68,7 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 message?;
             }
             client.greet(&request).await?;
-            Ok::<_, connect_rpc::Status>(())
+            Ok::<_, connect_typed::Status>(())
         }
         .instrument(work)
         .await?;

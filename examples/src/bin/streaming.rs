@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connect_rpc::{
+use connect_tokio::{HyperTransport, Server, TokioRuntime};
+use connect_typed::{
     ClientConfig, Codec, Context, HandlerStream, Protocol, RequestView, Response, Status, Streaming,
 };
-use connect_tokio::{HyperTransport, Server, TokioRuntime};
 use examples::proto::demo::v1::{
     GreetRequest, GreetResponse, GreetService, GreetServiceClient, GreetServiceServer,
 };
@@ -155,7 +155,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("server listening on {base}");
 
     // gRPC over HTTP/2: requests and responses stream at the same time on one connection.
-    let client = GreetServiceClient::new(connect_rpc::Client::new(
+    let client = GreetServiceClient::new(connect_typed::Client::new(
         HyperTransport::http2(),
         base,
         ClientConfig::new(Protocol::Grpc, Codec::Proto),

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use connect_rpc::{Code, ErrorDetail as Detail, Status};
-use connect_rpc::{Context, HandlerStream, RequestView, Response as RpcResponse, Streaming};
+use connect_typed::{Code, ErrorDetail as Detail, Status};
+use connect_typed::{Context, HandlerStream, RequestView, Response as RpcResponse, Streaming};
 use futures_util::StreamExt;
 use http::HeaderName;
 

@@ -11,9 +11,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use connect_rpc::Client;
-use connect_rpc::{CallOptions, ClientConfig, Code, Codec, Protocol, Status};
 use connect_tokio::{HyperTransport, TokioRuntime};
+use connect_typed::Client;
+use connect_typed::{CallOptions, ClientConfig, Code, Codec, Protocol, Status};
 use futures_util::StreamExt;
 use http::HeaderValue;
 use interop::proto::interop::v1::{ErrorDetail, InteropServiceClient, Request};

@@ -7,8 +7,8 @@
 //!   and once to fail, and prints `CHECK <name> PASS|FAIL <detail>` per check.
 
 use connect_h3::{H3Transport, Server};
-use connect_rpc::{CallOptions, Client, ClientConfig, Code, Codec, Protocol};
 use connect_tokio::TokioRuntime;
+use connect_typed::{CallOptions, Client, ClientConfig, Code, Codec, Protocol};
 use http::HeaderValue;
 use interop::proto::interop::v1::{InteropServiceClient, InteropServiceServer, Request};
 use interop::Interop;

@@ -6,9 +6,9 @@
 //! runs a future on the current thread; [`collect_body`] reads a response body to its end.
 //!
 //! ```
-//! use connect_rpc::testing::{block_on, InMemory, ThreadRuntime};
-//! use connect_rpc::{Client, ClientConfig, Code, Codec, MethodInfo, Protocol, Router, StreamType};
-//! use connect_rpc::google::rpc::ErrorInfo;
+//! use connect_typed::testing::{block_on, InMemory, ThreadRuntime};
+//! use connect_typed::{Client, ClientConfig, Code, Codec, MethodInfo, Protocol, Router, StreamType};
+//! use connect_typed::google::rpc::ErrorInfo;
 //!
 //! let router = Router::new(ThreadRuntime); // no services: every method is unimplemented
 //! let client = Client::new(

@@ -2,8 +2,8 @@
 //! implementation sends them (Connect's `details`, gRPC's `grpc-status-details-bin`).
 //!
 //! ```
-//! use connect_rpc::google::rpc::{BadRequest, bad_request::FieldViolation};
-//! use connect_rpc::{Code, Status, StatusDetails};
+//! use connect_typed::google::rpc::{BadRequest, bad_request::FieldViolation};
+//! use connect_typed::{Code, Status, StatusDetails};
 //!
 //! let violation = FieldViolation {
 //!     field: "name".into(),

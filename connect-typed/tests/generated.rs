@@ -1,6 +1,6 @@
 //! The `google.rpc` detail types are generated from `proto/` by connect-build and checked in under
-//! `src/generated/` (so that using connect-rpc needs no build script): this test generates them
-//! again and compares. `UPDATE_GENERATED=1 cargo test -p connect-rpc --test generated` rewrites
+//! `src/generated/` (so that using connect-typed needs no build script): this test generates them
+//! again and compares. `UPDATE_GENERATED=1 cargo test -p connect-typed --test generated` rewrites
 //! them.
 
 use std::path::Path;

@@ -5,8 +5,8 @@
 //!
 //! ```
 //! # #[cfg(all(feature = "tracing", feature = "metrics"))] {
-//! use connect_rpc::observe::{ClientMetrics, ClientTracing, ServerMetrics, ServerTracing};
-//! use connect_rpc::{Client, Router, Transport};
+//! use connect_typed::observe::{ClientMetrics, ClientTracing, ServerMetrics, ServerTracing};
+//! use connect_typed::{Client, Router, Transport};
 //!
 //! fn observed(router: Router) -> Router {
 //!     router.intercept(ServerTracing::new()).intercept(ServerMetrics::new())
@@ -21,9 +21,9 @@
 //! # Spans
 //!
 //! One span per call, at `INFO` level, whose exported name (`otel.name`) is `{service}/{method}`
-//! and whose fields are `otel.kind` (`server`, `client`), `rpc.system` (`connect_rpc` for
+//! and whose fields are `otel.kind` (`server`, `client`), `rpc.system` (`connect_typed` for
 //! Connect, `grpc` for gRPC and gRPC-Web), `rpc.service`, `rpc.method`, on the end
-//! `rpc.grpc.status_code` (gRPC, gRPC-Web) or `rpc.connect_rpc.error_code` (Connect errors),
+//! `rpc.grpc.status_code` (gRPC, gRPC-Web) or `rpc.connect_typed.error_code` (Connect errors),
 //! `otel.status_code` (`ERROR` on failure), `rpc.message.received` and `rpc.message.sent` (message
 //! counts) and `rpc.message.received_bytes` / `rpc.message.sent_bytes` (their serialized sizes). A
 //! server handler runs inside its call's span, so its own events and spans nest in it.
@@ -165,7 +165,7 @@ mod spans {
             rpc.service = service,
             rpc.method = name,
             rpc.grpc.status_code = Empty,
-            rpc.connect_rpc.error_code = Empty,
+            rpc.connect_typed.error_code = Empty,
             rpc.message.received = Empty,
             rpc.message.sent = Empty,
             rpc.message.received_bytes = Empty,
@@ -185,7 +185,7 @@ mod spans {
                 span.record("rpc.grpc.status_code", 0);
             }
             (Err(status), Protocol::Connect) => {
-                span.record("rpc.connect_rpc.error_code", status.code().to_string());
+                span.record("rpc.connect_typed.error_code", status.code().to_string());
             }
             (Err(status), _) => {
                 span.record("rpc.grpc.status_code", status.code().as_u32());

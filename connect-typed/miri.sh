@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the tests of connect-rpc's one `unsafe` block (message::owned_view, and the view
+# Runs the tests of connect-typed's one `unsafe` block (message::owned_view, and the view
 # decoders it serves) under Miri, which reports undefined behaviour such as a view outliving the
 # payload it borrows from. Needs a nightly toolchain; installs its Miri component when missing, and
 # skips with a reason when neither is possible.
@@ -17,4 +17,4 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
         exit 0
     fi
 fi
-cargo +nightly miri test -p connect-rpc --lib -- message codegen
+cargo +nightly miri test -p connect-typed --lib -- message codegen

@@ -19,8 +19,8 @@
 //! The common case is a closure over the head:
 //!
 //! ```
-//! use connect_rpc::{client_head_interceptor, head_interceptor, Client, Code, Router, Status};
-//! use connect_rpc::Transport;
+//! use connect_typed::{client_head_interceptor, head_interceptor, Client, Code, Router, Status};
+//! use connect_typed::Transport;
 //! use http::HeaderValue;
 //!
 //! // The server refuses calls without the token, before reading any of their body.

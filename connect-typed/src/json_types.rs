@@ -13,7 +13,7 @@
 //! [`register_json_types`] and the package's generated `register_types` function:
 //!
 //! ```ignore
-//! connect_rpc::register_json_types(my_crate::proto::acme::errors::v1::register_types);
+//! connect_typed::register_json_types(my_crate::proto::acme::errors::v1::register_types);
 //! ```
 
 use std::sync::Mutex;

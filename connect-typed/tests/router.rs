@@ -1,4 +1,4 @@
-//! The router and its server driver in memory (`connect_rpc::testing`): route lookup and the
+//! The router and its server driver in memory (`connect_typed::testing`): route lookup and the
 //! answers to unknown methods in each protocol, CORS preflights, the interceptors' phases in order,
 //! a head rejection, and the handler's end: dropped with the response body, at the deadline, or
 //! failing its call alone when it panics or sets metadata too late.
@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use connect_rpc::cors::Cors;
-use connect_rpc::google::rpc::ErrorInfo;
-use connect_rpc::interceptor::{MessageRef, ServerCallHead, ServerInterceptor};
-use connect_rpc::testing::{block_on, collect_body, InMemory, ThreadRuntime};
-use connect_rpc::{
+use connect_typed::cors::Cors;
+use connect_typed::google::rpc::ErrorInfo;
+use connect_typed::interceptor::{MessageRef, ServerCallHead, ServerInterceptor};
+use connect_typed::testing::{block_on, collect_body, InMemory, ThreadRuntime};
+use connect_typed::{
     head_interceptor, server_streaming, unary, CallOptions, Client, ClientConfig, Code, Codec,
     Context, HandlerStream, MethodInfo, Protocol, RequestBody, RequestDecoder, RequestPayloads,
     RequestView, Response, ResponsePayloads, Router, Service, Status, StreamType,
@@ -141,7 +141,7 @@ fn call(
     client: &Client<InMemory>,
     method: MethodInfo,
     reason: &str,
-) -> connect_rpc::Outcome<ErrorInfo> {
+) -> connect_typed::Outcome<ErrorInfo> {
     block_on(client.unary_outcome(method, &info(reason, ""), CallOptions::default()))
 }
 
@@ -372,7 +372,7 @@ fn dropping_the_response_body_drops_the_handler() {
 
 /// A gRPC request for `method` with one message, as a client sends it over HTTP/2.
 fn grpc_request(method: MethodInfo, message: &ErrorInfo) -> http::Request<RequestBody> {
-    let payload = connect_rpc::encode(Codec::Proto, message).expect("encodes");
+    let payload = connect_typed::encode(Codec::Proto, message).expect("encodes");
     let (head, tail) = connect_proto::encode_envelope(0, payload);
     let body = [head, tail.unwrap_or_default()].concat();
     let mut request = http::Request::post(method.path)
