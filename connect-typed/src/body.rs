@@ -189,6 +189,13 @@ impl BodyChannel {
         }
     }
 
+    /// Aborts the body unless it was closed: what is left of a finished body still goes out.
+    pub(crate) fn abort_unless_closed(&self) {
+        if !self.lock().closed {
+            self.abort();
+        }
+    }
+
     /// Whether the producer may push more; otherwise registers to be woken when there is room.
     pub(crate) fn has_room(&self, limit: usize, cx: &Context<'_>) -> bool {
         let mut s = self.lock();

@@ -638,8 +638,12 @@ impl ClientDriver {
 impl Drop for ClientDriver {
     fn drop(&mut self) {
         if self.done {
-            // The response is complete; end a request body the server did not wait for.
-            self.chan.close();
+            // The response is complete. A request body the application had finished still goes
+            // out to its end (an HTTP/1.1 server drains it, and the connection stays reusable). One
+            // it had not finished is cut off: ending it cleanly would tell the server it was whole,
+            // and over HTTP/1.1 would hand back to the pool a connection the server may be closing
+            // (it stops waiting for the rest of a body after a while).
+            self.chan.abort_unless_closed();
             return;
         }
         self.call.cancel();
