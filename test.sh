@@ -10,6 +10,16 @@ export CONNECT_SHARED_DIR="${CONNECT_SHARED_DIR:-$(cd .. && pwd)/shared}"
 # incremental caches (half of a debug target/, and no help to a run that builds everything once) a
 # fresh clone's run needs about half the disk. A developer's own `cargo test` keeps them.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# On a nearly full disk (a CI machine's was: stop 25 ran out in the wasm build), a tree that no later
+# step reads is removed once its step is done; the next run rebuilds it. Threshold in GiB.
+drop_if_disk_low() {
+    local avail_kb
+    avail_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+    if [ "${avail_kb:-0}" -lt $(( ${CONNECT_TEST_MIN_FREE_GIB:-8} * 1024 * 1024 )) ]; then
+        echo "test.sh: $(( ${avail_kb:-0} / 1024 )) MiB free: removing $* (the next run rebuilds it)"
+        rm -rf "$@"
+    fi
+}
 cargo test --workspace
 # connect-smol runs on no tokio runtime. hyper (tokio/sync, unconditionally) and h2 (tokio/io-util and
 # tokio-util's codec) still bring the tokio crate in for its channels and IO traits, so the check is on
@@ -30,11 +40,14 @@ bash ci/package-check.sh
 cargo run -p conformance --bin conformance-runner
 # Every fuzz target for a few seconds (builds with nightly; skips with a reason without it).
 bash fuzz/run.sh 12
+drop_if_disk_low fuzz/target
 # The unsafe block of connect-typed under Miri (nightly; skips with a reason without it).
 bash connect-typed/miri.sh
+drop_if_disk_low target/miri target/package
 # connect-wasm in Node and headless Chromium against the connect-tokio test server (wasm32 toolchain
 # from Debian packages; skipped with a reason when the shared tools are absent).
 bash connect-wasm/run-tests.sh all
+drop_if_disk_low connect-wasm/target
 # Interop with real third-party peers (connect-node, grpc-js, grpcio, connect-python): our server and
 # client against theirs; installs the pinned peers (cached) and ends with "N passed, M failed".
 bash interop/run.sh
