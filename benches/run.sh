@@ -2,7 +2,7 @@
 # End-to-end benchmarks: ours vs tonic vs connectrpc vs a raw hyper floor, in one run.
 #
 #   benches/run.sh --quick   # a few minutes on 2 cores: prints the table with ratios (results/quick/)
-#   benches/run.sh --full    # ~15 minutes: 3 rounds, longer windows; writes benches/results/ (README)
+#   benches/run.sh --full    # ~45 minutes: 3 rounds, longer windows; writes benches/results/ (README)
 #   benches/run.sh --micro   # criterion micro-benchmarks of the core (cargo bench)
 #
 # Every scenario is driven by h2load (nghttp2, installed from Debian packages when missing) and by
