@@ -10,8 +10,8 @@ export CONNECT_SHARED_DIR="${CONNECT_SHARED_DIR:-$(cd .. && pwd)/shared}"
 # incremental caches (half of a debug target/, and no help to a run that builds everything once) a
 # fresh clone's run needs about half the disk. A developer's own `cargo test` keeps them.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-# On a nearly full disk (a CI machine's was: stop 25 ran out in the wasm build), a tree that no later
-# step reads is removed once its step is done; the next run rebuilds it. Threshold in GiB.
+# On a nearly full disk (a CI machine's filled up in the wasm build), a tree that no later step reads
+# is removed once its step is done; the next run rebuilds it. Threshold in GiB.
 drop_if_disk_low() {
     local avail_kb
     avail_kb=$(df -Pk . | awk 'NR==2 {print $4}')
@@ -43,7 +43,7 @@ bash fuzz/run.sh 12
 drop_if_disk_low fuzz/target
 # The unsafe block of connect-typed under Miri (nightly; skips with a reason without it).
 bash connect-typed/miri.sh
-drop_if_disk_low target/miri target/package
+drop_if_disk_low "${CARGO_TARGET_DIR:-target}/miri" "${CARGO_TARGET_DIR:-target}/package"
 # connect-wasm in Node and headless Chromium against the connect-tokio test server (wasm32 toolchain
 # from Debian packages; skipped with a reason when the shared tools are absent).
 bash connect-wasm/run-tests.sh all
