@@ -601,11 +601,16 @@ impl Body for ServerBody {
         self.rpc.as_ref().is_none_or(|rpc| {
             // Over HTTP/1.1 an unfinished request body must be drained through `poll_frame` first.
             let request_pending = rpc.trip.drain.is_some() && !rpc.trip.request_ended();
+            // A body whose end was peeked has ended: said here, the HTTP/2 stream's end goes out
+            // with its last data instead of in an empty DATA frame of its own.
+            let body_ended = match &rpc.peeked {
+                None => rpc.body.is_end_stream(),
+                Some(next) => next.is_none(),
+            };
             rpc.last.is_none()
                 && rpc.drain.is_none()
                 && rpc.pending_len == 0
-                && rpc.peeked.is_none()
-                && rpc.body.is_end_stream()
+                && body_ended
                 && !request_pending
         })
     }

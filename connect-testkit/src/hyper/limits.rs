@@ -124,6 +124,66 @@ fn unary_headers(stream: u32, end: bool) -> Vec<u8> {
     http2_frame(0x1, flags, stream, &block)
 }
 
+/// A HEADERS frame (END_HEADERS only) of a POST to `path` with `headers`, in HPACK with no table
+/// and no Huffman coding.
+fn request_headers(stream: u32, path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut block = vec![0x83, 0x86, 0x04, path.len() as u8]; // :method POST, :scheme http, :path
+    block.extend_from_slice(path.as_bytes());
+    block.extend_from_slice(&[0x01, 0x01, b'x']); // :authority
+    for (name, value) in headers {
+        // A literal field without indexing, with its name.
+        block.extend_from_slice(&[0x00, name.len() as u8]);
+        block.extend_from_slice(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    http2_frame(0x1, 0x4, stream, &block)
+}
+
+/// The frames on `stream` (type, flags, payload length) until one ends it.
+fn frames_until_stream_ends(
+    socket: &mut TcpStream,
+    stream: u32,
+) -> std::io::Result<Vec<(u8, u8, usize)>> {
+    let mut frames = Vec::new();
+    loop {
+        let mut header = [0u8; 9];
+        socket.read_exact(&mut header)?;
+        let len =
+            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+        let mut payload = vec![0u8; len];
+        socket.read_exact(&mut payload)?;
+        let id = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+        if id != stream {
+            continue;
+        }
+        frames.push((header[3], header[4], len));
+        if matches!(header[3], 0x0 | 0x1) && header[4] & 0x1 != 0 {
+            return Ok(frames);
+        }
+        if header[3] == 0x3 {
+            return Err(std::io::Error::other(format!("stream {stream} reset")));
+        }
+    }
+}
+
+/// Makes one call on a fresh HTTP/2 connection: `headers`, then `body` in a DATA frame that ends
+/// the request; the response's frames.
+fn raw_http2_call(
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Vec<(u8, u8, usize)>> {
+    let mut socket = TcpStream::connect(authority)?;
+    socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut request = HTTP2_HELLO.to_vec();
+    request.extend(request_headers(1, path, headers));
+    request.extend(http2_frame(0x0, 0x1, 1, body));
+    socket.write_all(&request)?;
+    frames_until_stream_ends(&mut socket, 1)
+}
+
 /// Reads frames until one on `stream` ends it.
 fn read_until_stream_ends(socket: &mut TcpStream, stream: u32) -> std::io::Result<()> {
     loop {
@@ -372,6 +432,61 @@ impl<A: HyperAdapter> Suite<A> {
             assert!(
                 closed < Duration::from_secs(3),
                 "{what}: closed only after {closed:?}"
+            );
+        }
+        server.stop_within(&*self.runtime, CALL_LIMIT).await;
+    }
+
+    /// Over HTTP/2 a response's last frame ends its stream: a Connect unary response's data, a
+    /// Connect stream's end-of-stream message, gRPC's trailers; no empty DATA frame of its own
+    /// follows (a frame per call for both peers to handle, which the response budget's look at a
+    /// unary response before its head once added). Run with the default limits, which hold the
+    /// budget.
+    pub async fn http2_responses_end_with_their_last_frame(&self) {
+        let server = self.serve_limited(Http::H2c, Limits::default()).await;
+        let message = connect_typed::encode(Codec::Proto, &echo("hi")).expect("a message");
+        let cases: [(&str, &str, Vec<(&str, &str)>, Vec<u8>, u8); 4] = [
+            (
+                "Connect unary",
+                "/testkit.v1.EchoService/Unary",
+                vec![("content-type", "application/proto")],
+                message.to_vec(),
+                0x0,
+            ),
+            (
+                "Connect server stream",
+                "/testkit.v1.EchoService/ServerStream",
+                vec![("content-type", "application/connect+proto")],
+                envelope(&message),
+                0x0,
+            ),
+            (
+                "gRPC unary",
+                "/testkit.v1.EchoService/Unary",
+                vec![("content-type", "application/grpc"), ("te", "trailers")],
+                envelope(&message),
+                0x1,
+            ),
+            (
+                "gRPC-Web unary",
+                "/testkit.v1.EchoService/Unary",
+                vec![("content-type", "application/grpc-web")],
+                envelope(&message),
+                0x0,
+            ),
+        ];
+        for (what, path, headers, body, last_kind) in cases {
+            let authority = authority(&server);
+            let frames = blocking(self, what, move || {
+                raw_http2_call(&authority, path, &headers, &body)
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let empty_data = frames.iter().any(|&(kind, _, len)| kind == 0x0 && len == 0);
+            let &(kind, _, len) = frames.last().expect("a frame ends the stream");
+            assert!(
+                !empty_data && kind == last_kind && len > 0,
+                "{what}: the response's frames (type, flags, length) were {frames:?}"
             );
         }
         server.stop_within(&*self.runtime, CALL_LIMIT).await;
@@ -644,7 +759,7 @@ macro_rules! limits_tests {
     ($adapter:expr, $block_on:path) => {
         $crate::e2e_tests!(@each $adapter, $block_on;
             client_faults_get_client_codes, connections_without_a_request_are_closed,
-            trickled_http2_request_heads_are_cut,
+            trickled_http2_request_heads_are_cut, http2_responses_end_with_their_last_frame,
             keepalive_pings_close_dead_peers, idle_connections_are_closed,
             connections_rotate_after_their_request_limit, old_connections_drain_then_close,
             connection_count_is_bounded, response_budget_refuses_clients_that_do_not_read);
