@@ -161,7 +161,7 @@ impl ConnectionService {
             ..Trip::default()
         });
         // What a refusal from the budget needs of the request, once the router has it.
-        let head = self.budget.is_active().then(|| refusal_head(&request));
+        let mut head = self.budget.is_active().then(|| RefusalHead::of(&request));
         let request = request.map(|body| WatchedBody {
             inner: Some(body),
             remaining: limit,
@@ -183,20 +183,20 @@ impl ConnectionService {
                     budget: budget.clone(),
                     pending: VecDeque::new(),
                     pending_len: 0,
+                    counted: 0,
                     peeked: None,
                     sent_data: false,
                 };
-                if let Some(head) = head.as_ref().filter(|_| !rpc.body.is_end_stream()) {
+                if let Some(head) = head.take().filter(|_| !rpc.body.is_end_stream()) {
                     // A unary response is ready with its head (its envelope prefix and message may
-                    // come as separate chunks): refused if it does not fit, else held and counted.
-                    let mut ready = VecDeque::new();
-                    let mut total = 0;
-                    while total <= SLICE {
+                    // come as separate chunks): refused if it does not fit, else held, and counted
+                    // if more than the one slice that the HTTP stack takes.
+                    while rpc.pending_len <= SLICE {
                         match Pin::new(&mut rpc.body).poll_frame(cx) {
                             Poll::Ready(Some(Ok(frame))) if frame.is_data() => {
                                 let data = frame.into_data().unwrap_or_default();
-                                total += data.len();
-                                ready.push_back(data);
+                                rpc.pending_len += data.len();
+                                rpc.pending.push_back(data);
                             }
                             Poll::Ready(other) => {
                                 rpc.peeked = Some(other);
@@ -205,14 +205,19 @@ impl ConnectionService {
                             Poll::Pending => break,
                         }
                     }
-                    if total > SLICE && !budget.fits(total) {
-                        let status = Status::resource_exhausted(
-                            "the server holds too many unread response bytes for this \
-                             connection; read the responses, or call again later",
-                        );
-                        return Poll::Ready(Ok(refusal(&router, head, status, call.take())));
+                    let total = rpc.pending_len;
+                    if total > SLICE {
+                        if !budget.fits(total) {
+                            let status = Status::resource_exhausted(
+                                "the server holds too many unread response bytes for this \
+                                 connection; read the responses, or call again later",
+                            );
+                            let head = head.into_parts();
+                            return Poll::Ready(Ok(refusal(&router, &head, status, call.take())));
+                        }
+                        rpc.budget.charge(total);
+                        rpc.counted = total;
                     }
-                    rpc.hold(ready, total);
                 }
                 return Poll::Ready(Ok(http::Response::from_parts(
                     parts,
@@ -233,18 +238,35 @@ impl ConnectionService {
     }
 }
 
-/// What [`refusal`] needs of a request: what tells its protocol.
-fn refusal_head<B>(request: &http::Request<B>) -> http::request::Parts {
-    let (mut parts, ()) = http::Request::new(()).into_parts();
-    parts.method = request.method().clone();
-    parts.uri = request.uri().clone();
-    parts.version = request.version();
-    if let Some(content_type) = request.headers().get(http::header::CONTENT_TYPE) {
-        parts
-            .headers
-            .insert(http::header::CONTENT_TYPE, content_type.clone());
+/// What [`refusal`] needs of a request (what tells its method and protocol), kept in case the
+/// budget refuses its response: no header map is built for every call until one is.
+struct RefusalHead {
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    content_type: Option<http::HeaderValue>,
+}
+
+impl RefusalHead {
+    fn of<B>(request: &http::Request<B>) -> Self {
+        RefusalHead {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            content_type: request.headers().get(http::header::CONTENT_TYPE).cloned(),
+        }
     }
-    parts
+
+    fn into_parts(self) -> http::request::Parts {
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = self.method;
+        parts.uri = self.uri;
+        parts.version = self.version;
+        if let Some(content_type) = self.content_type {
+            parts.headers.insert(http::header::CONTENT_TYPE, content_type);
+        }
+        parts
+    }
 }
 
 /// The request refused with `status` in its protocol, from its head alone (as the call machine
@@ -466,6 +488,8 @@ struct Rpc {
     budget: ResponseBudget,
     pending: VecDeque<Bytes>,
     pending_len: usize,
+    /// How much of `pending` is counted against the budget (a response's first slice is not).
+    counted: usize,
     /// The body's item after the data taken before the head went out (to weigh a unary response).
     peeked: Option<Option<Result<Frame<Bytes>, CallReset>>>,
     /// Whether a message went out: a stream then waits for the budget before producing more.
@@ -473,17 +497,8 @@ struct Rpc {
 }
 
 impl Rpc {
-    /// Holds `chunks` (`len` bytes) against the budget, to be handed on a slice at a time.
-    fn hold(&mut self, chunks: VecDeque<Bytes>, len: usize) {
-        if len == 0 {
-            return;
-        }
-        self.budget.charge(len);
-        self.pending.extend(chunks);
-        self.pending_len += len;
-    }
-
-    /// The next slice of what is held (at most [`SLICE`] bytes), released from the budget.
+    /// The next slice of what is held (at most [`SLICE`] bytes), released from the budget as far
+    /// as it was counted.
     fn next_slice(&mut self) -> Bytes {
         let Some(front) = self.pending.front_mut() else {
             return Bytes::new();
@@ -493,7 +508,11 @@ impl Rpc {
             self.pending.pop_front();
         }
         self.pending_len -= slice.len();
-        self.budget.release(slice.len());
+        let released = slice.len().min(self.counted);
+        if released > 0 {
+            self.counted -= released;
+            self.budget.release(released);
+        }
         slice
     }
 
@@ -504,14 +523,19 @@ impl Rpc {
             return data;
         }
         let len = data.len();
-        self.hold(VecDeque::from([data]), len);
+        self.budget.charge(len);
+        self.counted += len;
+        self.pending_len += len;
+        self.pending.push_back(data);
         self.next_slice()
     }
 }
 
 impl Drop for Rpc {
     fn drop(&mut self) {
-        self.budget.release(self.pending_len);
+        if self.counted > 0 {
+            self.budget.release(self.counted);
+        }
     }
 }
 

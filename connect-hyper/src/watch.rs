@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -30,6 +30,10 @@ pub(crate) struct ConnectionStats {
     /// Wakes the watcher when the request count reaches `max_requests`.
     max_requests: Option<u64>,
     watcher: AtomicWaker,
+    /// Set when something changed that may call for the watcher's clock before its alarm: the
+    /// request count reached `max_requests`, or a read left something incomplete. (Everything else
+    /// the clock decides waits for its alarm, so a busy connection's many polls need not ask it.)
+    changed: AtomicBool,
 }
 
 impl ConnectionStats {
@@ -42,6 +46,7 @@ impl ConnectionStats {
             incomplete_since: AtomicU64::new(0),
             max_requests,
             watcher: AtomicWaker::new(),
+            changed: AtomicBool::new(false),
         }
     }
 
@@ -50,6 +55,7 @@ impl ConnectionStats {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let started = self.requests.fetch_add(1, Ordering::AcqRel) + 1;
         if self.max_requests == Some(started) {
+            self.changed.store(true, Ordering::Release);
             self.watcher.wake();
         }
         CallGuard {
@@ -65,6 +71,15 @@ impl ConnectionStats {
             u64::try_from(offset).unwrap_or(u64::MAX - 1) + 1
         });
         self.incomplete_since.store(nanos, Ordering::Release);
+        if nanos != 0 {
+            // Read from within the connection's poll: the watcher looks once that returns.
+            self.changed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether something changed since the last look (see `changed`).
+    fn take_changed(&self) -> bool {
+        self.changed.load(Ordering::Acquire) && self.changed.swap(false, Ordering::AcqRel)
     }
 
     fn incomplete_since(&self) -> Option<Instant> {
@@ -259,10 +274,14 @@ pub(crate) async fn watched<C: Future>(
     let mut shutting_down = false;
     let mut draining = false;
     let mut sleep = Alarm::default();
+    // Whether the clock must look: at first, when its alarm went off, after a drain began, or when
+    // the stats say something changed. Otherwise its armed alarm stands.
+    let mut look = true;
     std::future::poll_fn(move |cx: &mut Context<'_>| loop {
         stats.watcher.register(cx.waker());
         if !shutting_down && Pin::new(&mut shutdown).poll(cx).is_ready() {
             shutting_down = true;
+            look = true;
             clock.drain_for_shutdown(Instant::now());
             if !draining {
                 draining = true;
@@ -274,10 +293,18 @@ pub(crate) async fn watched<C: Future>(
         if let Poll::Ready(output) = conn.as_mut().poll(cx) {
             return Poll::Ready(Some(output));
         }
+        if !std::mem::take(&mut look) && !stats.take_changed() {
+            if !sleep.poll(cx) {
+                return Poll::Pending;
+            }
+            look = true;
+            continue;
+        }
         match clock.poll(stats, Instant::now()) {
             Verdict::Close => return Poll::Ready(None),
             Verdict::Drain if !draining => {
                 draining = true;
+                look = true;
                 drain(conn.as_mut());
                 // hyper starts draining when polled.
                 continue;
@@ -288,6 +315,7 @@ pub(crate) async fn watched<C: Future>(
         if !sleep.poll(cx) {
             return Poll::Pending;
         }
+        look = true;
     })
     .await
 }
