@@ -444,11 +444,16 @@ struct ServerDriver {
 /// The handler's response headers when they are due (once, before the first response; nothing when
 /// the handler set none, did not ask for them to be sent, and no interceptor added any), marking
 /// them sent.
+#[inline]
 fn due_headers(sent: &mut bool, ctx: Option<&Context>) -> Option<http::HeaderMap> {
     if std::mem::replace(sent, true) {
         return None;
     }
-    let ctx = ctx?;
+    first_headers(ctx?)
+}
+
+/// The handler's response headers as they go out, the interceptors' changes made.
+fn first_headers(ctx: &Context) -> Option<http::HeaderMap> {
     let mut headers = ctx.take_response_headers();
     for interceptor in ctx.interceptors().iter().rev() {
         interceptor.on_response_headers(ctx, &mut headers);

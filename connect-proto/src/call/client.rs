@@ -10,7 +10,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use super::{
     check_raw_size, compress, decompress, header_str, message_flag, named_compression,
     send_payload, wire_limit, writer_for, BodyCollector, Incoming, MessageWriter, Outbox, Outgoing,
-    Refusal, Reset, SendSide,
+    Refusal, Reset, SendSide, WriterCall,
 };
 use crate::compression::{CompressionRegistry, Compressor};
 use crate::envelope::{flags, Envelope, EnvelopeDecoder};
@@ -411,7 +411,8 @@ impl ClientCall {
     /// [`ClientCall::send_message`] copies a payload serialized elsewhere: append the message's bytes
     /// to [`MessageWriter::buffer`], then [`MessageWriter::send`] it.
     pub fn message_writer(&mut self) -> MessageWriter<'_> {
-        writer_for(self)
+        let (call, start, prefix) = writer_for(self);
+        MessageWriter::new(WriterCall::Client(call), start, prefix)
     }
 
     /// Command: no more request messages. A call whose request is one message must have sent it.

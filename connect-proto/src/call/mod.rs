@@ -78,13 +78,19 @@ fn wire_limit(max: usize) -> usize {
 }
 
 /// `resource_exhausted` for a raw message over the limit.
+#[inline]
 fn check_raw_size(len: usize, max: usize, what: &str) -> Result<(), Status> {
     if len > max {
-        return Err(Status::resource_exhausted(format!(
-            "{what} message of {len} bytes exceeds the limit of {max}"
-        )));
+        return Err(too_large(len, max, what));
     }
     Ok(())
+}
+
+#[cold]
+fn too_large(len: usize, max: usize, what: &str) -> Status {
+    Status::resource_exhausted(format!(
+        "{what} message of {len} bytes exceeds the limit of {max}"
+    ))
 }
 
 /// Which side's messages a machine receives: the server reads requests, the client responses. The
@@ -301,6 +307,7 @@ impl<T> Outbox<T> {
     /// message, a placeholder prefix is written first. Returns where the message starts. A gathering
     /// outbox makes room for a few messages; one that sends a single message lets the message's
     /// serializer size the buffer (the proto form reserves its exact size).
+    #[inline]
     fn begin_in_place(&mut self, enveloped: bool) -> usize {
         if self.gather && self.pending.capacity() - self.pending.len() < IN_PLACE_MIN_SPARE {
             if self.pending.capacity() == 0 {
@@ -317,6 +324,7 @@ impl<T> Outbox<T> {
     }
 
     /// The buffer an in-place message is written to (after what it already holds).
+    #[inline]
     fn in_place_buffer(&mut self) -> &mut BytesMut {
         &mut self.pending
     }
@@ -348,6 +356,7 @@ impl<T> Outbox<T> {
     }
 
     /// Completes the enveloped in-place message that starts at `start` with its prefix.
+    #[inline]
     fn commit_in_place(&mut self, start: usize, flag: u8) {
         let len = self.pending.len() - start - envelope::PREFIX_LEN;
         // Callers check their send limit, which is below u32::MAX.
@@ -385,6 +394,7 @@ impl<T> Outbox<T> {
     }
 
     /// Bytes gathered for the next chunk.
+    #[inline]
     fn gathered_len(&self) -> usize {
         self.pending.len()
     }
@@ -475,12 +485,7 @@ fn admit<C: SendSide>(call: &mut C, len: usize) -> Result<bool, UsageError> {
             call.count_sent();
             Ok(true)
         }
-        Some(Refusal::Finished) => Ok(false),
-        Some(Refusal::Misuse(misuse)) => Err(misuse),
-        Some(Refusal::TooLarge(status)) => {
-            call.fail_send(status);
-            Ok(false)
-        }
+        Some(refusal) => refuse(call, refusal).map(|()| false),
     }
 }
 
@@ -494,11 +499,28 @@ fn send_payload<C: SendSide>(call: &mut C, payload: Bytes) -> Result<(), UsageEr
 
 /// `message_writer` of both machines. A bare message (Connect unary), and one that can only be
 /// dropped, are written without a placeholder prefix.
-fn writer_for<'a, C: SendSide + 'a>(call: &'a mut C) -> MessageWriter<'a> {
+fn writer_for<'a, C: SendSide + 'a>(call: &'a mut C) -> (&'a mut C, usize, usize) {
     let enveloped = !call.bare_messages() && call.refusal(0).is_none();
     let start = call.outbox().begin_in_place(enveloped);
     let prefix = if enveloped { envelope::PREFIX_LEN } else { 0 };
-    MessageWriter::new(call, start, prefix)
+    (call, start, prefix)
+}
+
+/// The machine a [`MessageWriter`] writes into: one of the two, dispatched statically (a message
+/// of a stream goes through every method here, and each is small).
+enum WriterCall<'a> {
+    Server(&'a mut ServerCall),
+    Client(&'a mut ClientCall),
+}
+
+/// Runs `$body` with `$c` bound to the writer's machine, whichever it is.
+macro_rules! on_call {
+    ($call:expr, $c:ident => $body:expr) => {
+        match $call {
+            WriterCall::Server($c) => $body,
+            WriterCall::Client($c) => $body,
+        }
+    };
 }
 
 /// The side of a call a [`MessageWriter`] writes into.
@@ -532,16 +554,34 @@ impl<C: SendSide> WriterTarget for C {
         self.outbox().discard_in_place(start);
     }
 
+    #[inline]
     fn send_in_place(&mut self, start: usize, prefix: usize) -> Result<(), UsageError> {
         let len = self.gathered() - start - prefix;
-        if self.refusal(len).is_some() {
-            // Out of the buffer before the call answers the refusal (a failed call flushes it).
-            self.outbox().discard_in_place(start);
+        match self.refusal(len) {
+            None => {
+                self.count_sent();
+                self.queue_message(Outgoing::InPlace { start, prefix });
+                Ok(())
+            }
+            Some(refusal) => {
+                // Out of the buffer before the call answers the refusal (a failed call flushes it).
+                self.outbox().discard_in_place(start);
+                refuse(self, refusal)
+            }
         }
-        if admit(self, len)? {
-            self.queue_message(Outgoing::InPlace { start, prefix });
+    }
+}
+
+/// Answers a message that may not go out: dropped silently once the call is over, an error for the
+/// application's misuse, the call failed for a message over the limit.
+fn refuse<C: SendSide>(call: &mut C, refusal: Refusal) -> Result<(), UsageError> {
+    match refusal {
+        Refusal::Finished => Ok(()),
+        Refusal::Misuse(misuse) => Err(misuse),
+        Refusal::TooLarge(status) => {
+            call.fail_send(status);
+            Ok(())
         }
-        Ok(())
     }
 }
 
@@ -551,7 +591,7 @@ impl<C: SendSide> WriterTarget for C {
 /// [`MessageWriter::send`] it; a writer dropped unsent leaves nothing behind.
 #[must_use = "a message writer sends nothing unless `send` is called"]
 pub struct MessageWriter<'a> {
-    call: &'a mut dyn WriterTarget,
+    call: WriterCall<'a>,
     /// Where the message (its placeholder prefix first) starts in the send buffer.
     start: usize,
     /// The placeholder prefix's length: 0 for a Connect unary body, which is not enveloped.
@@ -569,7 +609,7 @@ impl std::fmt::Debug for MessageWriter<'_> {
 }
 
 impl<'a> MessageWriter<'a> {
-    fn new(call: &'a mut dyn WriterTarget, start: usize, prefix: usize) -> Self {
+    fn new(call: WriterCall<'a>, start: usize, prefix: usize) -> Self {
         MessageWriter {
             call,
             start,
@@ -579,13 +619,14 @@ impl<'a> MessageWriter<'a> {
     }
 
     /// The buffer to append the message's bytes to. It holds other bytes before them: append only.
+    #[inline]
     pub fn buffer(&mut self) -> &mut BytesMut {
-        self.call.send_buffer()
+        on_call!(&mut self.call, c => c.send_buffer())
     }
 
     /// The bytes written so far.
     pub fn len(&self) -> usize {
-        self.call.gathered_len() - self.start - self.prefix
+        on_call!(&self.call, c => c.gathered_len()) - self.start - self.prefix
     }
 
     /// Whether nothing was written.
@@ -596,21 +637,24 @@ impl<'a> MessageWriter<'a> {
     /// The message written so far, taken out of the call's buffer as it is: the call sends nothing.
     pub fn take(mut self) -> BytesMut {
         self.open = false;
-        self.call.take_in_place(self.start, self.prefix)
+        let (start, prefix) = (self.start, self.prefix);
+        on_call!(&mut self.call, c => c.take_in_place(start, prefix))
     }
 
     /// Sends what was written as one message, exactly as `send_message` would send those bytes
     /// (limits, compression, the one message of a unary request or response).
     pub fn send(mut self) -> Result<(), UsageError> {
         self.open = false;
-        self.call.send_in_place(self.start, self.prefix)
+        let (start, prefix) = (self.start, self.prefix);
+        on_call!(&mut self.call, c => c.send_in_place(start, prefix))
     }
 }
 
 impl Drop for MessageWriter<'_> {
     fn drop(&mut self) {
         if self.open {
-            self.call.discard_in_place(self.start);
+            let start = self.start;
+            on_call!(&mut self.call, c => c.discard_in_place(start));
         }
     }
 }

@@ -9,7 +9,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use super::{
     check_raw_size, compress, header_str, message_flag, named_compression, send_payload,
     wire_limit, writer_for, BodyCollector, Incoming, MessageWriter, Outbox, Outgoing, Refusal,
-    Reset, SendSide,
+    Reset, SendSide, WriterCall,
 };
 use crate::compression::{CompressionRegistry, Compressor};
 use crate::envelope::{flags, Envelope, EnvelopeDecoder};
@@ -710,7 +710,8 @@ impl ServerCall {
     /// # }
     /// ```
     pub fn message_writer(&mut self) -> MessageWriter<'_> {
-        writer_for(self)
+        let (call, start, prefix) = writer_for(self);
+        MessageWriter::new(WriterCall::Server(call), start, prefix)
     }
 
     /// Command: the call's outcome and trailers (custom metadata). Nothing may be sent after it. Ignored
