@@ -174,7 +174,7 @@ impl ConnectionService {
         Box::pin(std::future::poll_fn(move |cx| {
             if let Poll::Ready(response) = Pin::new(&mut serve).poll(cx) {
                 let (parts, body) = response.into_parts();
-                let mut rpc = Rpc {
+                let mut rpc = Box::new(Rpc {
                     body,
                     trip: trip.clone(),
                     timer: timer.clone(),
@@ -186,7 +186,7 @@ impl ConnectionService {
                     counted: 0,
                     peeked: None,
                     sent_data: false,
-                };
+                });
                 if let Some(head) = head.take().filter(|_| !rpc.body.is_end_stream()) {
                     // A unary response is ready with its head (its envelope prefix and message may
                     // come as separate chunks): refused if it does not fit, else held, and counted
@@ -263,7 +263,9 @@ impl RefusalHead {
         parts.uri = self.uri;
         parts.version = self.version;
         if let Some(content_type) = self.content_type {
-            parts.headers.insert(http::header::CONTENT_TYPE, content_type);
+            parts
+                .headers
+                .insert(http::header::CONTENT_TYPE, content_type);
         }
         parts
     }
@@ -299,7 +301,7 @@ fn refusal(
     };
     head.map(|()| ServerBody {
         rpc: None,
-        fixed: Some(fixed),
+        fixed: Some(Box::new(fixed)),
         _call: call,
     })
 }
@@ -464,8 +466,10 @@ impl Drain {
 /// error makes hyper reset the stream.
 #[derive(Default)]
 pub struct ServerBody {
-    rpc: Option<Rpc>,
-    fixed: Option<Fixed>,
+    // Both on the heap: the body is moved several times per call (into the HTTP stack's
+    // per-stream task among others), and inline they made it about 500 bytes.
+    rpc: Option<Box<Rpc>>,
+    fixed: Option<Box<Fixed>>,
     /// Counts the call in flight until the response is done (connection management).
     _call: Option<CallGuard>,
 }
