@@ -587,6 +587,11 @@ impl ServerDriver {
     }
 
     /// `first` joined with the small `Data` chunks queued behind it, up to [`COALESCE_BYTES`].
+    ///
+    /// A stream's small messages are gathered by the call machine itself, so this is rarely
+    /// reached; where it is, it pays: a gRPC-Web response's last message and its trailer frame
+    /// leave in one HTTP/2 DATA frame instead of two (measured with h2load on unary gRPC-Web echo:
+    /// 9 bytes and about 0.4 µs of server CPU less per call; `benches/README.md`).
     fn coalesce(&mut self, first: Bytes) -> Bytes {
         let small = |len: usize| len <= SMALL_CHUNK;
         if !small(first.len()) {
