@@ -167,6 +167,16 @@ fn frames_until_stream_ends(
     }
 }
 
+/// A raw HTTP/2 call: what it is, its path, its headers, its body, and the type of the frame that
+/// must end its response.
+type RawCase = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Vec<u8>,
+    u8,
+);
+
 /// Makes one call on a fresh HTTP/2 connection: `headers`, then `body` in a DATA frame that ends
 /// the request; the response's frames.
 fn raw_http2_call(
@@ -445,7 +455,7 @@ impl<A: HyperAdapter> Suite<A> {
     pub async fn http2_responses_end_with_their_last_frame(&self) {
         let server = self.serve_limited(Http::H2c, Limits::default()).await;
         let message = connect_typed::encode(Codec::Proto, &echo("hi")).expect("a message");
-        let cases: [(&str, &str, Vec<(&str, &str)>, Vec<u8>, u8); 4] = [
+        let cases: [RawCase; 4] = [
             (
                 "Connect unary",
                 "/testkit.v1.EchoService/Unary",
