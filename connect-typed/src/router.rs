@@ -476,6 +476,18 @@ fn send_error_metadata(result: &mut Result<(), crate::Status>, trailers: &mut ht
     }
 }
 
+/// Polls `responses` for the next message, written into `writer`; a panicking handler is caught
+/// there (it fails its own call with `internal`, never the connection it shares).
+fn poll_guarded(
+    responses: &mut ResponsePayloads,
+    cx: &mut TaskContext<'_>,
+    writer: &mut connect_proto::MessageWriter<'_>,
+) -> std::thread::Result<Poll<Option<Result<(), crate::Status>>>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        responses.poll_write(cx, writer.buffer())
+    }))
+}
+
 #[cfg(feature = "tracing")]
 /// What a panic carried, for the log.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
@@ -653,15 +665,41 @@ impl ServerDriver {
         let _entered = span.as_ref().map(tracing::Span::enter);
         let responses = self.responses.as_mut()?;
         let mut writer = self.call.message_writer();
-        // A panicking handler fails its own call (`internal`), never the connection it shares.
-        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            responses.poll_write(cx, writer.buffer())
-        }));
+        let mut polled = poll_guarded(responses, cx, &mut writer);
+        if let Ok(Poll::Ready(Some(Ok(())))) = polled {
+            if let Some(headers) = due_headers(&mut self.headers_sent, self.ctx.as_ref()) {
+                // Response headers go first: the message steps out of the buffer meanwhile.
+                let message = writer.take().freeze();
+                // Only fails when the call is already over; then the message is dropped too.
+                let _ = self.call.send_headers(headers);
+                let sent = self.call.send_message(message);
+                self.fail_misuse(sent.err());
+                return Some(true);
+            }
+        }
+        // The message, then those the handler has ready behind it while they fit the chunk being
+        // gathered: one writer for them all, each written in place.
+        let (mut sent, mut misuse) = (false, None);
+        while let Ok(Poll::Ready(Some(Ok(())))) = polled {
+            sent = true;
+            match writer.send_and_continue() {
+                Ok(true) if writer.buffer().len() + self.out_bytes < COALESCE_BYTES => {
+                    polled = poll_guarded(responses, cx, &mut writer);
+                }
+                Ok(_) => polled = Ok(Poll::Pending),
+                Err(e) => {
+                    misuse = Some(e);
+                    polled = Ok(Poll::Pending);
+                }
+            }
+        }
+        // A message begun and not written is dropped with the writer.
+        drop(writer);
+        self.fail_misuse(misuse);
         let item = match polled {
             Ok(Poll::Ready(item)) => item,
-            Ok(Poll::Pending) => return None,
+            Ok(Poll::Pending) => return sent.then_some(true),
             Err(panic) => {
-                drop(writer);
                 // The payload goes to the log (and the panic hook's report), not to the client.
                 #[cfg(feature = "tracing")]
                 tracing::error!(
@@ -675,36 +713,22 @@ impl ServerDriver {
                 return Some(false);
             }
         };
-        let sent = match item {
-            Some(Ok(())) => match due_headers(&mut self.headers_sent, self.ctx.as_ref()) {
-                // Response headers go first: the message steps out of the buffer meanwhile.
-                Some(headers) => {
-                    let message = writer.take().freeze();
-                    // Only fails when the call is already over; then the message is dropped too.
-                    let _ = self.call.send_headers(headers);
-                    self.call.send_message(message)
-                }
-                None => writer.send(),
-            },
-            Some(Err(status)) => {
-                drop(writer);
-                self.send_headers_once();
-                self.finish(Err(status));
-                return Some(false);
-            }
-            None => {
-                drop(writer);
-                self.send_headers_once();
-                self.finish(Ok(()));
-                return Some(false);
-            }
-        };
-        if let Err(misuse) = sent {
+        self.send_headers_once();
+        match item {
+            Some(Err(status)) => self.finish(Err(status)),
+            _ => self.finish(Ok(())),
+        }
+        Some(false)
+    }
+
+    /// A message the call refused as the handler's misuse (a second message of a unary response)
+    /// fails the call with `internal`.
+    fn fail_misuse(&mut self, misuse: Option<connect_proto::UsageError>) {
+        if let Some(misuse) = misuse {
             self.finish(Err(connect_proto::Status::internal(format!(
                 "the handler's response could not be sent: {misuse}"
             ))));
         }
-        Some(true)
     }
 
     fn send_headers_once(&mut self) {

@@ -624,8 +624,12 @@ impl<'a> MessageWriter<'a> {
         on_call!(&mut self.call, c => c.send_buffer())
     }
 
-    /// The bytes written so far.
+    /// The bytes written so far (none once [`send_and_continue`](Self::send_and_continue) found
+    /// that the call takes no more messages).
     pub fn len(&self) -> usize {
+        if !self.open {
+            return 0;
+        }
         on_call!(&self.call, c => c.gathered_len()) - self.start - self.prefix
     }
 
@@ -636,7 +640,9 @@ impl<'a> MessageWriter<'a> {
 
     /// The message written so far, taken out of the call's buffer as it is: the call sends nothing.
     pub fn take(mut self) -> BytesMut {
-        self.open = false;
+        if !std::mem::replace(&mut self.open, false) {
+            return BytesMut::new();
+        }
         let (start, prefix) = (self.start, self.prefix);
         on_call!(&mut self.call, c => c.take_in_place(start, prefix))
     }
@@ -644,10 +650,42 @@ impl<'a> MessageWriter<'a> {
     /// Sends what was written as one message, exactly as `send_message` would send those bytes
     /// (limits, compression, the one message of a unary request or response).
     pub fn send(mut self) -> Result<(), UsageError> {
-        self.open = false;
+        if !std::mem::replace(&mut self.open, false) {
+            return Ok(());
+        }
         let (start, prefix) = (self.start, self.prefix);
         on_call!(&mut self.call, c => c.send_in_place(start, prefix))
     }
+
+    /// Sends what was written as one message, as [`send`](Self::send) does, and begins the next one
+    /// behind it in the same buffer: `Ok(true)` when the call takes another message, `Ok(false)`
+    /// when it does not (a unary side after its message, a call that ended). A stream's ready
+    /// messages are written one after another this way, without a writer (and its checks) each;
+    /// the last one begun and not written is dropped with the writer.
+    pub fn send_and_continue(&mut self) -> Result<bool, UsageError> {
+        if !std::mem::replace(&mut self.open, false) {
+            return Ok(false);
+        }
+        let (start, prefix) = (self.start, self.prefix);
+        on_call!(&mut self.call, c => c.send_in_place(start, prefix))?;
+        match on_call!(&mut self.call, c => begin_next(&mut **c)) {
+            Some(start) => {
+                self.start = start;
+                self.prefix = envelope::PREFIX_LEN;
+                self.open = true;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// Begins another enveloped message in place if the call takes one; where it starts.
+fn begin_next<C: SendSide>(call: &mut C) -> Option<usize> {
+    if call.bare_messages() || call.refusal(0).is_some() {
+        return None;
+    }
+    Some(call.outbox().begin_in_place(true))
 }
 
 impl Drop for MessageWriter<'_> {

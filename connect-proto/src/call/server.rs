@@ -1071,6 +1071,18 @@ mod tests {
         std::iter::from_fn(|| call.poll_transmit()).collect()
     }
 
+    /// The body bytes the call sent, its `Data` transmits joined.
+    fn sent_data(call: &mut ServerCall) -> Vec<u8> {
+        transmits(call)
+            .into_iter()
+            .filter_map(|t| match t {
+                ServerTransmit::Data(d) => Some(d.to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
     fn events(call: &mut ServerCall) -> Vec<ServerEvent> {
         std::iter::from_fn(|| call.poll_event()).collect()
     }
@@ -1209,6 +1221,52 @@ mod tests {
         // Once over, messages are dropped without a word.
         assert_eq!(call.send_message(Bytes::from_static(b"x")), Ok(()));
         assert_eq!(call.message_writer().send(), Ok(()));
+    }
+
+    #[test]
+    fn one_writer_sends_a_streams_messages_one_after_another() {
+        let parts = head("POST", STREAM.path, Some("application/grpc"));
+        let mut call = start(STREAM, &parts);
+        let mut writer = call.message_writer();
+        writer.buffer().extend_from_slice(b"one");
+        assert_eq!(writer.send_and_continue(), Ok(true));
+        assert!(writer.is_empty(), "the next message starts empty");
+        writer.buffer().extend_from_slice(b"two");
+        assert_eq!(writer.send_and_continue(), Ok(true));
+        // Begun, nothing written, dropped: nothing of it is sent.
+        drop(writer);
+        call.finish(Ok(()), HeaderMap::new()).unwrap();
+        let body = sent_data(&mut call);
+        assert_eq!(body, b"\0\0\0\0\x03one\0\0\0\0\x03two");
+
+        // A unary response takes one message: the writer says so and holds nothing after it.
+        let parts = head("POST", UNARY.path, Some("application/grpc"));
+        let mut call = start(UNARY, &parts);
+        let mut writer = call.message_writer();
+        writer.buffer().extend_from_slice(b"only");
+        assert_eq!(writer.send_and_continue(), Ok(false));
+        assert!(writer.is_empty());
+        assert_eq!(writer.send(), Ok(()), "nothing left to send");
+        let data = sent_data(&mut call);
+        assert_eq!(data, b"\0\0\0\0\x04only", "the one message, enveloped");
+
+        // A message over the limit fails the call and ends the run.
+        let config = ServerConfig {
+            max_send_message_size: 3,
+            ..ServerConfig::default()
+        };
+        let parts = head("POST", STREAM.path, Some("application/grpc"));
+        let mut call = ServerCall::new(&config, Some(STREAM), &parts, Instant::now());
+        let mut writer = call.message_writer();
+        writer.buffer().extend_from_slice(b"big!");
+        assert_eq!(writer.send_and_continue(), Ok(false));
+        drop(writer);
+        match &events(&mut call)[..] {
+            [ServerEvent::Finished(Err(status))] => {
+                assert_eq!(status.code(), Code::RESOURCE_EXHAUSTED)
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
