@@ -53,7 +53,7 @@ pub enum ServerOp {
     /// `send_headers`.
     SendHeaders(Vec<(Vec<u8>, Vec<u8>)>),
     /// `send_message`, or for odd lengths `message_writer` (then dropped unsent when the first byte
-    /// is 0xff).
+    /// is 0xff, and sent twice through one writer's `send_and_continue` when it is 0xfe).
     SendMessage(Vec<u8>),
     /// `finish`: code (0 is Ok), message, details (type, value), trailers.
     Finish(
@@ -354,12 +354,22 @@ impl ServerRun {
                 let _ = call.send_headers(header_map(hs));
             }
             ServerOp::SendMessage(d) => {
-                // Odd lengths are written in place; those starting with 0xff are then dropped unsent.
+                // Odd lengths are written in place; those starting with 0xff are then dropped unsent,
+                // those starting with 0xfe sent twice through one writer.
                 if d.len() % 2 == 1 {
                     let mut writer = call.message_writer();
                     writer.buffer().extend_from_slice(d);
-                    if d[0] != 0xff {
-                        let _ = writer.send();
+                    match d[0] {
+                        0xff => {}
+                        0xfe => {
+                            if writer.send_and_continue() == Ok(true) {
+                                writer.buffer().extend_from_slice(d);
+                            }
+                            let _ = writer.send();
+                        }
+                        _ => {
+                            let _ = writer.send();
+                        }
                     }
                 } else {
                     let _ = call.send_message(Bytes::copy_from_slice(d));
