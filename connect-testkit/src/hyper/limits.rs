@@ -196,19 +196,7 @@ fn raw_http2_call(
 
 /// Reads frames until one on `stream` ends it.
 fn read_until_stream_ends(socket: &mut TcpStream, stream: u32) -> std::io::Result<()> {
-    loop {
-        let mut header = [0u8; 9];
-        socket.read_exact(&mut header)?;
-        let len =
-            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
-        let mut payload = vec![0u8; len];
-        socket.read_exact(&mut payload)?;
-        let id = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
-        let ends = matches!(header[3], 0x0 | 0x1) && header[4] & 0x1 != 0;
-        if id == stream && ends {
-            return Ok(());
-        }
-    }
+    frames_until_stream_ends(socket, stream).map(drop)
 }
 
 /// Makes a call on a fresh HTTP/2 connection, then sends `then` a byte every `pace`; how long after
