@@ -713,6 +713,7 @@ impl ServerDriver {
                 return Some(false);
             }
         };
+        // The handler's responses ended (every message was taken by the loop above).
         self.send_headers_once();
         match item {
             Some(Err(status)) => self.finish(Err(status)),

@@ -500,10 +500,16 @@ fn send_payload<C: SendSide>(call: &mut C, payload: Bytes) -> Result<(), UsageEr
 /// `message_writer` of both machines. A bare message (Connect unary), and one that can only be
 /// dropped, are written without a placeholder prefix.
 fn writer_for<'a, C: SendSide + 'a>(call: &'a mut C) -> (&'a mut C, usize, usize) {
+    let (start, prefix) = begin_message(call);
+    (call, start, prefix)
+}
+
+/// Begins a message in place: where it starts, and its placeholder prefix's length (none for a
+/// bare message, or one the call will refuse).
+fn begin_message<C: SendSide>(call: &mut C) -> (usize, usize) {
     let enveloped = !call.bare_messages() && call.refusal(0).is_none();
     let start = call.outbox().begin_in_place(enveloped);
-    let prefix = if enveloped { envelope::PREFIX_LEN } else { 0 };
-    (call, start, prefix)
+    (start, if enveloped { envelope::PREFIX_LEN } else { 0 })
 }
 
 /// The machine a [`MessageWriter`] writes into: one of the two, dispatched statically (a message
@@ -624,12 +630,8 @@ impl<'a> MessageWriter<'a> {
         on_call!(&mut self.call, c => c.send_buffer())
     }
 
-    /// The bytes written so far (none once [`send_and_continue`](Self::send_and_continue) found
-    /// that the call takes no more messages).
+    /// The bytes written so far.
     pub fn len(&self) -> usize {
-        if !self.open {
-            return 0;
-        }
         on_call!(&self.call, c => c.gathered_len()) - self.start - self.prefix
     }
 
@@ -640,9 +642,7 @@ impl<'a> MessageWriter<'a> {
 
     /// The message written so far, taken out of the call's buffer as it is: the call sends nothing.
     pub fn take(mut self) -> BytesMut {
-        if !std::mem::replace(&mut self.open, false) {
-            return BytesMut::new();
-        }
+        self.open = false;
         let (start, prefix) = (self.start, self.prefix);
         on_call!(&mut self.call, c => c.take_in_place(start, prefix))
     }
@@ -650,42 +650,24 @@ impl<'a> MessageWriter<'a> {
     /// Sends what was written as one message, exactly as `send_message` would send those bytes
     /// (limits, compression, the one message of a unary request or response).
     pub fn send(mut self) -> Result<(), UsageError> {
-        if !std::mem::replace(&mut self.open, false) {
-            return Ok(());
-        }
+        self.open = false;
         let (start, prefix) = (self.start, self.prefix);
         on_call!(&mut self.call, c => c.send_in_place(start, prefix))
     }
 
     /// Sends what was written as one message, as [`send`](Self::send) does, and begins the next one
-    /// behind it in the same buffer: `Ok(true)` when the call takes another message, `Ok(false)`
-    /// when it does not (a unary side after its message, a call that ended). A stream's ready
-    /// messages are written one after another this way, without a writer (and its checks) each;
-    /// the last one begun and not written is dropped with the writer.
+    /// behind it in the same buffer, as a new writer would: `Ok(true)` when the call takes another
+    /// message, `Ok(false)` when it does not (a unary side after its message, a call that ended;
+    /// what is written then is refused or dropped as a new writer's would be). A stream's ready
+    /// messages are written one after another this way, without a writer each; the last one begun
+    /// and not written is dropped with the writer.
     pub fn send_and_continue(&mut self) -> Result<bool, UsageError> {
-        if !std::mem::replace(&mut self.open, false) {
-            return Ok(false);
-        }
         let (start, prefix) = (self.start, self.prefix);
-        on_call!(&mut self.call, c => c.send_in_place(start, prefix))?;
-        match on_call!(&mut self.call, c => begin_next(&mut **c)) {
-            Some(start) => {
-                self.start = start;
-                self.prefix = envelope::PREFIX_LEN;
-                self.open = true;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let sent = on_call!(&mut self.call, c => c.send_in_place(start, prefix));
+        let (start, prefix) = on_call!(&mut self.call, c => begin_message(&mut **c));
+        (self.start, self.prefix) = (start, prefix);
+        sent.map(|()| prefix > 0)
     }
-}
-
-/// Begins another enveloped message in place if the call takes one; where it starts.
-fn begin_next<C: SendSide>(call: &mut C) -> Option<usize> {
-    if call.bare_messages() || call.refusal(0).is_some() {
-        return None;
-    }
-    Some(call.outbox().begin_in_place(true))
 }
 
 impl Drop for MessageWriter<'_> {

@@ -1239,14 +1239,19 @@ mod tests {
         let body = sent_data(&mut call);
         assert_eq!(body, b"\0\0\0\0\x03one\0\0\0\0\x03two");
 
-        // A unary response takes one message: the writer says so and holds nothing after it.
+        // A unary response takes one message: the writer says so, and refuses another as a new
+        // writer would.
         let parts = head("POST", UNARY.path, Some("application/grpc"));
         let mut call = start(UNARY, &parts);
         let mut writer = call.message_writer();
         writer.buffer().extend_from_slice(b"only");
         assert_eq!(writer.send_and_continue(), Ok(false));
         assert!(writer.is_empty());
-        assert_eq!(writer.send(), Ok(()), "nothing left to send");
+        writer.buffer().extend_from_slice(b"more");
+        assert_eq!(
+            writer.send(),
+            Err(UsageError("a unary response has exactly one message"))
+        );
         let data = sent_data(&mut call);
         assert_eq!(data, b"\0\0\0\0\x04only", "the one message, enveloped");
 
