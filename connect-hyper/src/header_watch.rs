@@ -10,10 +10,9 @@
 //! they are flow-controlled, and a slow upload is legitimate.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
@@ -22,9 +21,6 @@ use crate::watch::ConnectionStats;
 
 /// The client connection preface (RFC 9113, 3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// The most bytes read through our own buffer at once, where a read may hold frame headers.
-const INSPECT: usize = 16 * 1024;
 
 const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
@@ -157,15 +153,24 @@ impl Framing {
 /// A server connection's IO that tells its [`ConnectionStats`] since when the HTTP/2 framing of what
 /// was read has been incomplete (see the module's documentation). Writes pass straight through.
 ///
-/// HTTP/2 reads go through a buffer of ours on the stack (at most [`INSPECT`] bytes at once), so that
-/// the bytes can be looked at: one copy more of what a connection reads (hyper's read cursor tells
-/// no one how much a read filled). Other connections' reads pass straight through.
+/// While it watches, reads go through a buffer of its own (64 KiB, lent from the shared pool only
+/// while it holds bytes, as [`BatchedWrites`](crate::BatchedWrites) lends its own): the bytes are
+/// looked at once as they arrive and handed to the HTTP stack as it asks for them (hyper's read
+/// cursor tells no one how much a read filled). Reading whole chunks here also means that the
+/// `BatchedWrites` underneath reads straight from the socket into this buffer, so watching costs no
+/// copy of its own. A connection that is not HTTP/2 is not watched: once its first bytes are
+/// handed on, its reads pass straight through, as do those of a connection nothing watches.
 #[derive(Debug)]
 pub(crate) struct HeaderWatch<T> {
     io: T,
     framing: Framing,
     /// `None`: nothing watches the connection, and its reads pass straight through.
     stats: Option<Arc<ConnectionStats>>,
+    /// What the last read from `io` brought (lent while it holds bytes), and the part of it not yet
+    /// handed on.
+    read: Box<[u8]>,
+    read_start: usize,
+    read_end: usize,
 }
 
 impl<T> HeaderWatch<T> {
@@ -174,7 +179,14 @@ impl<T> HeaderWatch<T> {
         if stats.is_none() {
             framing.phase = Phase::Other;
         }
-        HeaderWatch { io, framing, stats }
+        HeaderWatch {
+            io,
+            framing,
+            stats,
+            read: Box::default(),
+            read_start: 0,
+            read_end: 0,
+        }
     }
 }
 
@@ -185,21 +197,43 @@ impl<T: Read + Unpin> Read for HeaderWatch<T> {
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let Some(stats) = this.stats.as_ref().filter(|_| !this.framing.is_other()) else {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
-        };
-        let mut space = [MaybeUninit::<u8>::uninit(); INSPECT];
-        let mut read = ReadBuf::uninit(&mut space[..buf.remaining().min(INSPECT)]);
-        ready!(Pin::new(&mut this.io).poll_read(cx, read.unfilled()))?;
-        let bytes = read.filled();
-        let was_incomplete = this.framing.incomplete();
-        this.framing.read(bytes);
-        match (was_incomplete, this.framing.incomplete()) {
-            (false, true) => stats.set_incomplete_since(Some(Instant::now())),
-            (true, false) => stats.set_incomplete_since(None),
-            _ => {}
+        if this.read_start == this.read_end {
+            let Some(stats) = this.stats.as_ref().filter(|_| !this.framing.is_other()) else {
+                return Pin::new(&mut this.io).poll_read(cx, buf);
+            };
+            if this.read.is_empty() {
+                this.read = crate::buffers::take_read_buffer();
+            }
+            let mut read = ReadBuf::new(&mut this.read);
+            match Pin::new(&mut this.io).poll_read(cx, read.unfilled()) {
+                Poll::Ready(Ok(())) => {}
+                other => {
+                    // The socket is dry (or failed): an idle connection holds no read buffer.
+                    crate::buffers::give_read_buffer(std::mem::take(&mut this.read));
+                    return other;
+                }
+            }
+            let filled = read.filled().len();
+            let was_incomplete = this.framing.incomplete();
+            this.framing.read(&this.read[..filled]);
+            match (was_incomplete, this.framing.incomplete()) {
+                (false, true) => stats.set_incomplete_since(Some(Instant::now())),
+                (true, false) => stats.set_incomplete_since(None),
+                _ => {}
+            }
+            (this.read_start, this.read_end) = (0, filled);
+            if filled == 0 {
+                // The end of the stream: handed on as an empty read.
+                return Poll::Ready(Ok(()));
+            }
         }
-        buf.put_slice(bytes);
+        let n = buf.remaining().min(this.read_end - this.read_start);
+        buf.put_slice(&this.read[this.read_start..this.read_start + n]);
+        this.read_start += n;
+        if this.read_start == this.read_end && this.framing.is_other() {
+            // Not HTTP/2: its first bytes are handed on, the rest pass straight through.
+            crate::buffers::give_read_buffer(std::mem::take(&mut this.read));
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -294,6 +328,68 @@ mod tests {
             "the frame header"
         );
         assert!(!states[start + 8..].iter().any(|&s| s), "the payload");
+    }
+
+    /// An IO that hands out `chunks`, at most one per read (as much of it as the read takes), then
+    /// the end of the stream.
+    struct Chunks(std::collections::VecDeque<Vec<u8>>);
+
+    impl Read for Chunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            mut buf: ReadBufCursor<'_>,
+        ) -> Poll<io::Result<()>> {
+            if let Some(mut chunk) = self.0.pop_front() {
+                let n = chunk.len().min(buf.remaining());
+                buf.put_slice(&chunk[..n]);
+                if n < chunk.len() {
+                    self.0.push_front(chunk.split_off(n));
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Reads `watch` to its end through cursors of `size` bytes.
+    fn read_all<T: Read + Unpin>(watch: &mut HeaderWatch<T>, size: usize) -> Vec<u8> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut out = Vec::new();
+        loop {
+            let mut space = vec![0u8; size];
+            let mut buf = ReadBuf::new(&mut space);
+            match Pin::new(&mut *watch).poll_read(&mut cx, buf.unfilled()) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return out,
+                Poll::Ready(Ok(())) => out.extend_from_slice(buf.filled()),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn watched_reads_hand_on_every_byte_and_follow_the_framing() {
+        let bytes = http2(&[frame(0x4, 0, &[]), frame(HEADERS, 0, b"abc")]);
+        let stats = Arc::new(ConnectionStats::new(None));
+        let (first, second) = bytes.split_at(30);
+        let chunks = Chunks([first.to_vec(), second.to_vec()].into());
+        let mut watch = HeaderWatch::new(chunks, Some(stats.clone()));
+        // Cursors smaller than what each read brought: the rest is handed on later, in order.
+        assert_eq!(read_all(&mut watch, 7), bytes);
+        assert!(
+            stats.incomplete_since().is_some(),
+            "a header block without END_HEADERS is incomplete"
+        );
+
+        // HTTP/1.1: the first read's bytes are handed on, then reads pass straight through and the
+        // buffer goes back.
+        let request = b"POST / HTTP/1.1\r\nhost: x\r\n\r\n".to_vec();
+        let chunks = Chunks([request[..10].to_vec(), request[10..].to_vec()].into());
+        let mut watch = HeaderWatch::new(chunks, Some(Arc::new(ConnectionStats::new(None))));
+        assert_eq!(read_all(&mut watch, 4), request);
+        assert!(
+            watch.read.is_empty(),
+            "an HTTP/1.1 connection keeps no read buffer"
+        );
     }
 
     #[test]

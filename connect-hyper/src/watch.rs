@@ -82,7 +82,7 @@ impl ConnectionStats {
         self.changed.load(Ordering::Acquire) && self.changed.swap(false, Ordering::AcqRel)
     }
 
-    fn incomplete_since(&self) -> Option<Instant> {
+    pub(crate) fn incomplete_since(&self) -> Option<Instant> {
         match self.incomplete_since.load(Ordering::Acquire) {
             0 => None,
             nanos => Some(self.opened + Duration::from_nanos(nanos - 1)),
