@@ -7,7 +7,12 @@
 //! socket dry, a write that went out whole); a few returned buffers are kept for the next taker, so a
 //! busy server does not allocate per read.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
+
+use hyper::rt::{Read, ReadBuf, ReadBufCursor};
 
 /// The size of every buffer lent here.
 pub(crate) const BUFFER_SIZE: usize = 64 * 1024;
@@ -68,6 +73,66 @@ pub(crate) fn give_write_buffer(mut buffer: Vec<u8>) {
     if buffer.capacity() == BUFFER_SIZE {
         buffer.clear();
         WRITES.give(buffer);
+    }
+}
+
+/// Reads in chunks through a lent read buffer: a chunk of up to [`BUFFER_SIZE`] bytes from the IO,
+/// handed on as the HTTP stack asks for it. The buffer is held only while it has bytes to hand on:
+/// a read that finds the IO dry (or failed) gives it back.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkedRead {
+    buffer: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl ChunkedRead {
+    /// Whether every byte read was handed on.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Whether it holds a lent buffer.
+    #[cfg(test)]
+    pub(crate) fn holds_buffer(&self) -> bool {
+        !self.buffer.is_empty()
+    }
+
+    /// Reads the next chunk from `io`; the bytes it brought (none at the end of the stream). Call
+    /// only when [`is_empty`](Self::is_empty).
+    pub(crate) fn poll_fill<T: Read + Unpin>(
+        &mut self,
+        io: &mut T,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<&[u8]>> {
+        if self.buffer.is_empty() {
+            self.buffer = take_read_buffer();
+        }
+        let mut read = ReadBuf::new(&mut self.buffer);
+        match Pin::new(io).poll_read(cx, read.unfilled()) {
+            Poll::Ready(Ok(())) => {}
+            other => {
+                // Dry (or failed): an idle connection holds no read buffer.
+                self.release();
+                return other.map_ok(|()| &[][..]);
+            }
+        }
+        let filled = read.filled().len();
+        (self.start, self.end) = (0, filled);
+        Poll::Ready(Ok(&self.buffer[..filled]))
+    }
+
+    /// Hands on as much of what is left of the last chunk as `buf` takes.
+    pub(crate) fn hand_on(&mut self, buf: &mut ReadBufCursor<'_>) {
+        let n = buf.remaining().min(self.end - self.start);
+        buf.put_slice(&self.buffer[self.start..self.start + n]);
+        self.start += n;
+    }
+
+    /// Gives the buffer back; anything not handed on is dropped.
+    pub(crate) fn release(&mut self) {
+        give_read_buffer(std::mem::take(&mut self.buffer));
+        (self.start, self.end) = (0, 0);
     }
 }
 

@@ -12,10 +12,12 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
+use hyper::rt::{Read, ReadBufCursor, Write};
+
+use crate::buffers::ChunkedRead;
 
 use crate::watch::ConnectionStats;
 
@@ -166,11 +168,8 @@ pub(crate) struct HeaderWatch<T> {
     framing: Framing,
     /// `None`: nothing watches the connection, and its reads pass straight through.
     stats: Option<Arc<ConnectionStats>>,
-    /// What the last read from `io` brought (lent while it holds bytes), and the part of it not yet
-    /// handed on.
-    read: Box<[u8]>,
-    read_start: usize,
-    read_end: usize,
+    /// While it watches: the last chunk read from `io`, handed on as the HTTP stack asks.
+    read: ChunkedRead,
 }
 
 impl<T> HeaderWatch<T> {
@@ -183,9 +182,7 @@ impl<T> HeaderWatch<T> {
             io,
             framing,
             stats,
-            read: Box::default(),
-            read_start: 0,
-            read_end: 0,
+            read: ChunkedRead::default(),
         }
     }
 }
@@ -197,42 +194,23 @@ impl<T: Read + Unpin> Read for HeaderWatch<T> {
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.read_start == this.read_end {
+        if this.read.is_empty() {
             let Some(stats) = this.stats.as_ref().filter(|_| !this.framing.is_other()) else {
                 return Pin::new(&mut this.io).poll_read(cx, buf);
             };
-            if this.read.is_empty() {
-                this.read = crate::buffers::take_read_buffer();
-            }
-            let mut read = ReadBuf::new(&mut this.read);
-            match Pin::new(&mut this.io).poll_read(cx, read.unfilled()) {
-                Poll::Ready(Ok(())) => {}
-                other => {
-                    // The socket is dry (or failed): an idle connection holds no read buffer.
-                    crate::buffers::give_read_buffer(std::mem::take(&mut this.read));
-                    return other;
-                }
-            }
-            let filled = read.filled().len();
+            let bytes = ready!(this.read.poll_fill(&mut this.io, cx))?;
             let was_incomplete = this.framing.incomplete();
-            this.framing.read(&this.read[..filled]);
+            this.framing.read(bytes);
             match (was_incomplete, this.framing.incomplete()) {
                 (false, true) => stats.set_incomplete_since(Some(Instant::now())),
                 (true, false) => stats.set_incomplete_since(None),
                 _ => {}
             }
-            (this.read_start, this.read_end) = (0, filled);
-            if filled == 0 {
-                // The end of the stream: handed on as an empty read.
-                return Poll::Ready(Ok(()));
-            }
         }
-        let n = buf.remaining().min(this.read_end - this.read_start);
-        buf.put_slice(&this.read[this.read_start..this.read_start + n]);
-        this.read_start += n;
-        if this.read_start == this.read_end && this.framing.is_other() {
+        this.read.hand_on(&mut buf);
+        if this.read.is_empty() && this.framing.is_other() {
             // Not HTTP/2: its first bytes are handed on, the rest pass straight through.
-            crate::buffers::give_read_buffer(std::mem::take(&mut this.read));
+            this.read.release();
         }
         Poll::Ready(Ok(()))
     }
@@ -271,6 +249,7 @@ impl<T: Write + Unpin> Write for HeaderWatch<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::rt::ReadBuf;
 
     fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
         let len = payload.len();
@@ -387,7 +366,7 @@ mod tests {
         let mut watch = HeaderWatch::new(chunks, Some(Arc::new(ConnectionStats::new(None))));
         assert_eq!(read_all(&mut watch, 4), request);
         assert!(
-            watch.read.is_empty(),
+            !watch.read.holds_buffer(),
             "an HTTP/1.1 connection keeps no read buffer"
         );
     }

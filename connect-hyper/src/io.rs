@@ -59,11 +59,8 @@ pub struct BatchedWrites<T> {
     yielded: bool,
     /// Whether HTTP/2 reads take [`READ_CHUNK`] bytes at once (see [`BatchedWrites::without_yield`]).
     chunked_reads: bool,
-    /// HTTP/2 reads: what the last read from `io` brought (allocated at the first), and the part of
-    /// it not yet handed on.
-    read: Box<[u8]>,
-    read_start: usize,
-    read_end: usize,
+    /// HTTP/2 reads: the last chunk read from `io`, handed on as h2 asks.
+    read: crate::buffers::ChunkedRead,
 }
 
 impl<T> BatchedWrites<T> {
@@ -77,9 +74,7 @@ impl<T> BatchedWrites<T> {
             yield_on_flush: true,
             yielded: false,
             chunked_reads: true,
-            read: Box::default(),
-            read_start: 0,
-            read_end: 0,
+            read: crate::buffers::ChunkedRead::default(),
         }
     }
 
@@ -121,28 +116,13 @@ impl<T: Read + Unpin> BatchedWrites<T> {
         cx: &mut Context<'_>,
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.read_start == self.read_end {
+        if self.read.is_empty() {
             if buf.remaining() >= READ_CHUNK {
                 return Pin::new(&mut self.io).poll_read(cx, buf);
             }
-            if self.read.is_empty() {
-                self.read = crate::buffers::take_read_buffer();
-            }
-            let mut read = ReadBuf::new(&mut self.read);
-            if Pin::new(&mut self.io)
-                .poll_read(cx, read.unfilled())?
-                .is_pending()
-            {
-                // The socket is dry: an idle connection holds no read buffer.
-                crate::buffers::give_read_buffer(std::mem::take(&mut self.read));
-                return Poll::Pending;
-            }
-            self.read_end = read.filled().len();
-            self.read_start = 0;
+            ready!(self.read.poll_fill(&mut self.io, cx))?;
         }
-        let n = buf.remaining().min(self.read_end - self.read_start);
-        buf.put_slice(&self.read[self.read_start..self.read_start + n]);
-        self.read_start += n;
+        self.read.hand_on(&mut buf);
         Poll::Ready(Ok(()))
     }
 }
