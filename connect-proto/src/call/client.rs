@@ -9,8 +9,8 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::{
     check_raw_size, compress, decompress, header_str, message_flag, named_compression,
-    send_payload, wire_limit, writer_for, BodyCollector, Incoming, MessageWriter, Outbox, Outgoing,
-    Refusal, Reset, SendSide, WriterCall,
+    plain_size_bound, send_payload, wire_limit, writer_for, BodyCollector, Incoming, MessageWriter,
+    Outbox, Outgoing, Refusal, Reset, SendSide, WriterCall,
 };
 use crate::compression::{CompressionRegistry, Compressor};
 use crate::envelope::{flags, Envelope, EnvelopeDecoder};
@@ -870,6 +870,17 @@ impl SendSide for ClientCall {
             self.set_send(Send::Closed);
             self.out.push(ClientTransmit::End);
         }
+    }
+
+    fn plain_below(&self) -> usize {
+        if !self.method.stream_type.client_streams() || self.send_state() != Some(Send::Open) {
+            return 0;
+        }
+        plain_size_bound(
+            self.max_send,
+            self.send_compression.is_some(),
+            self.compress_min,
+        )
     }
 }
 

@@ -475,6 +475,21 @@ trait SendSide {
     fn fail_send(&mut self, status: Status);
     /// Queues an admitted message.
     fn queue_message(&mut self, message: Outgoing);
+    /// The size below which an enveloped message written in place needs nothing but counting and
+    /// its prefix: the call is open and takes more messages, nothing must go out before them (the
+    /// head), and no compression applies to them. 0 when every message takes the whole path.
+    fn plain_below(&self) -> usize;
+}
+
+/// [`SendSide::plain_below`] from the size limit and the compression settings of a side whose
+/// messages otherwise go out plainly.
+fn plain_size_bound(max_send: usize, compression: bool, compress_min: usize) -> usize {
+    let limit = max_send.saturating_add(1);
+    if compression {
+        limit.min(compress_min)
+    } else {
+        limit
+    }
 }
 
 /// Checks a message of `len` bytes and counts it when it may go out: `Ok(false)` when it is dropped
@@ -604,6 +619,10 @@ pub struct MessageWriter<'a> {
     prefix: usize,
     /// Whether the message is still in the buffer, to be discarded on drop.
     open: bool,
+    /// Messages shorter than this go out by [`send_and_continue`](Self::send_and_continue)'s plain
+    /// path ([`SendSide::plain_below`], asked after each message that took the whole path; nothing
+    /// but this writer changes the call meanwhile). 0 until asked.
+    plain_below: usize,
 }
 
 impl std::fmt::Debug for MessageWriter<'_> {
@@ -621,6 +640,7 @@ impl<'a> MessageWriter<'a> {
             start,
             prefix,
             open: true,
+            plain_below: 0,
         }
     }
 
@@ -663,9 +683,24 @@ impl<'a> MessageWriter<'a> {
     /// and not written is dropped with the writer.
     pub fn send_and_continue(&mut self) -> Result<bool, UsageError> {
         let (start, prefix) = (self.start, self.prefix);
+        if self.len() < self.plain_below {
+            // A stream's message under its plain bound: counted and framed where it stands, and the
+            // next one begun behind it.
+            self.start = on_call!(&mut self.call, c => {
+                c.count_sent();
+                let out = c.outbox();
+                out.commit_in_place(start, 0);
+                out.begin_in_place(true)
+            });
+            return Ok(true);
+        }
         let sent = on_call!(&mut self.call, c => c.send_in_place(start, prefix));
         let (start, prefix) = on_call!(&mut self.call, c => begin_message(&mut **c));
         (self.start, self.prefix) = (start, prefix);
+        self.plain_below = match prefix {
+            0 => 0,
+            _ => on_call!(&self.call, c => c.plain_below()),
+        };
         sent.map(|()| prefix > 0)
     }
 }

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::{
-    check_raw_size, compress, header_str, message_flag, named_compression, send_payload,
-    wire_limit, writer_for, BodyCollector, Incoming, MessageWriter, Outbox, Outgoing, Refusal,
-    Reset, SendSide, WriterCall,
+    check_raw_size, compress, header_str, message_flag, named_compression, plain_size_bound,
+    send_payload, wire_limit, writer_for, BodyCollector, Incoming, MessageWriter, Outbox, Outgoing,
+    Refusal, Reset, SendSide, WriterCall,
 };
 use crate::compression::{CompressionRegistry, Compressor};
 use crate::envelope::{flags, Envelope, EnvelopeDecoder};
@@ -1030,6 +1030,17 @@ impl SendSide for ServerCall {
             Err(status) => self.fail(status),
         }
     }
+
+    fn plain_below(&self) -> usize {
+        if !self.stream_type.server_streams() || !self.head_sent() {
+            return 0;
+        }
+        plain_size_bound(
+            self.max_send,
+            self.send_compression.is_some(),
+            self.compress_min,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -1271,6 +1282,66 @@ mod tests {
                 assert_eq!(status.code(), Code::RESOURCE_EXHAUSTED)
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Through one writer, a stream's messages leave exactly as `send_message` sends them, those
+    /// that take the plain path (under the limit and the compression threshold) and those that take
+    /// the whole one (compressed; over the limit, which fails the call) alike.
+    #[test]
+    fn a_writers_run_sends_what_send_message_sends() {
+        let config = ServerConfig {
+            compress_min_bytes: 8,
+            max_send_message_size: 20,
+            ..ServerConfig::default()
+        };
+        let messages: [&[u8]; 7] = [
+            b"ab",
+            b"compress me, please",
+            b"cd",
+            b"",
+            b"ef",
+            b"twenty-one bytes long",
+            b"gh",
+        ];
+        for gzip in [false, true] {
+            let mut parts = head("POST", STREAM.path, Some("application/grpc"));
+            if gzip {
+                let gzip = HeaderValue::from_static("gzip");
+                parts.headers.insert(h::GRPC_ACCEPT_ENCODING, gzip);
+            }
+            let mut by_writer = ServerCall::new(&config, Some(STREAM), &parts, Instant::now());
+            let mut writer = by_writer.message_writer();
+            let mut taken = Vec::new();
+            for message in messages {
+                writer.buffer().extend_from_slice(message);
+                taken.push(writer.send_and_continue());
+            }
+            drop(writer);
+            let over = [Ok(false), Ok(false)];
+            assert!(taken[..5].iter().all(|t| *t == Ok(true)), "{taken:?}");
+            assert_eq!(taken[5..], over, "the message over the limit ends the run");
+            let mut by_payload = ServerCall::new(&config, Some(STREAM), &parts, Instant::now());
+            for message in messages {
+                assert_eq!(by_payload.send_message(Bytes::from_static(message)), Ok(()));
+            }
+            let expected = transmits(&mut by_payload);
+            let body: Vec<u8> = expected
+                .iter()
+                .filter_map(|t| match t {
+                    ServerTransmit::Data(d) => Some(d.to_vec()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            let second_flag = body[7];
+            assert_eq!(second_flag, u8::from(gzip), "{body:?}");
+            let sent = format!("{:?}", transmits(&mut by_writer));
+            assert_eq!(sent, format!("{expected:?}"));
+            assert_eq!(
+                format!("{:?}", events(&mut by_writer)),
+                format!("{:?}", events(&mut by_payload))
+            );
         }
     }
 
