@@ -19,8 +19,7 @@ use crate::interceptor::{self, MessageRef};
 use crate::message::{RequestDecoder, RequestView};
 use crate::response::Response;
 use crate::runtime::{BoxFuture, BoxStream, MaybeSend};
-use connect_proto::Status;
-use connect_proto::{Codec, MethodInfo};
+use connect_proto::{Codec, MessageWriter, MethodInfo, Status, UsageError};
 
 /// Serializes a call's response messages when its driver asks, straight into the buffer it hands
 /// over (the call's send buffer: a message is written once, in place).
@@ -33,7 +32,33 @@ trait WriteResponses: MaybeSend {
         cx: &mut TaskContext<'_>,
         buf: &mut BytesMut,
     ) -> Poll<Option<Result<(), Status>>>;
+
+    /// Sends the message just written to `writer`, then writes and sends those ready behind it, one
+    /// after another while the call takes more and the send buffer holds under `limit` bytes. One
+    /// call for a whole run of a stream's ready messages: each is polled from the handler without
+    /// the dispatch this trait object costs per call.
+    fn write_run(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        writer: &mut MessageWriter<'_>,
+        limit: usize,
+    ) -> RunEnd {
+        loop {
+            if !(writer.send_and_continue()? && writer.buffer().len() < limit) {
+                return Ok(Poll::Pending);
+            }
+            match self.as_mut().poll_write(cx, writer.buffer()) {
+                Poll::Ready(Some(Ok(()))) => {}
+                other => return Ok(other),
+            }
+        }
+    }
 }
+
+/// How a run of messages ([`ResponsePayloads::write_run`]) ended: what polling for the next message
+/// gave (`Pending` also when the run stopped on its own: the buffer full, the call taking no more),
+/// or the call's refusal of a message as the handler's misuse.
+pub(crate) type RunEnd = Result<Poll<Option<Result<(), Status>>>, UsageError>;
 
 /// The response messages of one call, as a [`Service`] returns them: made by the handler adapters
 /// ([`unary`], [`server_streaming`], ...) that generated code uses, or from payloads serialized
@@ -76,6 +101,17 @@ impl ResponsePayloads {
         buf: &mut BytesMut,
     ) -> Poll<Option<Result<(), Status>>> {
         self.inner.as_mut().poll_write(cx, buf)
+    }
+
+    /// Sends the message just written to `writer` and those ready behind it while the send buffer
+    /// holds under `limit` bytes (see [`RunEnd`]).
+    pub(crate) fn write_run(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        writer: &mut MessageWriter<'_>,
+        limit: usize,
+    ) -> RunEnd {
+        self.inner.as_mut().write_run(cx, writer, limit)
     }
 }
 

@@ -680,18 +680,20 @@ impl ServerDriver {
         // The message, then those the handler has ready behind it while they fit the chunk being
         // gathered: one writer for them all, each written in place.
         let (mut sent, mut misuse) = (false, None);
-        while let Ok(Poll::Ready(Some(Ok(())))) = polled {
+        if let Ok(Poll::Ready(Some(Ok(())))) = polled {
             sent = true;
-            match writer.send_and_continue() {
-                Ok(true) if writer.buffer().len() + self.out_bytes < COALESCE_BYTES => {
-                    polled = poll_guarded(responses, cx, &mut writer);
-                }
-                Ok(_) => polled = Ok(Poll::Pending),
-                Err(e) => {
+            let limit = COALESCE_BYTES.saturating_sub(self.out_bytes);
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                responses.write_run(cx, &mut writer, limit)
+            }));
+            polled = match run {
+                Ok(Ok(end)) => Ok(end),
+                Ok(Err(e)) => {
                     misuse = Some(e);
-                    polled = Ok(Poll::Pending);
+                    Ok(Poll::Pending)
                 }
-            }
+                Err(panic) => Err(panic),
+            };
         }
         // A message begun and not written is dropped with the writer.
         drop(writer);

@@ -790,10 +790,12 @@ impl ClientCall {
 impl SendSide for ClientCall {
     type Transmit = ClientTransmit;
 
+    #[inline]
     fn outbox(&mut self) -> &mut Outbox<ClientTransmit> {
         &mut self.out
     }
 
+    #[inline]
     fn gathered(&self) -> usize {
         self.out.gathered_len()
     }
@@ -817,6 +819,7 @@ impl SendSide for ClientCall {
         too_large.err().map(Refusal::TooLarge)
     }
 
+    #[inline]
     fn count_sent(&mut self) {
         self.messages_sent += 1;
     }

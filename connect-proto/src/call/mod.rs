@@ -310,17 +310,31 @@ impl<T> Outbox<T> {
     #[inline]
     fn begin_in_place(&mut self, enveloped: bool) -> usize {
         if self.gather && self.pending.capacity() - self.pending.len() < IN_PLACE_MIN_SPARE {
-            if self.pending.capacity() == 0 {
-                self.pending = BytesMut::with_capacity(OUTBOX_STREAM_CAPACITY);
-            } else {
-                self.pending.reserve(OUTBOX_STREAM_CAPACITY);
-            }
+            self.make_room();
         }
         let start = self.pending.len();
         if enveloped {
             self.pending.extend_from_slice(&[0; envelope::PREFIX_LEN]);
         }
         start
+    }
+
+    /// Room for a few more messages in a gathering buffer.
+    #[cold]
+    fn make_room(&mut self) {
+        if self.pending.capacity() == 0 {
+            self.pending = BytesMut::with_capacity(OUTBOX_STREAM_CAPACITY);
+        } else {
+            self.pending.reserve(OUTBOX_STREAM_CAPACITY);
+        }
+    }
+
+    /// A stream's plain step: completes the enveloped in-place message that starts at `start` as
+    /// an uncompressed one and opens the next behind it; returns where that one starts.
+    #[inline]
+    fn commit_and_begin(&mut self, start: usize) -> usize {
+        self.commit_in_place(start, 0);
+        self.begin_in_place(true)
     }
 
     /// The buffer an in-place message is written to (after what it already holds).
@@ -559,10 +573,12 @@ trait WriterTarget {
 }
 
 impl<C: SendSide> WriterTarget for C {
+    #[inline]
     fn send_buffer(&mut self) -> &mut BytesMut {
         self.outbox().in_place_buffer()
     }
 
+    #[inline]
     fn gathered_len(&self) -> usize {
         self.gathered()
     }
@@ -651,6 +667,7 @@ impl<'a> MessageWriter<'a> {
     }
 
     /// The bytes written so far.
+    #[inline]
     pub fn len(&self) -> usize {
         on_call!(&self.call, c => c.gathered_len()) - self.start - self.prefix
     }
@@ -681,19 +698,26 @@ impl<'a> MessageWriter<'a> {
     /// what is written then is refused or dropped as a new writer's would be). A stream's ready
     /// messages are written one after another this way, without a writer each; the last one begun
     /// and not written is dropped with the writer.
+    #[inline]
     pub fn send_and_continue(&mut self) -> Result<bool, UsageError> {
-        let (start, prefix) = (self.start, self.prefix);
+        let start = self.start;
         if self.len() < self.plain_below {
             // A stream's message under its plain bound: counted and framed where it stands, and the
             // next one begun behind it.
             self.start = on_call!(&mut self.call, c => {
                 c.count_sent();
-                let out = c.outbox();
-                out.commit_in_place(start, 0);
-                out.begin_in_place(true)
+                c.outbox().commit_and_begin(start)
             });
             return Ok(true);
         }
+        self.send_and_begin()
+    }
+
+    /// [`send_and_continue`](Self::send_and_continue) through the whole path: the message checked,
+    /// counted and queued as `send` does it, the next one begun as a new writer would.
+    #[inline(never)]
+    fn send_and_begin(&mut self) -> Result<bool, UsageError> {
+        let (start, prefix) = (self.start, self.prefix);
         let sent = on_call!(&mut self.call, c => c.send_in_place(start, prefix));
         let (start, prefix) = on_call!(&mut self.call, c => begin_message(&mut **c));
         (self.start, self.prefix) = (start, prefix);

@@ -968,10 +968,12 @@ fn append_all(to: &mut HeaderMap, from: HeaderMap) {
 impl SendSide for ServerCall {
     type Transmit = ServerTransmit;
 
+    #[inline]
     fn outbox(&mut self) -> &mut Outbox<ServerTransmit> {
         &mut self.out
     }
 
+    #[inline]
     fn gathered(&self) -> usize {
         self.out.gathered_len()
     }
@@ -992,6 +994,7 @@ impl SendSide for ServerCall {
         too_large.err().map(Refusal::TooLarge)
     }
 
+    #[inline]
     fn count_sent(&mut self) {
         self.messages_sent += 1;
     }
