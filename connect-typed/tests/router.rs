@@ -99,9 +99,12 @@ impl Service for Svc {
                 move |ctx, request: RequestView<ErrorInfo>| async move {
                     let flag = DropFlag(dropped);
                     let late = request.reason() == "late-header";
+                    let panic_at = request.reason().strip_prefix("panic-at-");
+                    let panic_at = panic_at.and_then(|n| n.parse::<usize>().ok());
                     let stream = futures_util::stream::unfold(0, move |n| {
                         let ctx = ctx.clone();
                         async move {
+                            assert_ne!(Some(n), panic_at, "asked to");
                             if late && n == 1 {
                                 let set = ctx.set_response_header(
                                     http::HeaderName::from_static("x-late"),
@@ -413,6 +416,31 @@ fn a_panicking_handler_fails_only_its_call() {
         call(&client, UNARY, "fine").result.expect("served").reason,
         "fine"
     );
+}
+
+/// The messages a stream had ready before its handler panicked are sent (they were written as one
+/// run, under one panic guard); then the call fails with `internal`, and only that call.
+#[test]
+fn a_stream_that_panics_mid_run_fails_after_its_sent_messages() {
+    let router = Router::new(ThreadRuntime).service(Svc::default());
+    for protocol in PROTOCOLS {
+        let client = client(router.clone(), protocol);
+        let mut stream = block_on(client.server_streaming::<_, ErrorInfo>(
+            STREAM,
+            &info("panic-at-3", ""),
+            CallOptions::default(),
+        ))
+        .expect("the stream opens");
+        let items: Vec<_> = block_on(stream.by_ref().collect());
+        let reasons: Vec<_> = items.iter().flatten().map(|m| m.reason.as_str()).collect();
+        assert_eq!(reasons, ["0", "1", "2"], "{protocol:?}: {items:?}");
+        let status = items[3].as_ref().expect_err("the panic");
+        assert_eq!(status.code(), Code::INTERNAL, "{protocol:?}");
+        assert_eq!(status.message(), "the handler panicked");
+        assert_eq!(items.len(), 4);
+        let fine = call(&client, UNARY, "fine").result.expect("served");
+        assert_eq!(fine.reason, "fine");
+    }
 }
 
 #[test]
