@@ -43,14 +43,25 @@ trait WriteResponses: MaybeSend {
         writer: &mut MessageWriter<'_>,
         limit: usize,
     ) -> RunEnd {
-        loop {
-            if !(writer.send_and_continue()? && writer.buffer().len() < limit) {
-                return Ok(Poll::Pending);
-            }
-            match self.as_mut().poll_write(cx, writer.buffer()) {
-                Poll::Ready(Some(Ok(()))) => {}
-                other => return Ok(other),
-            }
+        run_with(writer, limit, |buf| self.as_mut().poll_write(cx, buf))
+    }
+}
+
+/// [`WriteResponses::write_run`] with `next` writing each next message: sends the one written and
+/// asks for the next while the call takes more and the buffer holds under `limit` bytes.
+#[inline(always)]
+fn run_with(
+    writer: &mut MessageWriter<'_>,
+    limit: usize,
+    mut next: impl FnMut(&mut BytesMut) -> Poll<Option<Result<(), Status>>>,
+) -> RunEnd {
+    loop {
+        if !(writer.send_and_continue()? && writer.buffer().len() < limit) {
+            return Ok(Poll::Pending);
+        }
+        match next(writer.buffer()) {
+            Poll::Ready(Some(Ok(()))) => {}
+            other => return Ok(other),
         }
     }
 }
@@ -434,6 +445,35 @@ impl<Resp: Message> StreamResponses<Resp> {
     }
 }
 
+impl<Resp: Message> StreamResponses<Resp> {
+    /// The stream's next message, serialized into `buf` (the stream has started).
+    #[inline(always)]
+    fn write_next(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<Option<Result<(), Status>>> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match std::task::ready!(stream.as_mut().poll_next(cx)) {
+            Some(item) => Poll::Ready(Some(item.and_then(|message| {
+                write_response(
+                    self.codec,
+                    self.hooks.as_ref(),
+                    &message,
+                    &mut self.cache,
+                    buf,
+                )
+            }))),
+            None => {
+                self.stream = None;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
 impl<Resp: Message> WriteResponses for StreamResponses<Resp> {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -449,24 +489,18 @@ impl<Resp: Message> WriteResponses for StreamResponses<Resp> {
                 Err(status) => return Poll::Ready(Some(Err(status))),
             }
         }
-        let Some(stream) = this.stream.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match std::task::ready!(stream.as_mut().poll_next(cx)) {
-            Some(item) => Poll::Ready(Some(item.and_then(|message| {
-                write_response(
-                    this.codec,
-                    this.hooks.as_ref(),
-                    &message,
-                    &mut this.cache,
-                    buf,
-                )
-            }))),
-            None => {
-                this.stream = None;
-                Poll::Ready(None)
-            }
-        }
+        this.write_next(cx, buf)
+    }
+
+    /// The run as the trait's, with each message taken straight from the started stream.
+    fn write_run(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        writer: &mut MessageWriter<'_>,
+        limit: usize,
+    ) -> RunEnd {
+        let this = &mut *self;
+        run_with(writer, limit, |buf| this.write_next(cx, buf))
     }
 }
 
