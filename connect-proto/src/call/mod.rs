@@ -329,12 +329,22 @@ impl<T> Outbox<T> {
         }
     }
 
-    /// A stream's plain step: completes the enveloped in-place message that starts at `start` as
-    /// an uncompressed one and opens the next behind it; returns where that one starts.
+    /// A stream's plain step, in a gathering outbox (a streaming side's: the only ones
+    /// [`SendSide::plain_below`] admits): completes the enveloped in-place message that starts at
+    /// `start` as an uncompressed one and opens the next behind it; returns where that one starts.
     #[inline]
     fn commit_and_begin(&mut self, start: usize) -> usize {
-        self.commit_in_place(start, 0);
-        self.begin_in_place(true)
+        debug_assert!(self.gather, "a plain step in an outbox that sends one message");
+        let len = self.pending.len() - start - envelope::PREFIX_LEN;
+        // Callers checked the message against their send limit, which is below u32::MAX.
+        let prefix = envelope::encode_prefix(0, len as u32);
+        self.pending[start..start + envelope::PREFIX_LEN].copy_from_slice(&prefix);
+        if self.pending.capacity() - self.pending.len() < IN_PLACE_MIN_SPARE {
+            self.make_room();
+        }
+        let next = self.pending.len();
+        self.pending.extend_from_slice(&[0; envelope::PREFIX_LEN]);
+        next
     }
 
     /// The buffer an in-place message is written to (after what it already holds).
