@@ -334,7 +334,10 @@ impl<T> Outbox<T> {
     /// `start` as an uncompressed one and opens the next behind it; returns where that one starts.
     #[inline]
     fn commit_and_begin(&mut self, start: usize) -> usize {
-        debug_assert!(self.gather, "a plain step in an outbox that sends one message");
+        debug_assert!(
+            self.gather,
+            "a plain step in an outbox that sends one message"
+        );
         let len = self.pending.len() - start - envelope::PREFIX_LEN;
         // Callers checked the message against their send limit, which is below u32::MAX.
         let prefix = envelope::encode_prefix(0, len as u32);
