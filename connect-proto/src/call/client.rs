@@ -1044,6 +1044,66 @@ mod tests {
         );
     }
 
+    /// The client's mirror of the server's test: through one writer, a client stream's messages
+    /// leave exactly as `send_message` sends them, plain or compressed, under or over the limit.
+    #[test]
+    fn a_writers_run_sends_what_send_message_sends() {
+        let messages: [&[u8]; 7] = [
+            b"ab",
+            b"compress me, please",
+            b"cd",
+            b"",
+            b"ef",
+            b"twenty-one bytes long",
+            b"gh",
+        ];
+        for gzip in [false, true] {
+            let mut config = ClientConfig::new(Protocol::Grpc, Codec::Proto);
+            config.compress_min_bytes = 8;
+            config.max_send_message_size = 20;
+            config.send_compression = gzip.then_some("gzip");
+            let base = http::Uri::from_static("http://h");
+            let new_call = || {
+                let options = CallOptions::default();
+                ClientCall::new(&config, CLIENT_STREAM, &base, options, Instant::now())
+            };
+            // The first five through one writer, then what left; then the rest, over the limit.
+            let mut by_writer = new_call();
+            let mut by_payload = new_call();
+            let mut sent = Vec::new();
+            for part in [&messages[..5], &messages[5..]] {
+                let mut writer = by_writer.message_writer();
+                let taken: Vec<_> = part
+                    .iter()
+                    .map(|message| {
+                        writer.buffer().extend_from_slice(message);
+                        writer.send_and_continue()
+                    })
+                    .collect();
+                drop(writer);
+                let expected: Vec<_> = match part.len() {
+                    5 => vec![Ok(true); 5],
+                    _ => vec![Ok(false); 2],
+                };
+                assert_eq!(taken, expected, "gzip {gzip}");
+                for message in part {
+                    assert_eq!(by_payload.send_message(Bytes::from_static(message)), Ok(()));
+                }
+                let expected = format!("{:?}", transmits(&mut by_payload));
+                assert_eq!(format!("{:?}", transmits(&mut by_writer)), expected);
+                sent.push(expected);
+            }
+            // The first part's body went out, compressed or not; the second failed the call.
+            assert!(sent[0].contains("Data("), "{}", sent[0]);
+            assert_eq!(sent[0].contains("\\x01\\0\\0\\0"), gzip, "{}", sent[0]);
+            assert!(sent[1].contains("Reset"), "{}", sent[1]);
+            assert_eq!(
+                format!("{:?}", events(&mut by_writer)),
+                format!("{:?}", events(&mut by_payload))
+            );
+        }
+    }
+
     #[test]
     fn the_response_moves_from_its_head_through_its_body_to_its_end() {
         let mut call = call(Protocol::Connect, SERVER_STREAM);
