@@ -1048,15 +1048,7 @@ mod tests {
     /// leave exactly as `send_message` sends them, plain or compressed, under or over the limit.
     #[test]
     fn a_writers_run_sends_what_send_message_sends() {
-        let messages: [&[u8]; 7] = [
-            b"ab",
-            b"compress me, please",
-            b"cd",
-            b"",
-            b"ef",
-            b"twenty-one bytes long",
-            b"gh",
-        ];
+        let messages = crate::call::WRITER_RUN_MESSAGES;
         for gzip in [false, true] {
             let mut config = ClientConfig::new(Protocol::Grpc, Codec::Proto);
             config.compress_min_bytes = 8;

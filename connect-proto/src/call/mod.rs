@@ -751,6 +751,20 @@ impl Drop for MessageWriter<'_> {
     }
 }
 
+/// The messages both machines' writer-run tests send (compressed with gzip at 8 bytes and over,
+/// refused over 20): short ones that take the plain path, one to compress, an empty one, then one
+/// over the limit and one behind it.
+#[cfg(test)]
+const WRITER_RUN_MESSAGES: [&[u8]; 7] = [
+    b"ab",
+    b"compress me, please",
+    b"cd",
+    b"",
+    b"ef",
+    b"twenty-one bytes long",
+    b"gh",
+];
+
 /// The flag for a message payload.
 fn message_flag(compressed: bool) -> u8 {
     if compressed {

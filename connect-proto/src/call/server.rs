@@ -1298,15 +1298,7 @@ mod tests {
             max_send_message_size: 20,
             ..ServerConfig::default()
         };
-        let messages: [&[u8]; 7] = [
-            b"ab",
-            b"compress me, please",
-            b"cd",
-            b"",
-            b"ef",
-            b"twenty-one bytes long",
-            b"gh",
-        ];
+        let messages = crate::call::WRITER_RUN_MESSAGES;
         for gzip in [false, true] {
             let mut parts = head("POST", STREAM.path, Some("application/grpc"));
             if gzip {
