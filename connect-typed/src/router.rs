@@ -476,16 +476,10 @@ fn send_error_metadata(result: &mut Result<(), crate::Status>, trailers: &mut ht
     }
 }
 
-/// Polls `responses` for the next message, written into `writer`; a panicking handler is caught
-/// there (it fails its own call with `internal`, never the connection it shares).
-fn poll_guarded(
-    responses: &mut ResponsePayloads,
-    cx: &mut TaskContext<'_>,
-    writer: &mut connect_proto::MessageWriter<'_>,
-) -> std::thread::Result<Poll<Option<Result<(), crate::Status>>>> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        responses.poll_write(cx, writer.buffer())
-    }))
+/// Runs the handler's side of `work` (polling its responses); a panicking handler is caught here
+/// (it fails its own call with `internal`, never the connection it shares).
+fn guarded<T>(work: impl FnOnce() -> T) -> std::thread::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
 }
 
 #[cfg(feature = "tracing")]
@@ -665,7 +659,7 @@ impl ServerDriver {
         let _entered = span.as_ref().map(tracing::Span::enter);
         let responses = self.responses.as_mut()?;
         let mut writer = self.call.message_writer();
-        let mut polled = poll_guarded(responses, cx, &mut writer);
+        let mut polled = guarded(|| responses.poll_write(cx, writer.buffer()));
         if let Ok(Poll::Ready(Some(Ok(())))) = polled {
             if let Some(headers) = due_headers(&mut self.headers_sent, self.ctx.as_ref()) {
                 // Response headers go first: the message steps out of the buffer meanwhile.
@@ -683,10 +677,7 @@ impl ServerDriver {
         if let Ok(Poll::Ready(Some(Ok(())))) = polled {
             sent = true;
             let limit = COALESCE_BYTES.saturating_sub(self.out_bytes);
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                responses.write_run(cx, &mut writer, limit)
-            }));
-            polled = match run {
+            polled = match guarded(|| responses.write_run(cx, &mut writer, limit)) {
                 Ok(Ok(end)) => Ok(end),
                 Ok(Err(e)) => {
                     misuse = Some(e);

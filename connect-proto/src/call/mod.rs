@@ -342,6 +342,8 @@ impl<T> Outbox<T> {
         // Callers checked the message against their send limit, which is below u32::MAX.
         let prefix = envelope::encode_prefix(0, len as u32);
         self.pending[start..start + envelope::PREFIX_LEN].copy_from_slice(&prefix);
+        // `begin_in_place(true)`'s steps, written out: calling it here costs about 8 instructions
+        // more per message of a long stream (callgrind).
         if self.pending.capacity() - self.pending.len() < IN_PLACE_MIN_SPARE {
             self.make_room();
         }
